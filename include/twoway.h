@@ -1,0 +1,332 @@
+/*
+ * twoway.h - libtwoway, mutual TLS for machine-to-machine services.
+ *
+ * One public header.  Every type is opaque except tw_err, a small value the
+ * caller owns and passes to calls that have no object of their own to keep
+ * an error in.
+ *
+ * Conventions (see docs/internals/errors.md):
+ *   - Calls return 0 on success and -1 on failure, or a pointer / NULL.
+ *   - On failure, the tw_err passed in holds a class (what kind of failure,
+ *     to branch on), a reason (for a refused certificate: which check
+ *     failed) and a sentence a person can read, naming the file, field or
+ *     certificate and what to do.  `err` may be NULL when the caller does not
+ *     care.
+ *   - Objects returned by tw_*_new/_load/_generate are owned by the caller
+ *     and released with the matching tw_*_free, which accepts NULL.
+ *   - Strings returned by accessors are owned by the object and live as long
+ *     as it does.
+ */
+#ifndef TWOWAY_H
+#define TWOWAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define TW_API __attribute__((visibility("default")))
+#define TW_MUST_CHECK __attribute__((warn_unused_result))
+#else
+#define TW_API
+#define TW_MUST_CHECK
+#endif
+
+/* ---------------------------------------------------------------- errors */
+
+/* What kind of failure: the caller branches on this. */
+enum tw_error_class {
+    TW_ERR_NONE = 0,
+    TW_ERR_IO,            /* a file or socket could not be read or written */
+    TW_ERR_CLOSED,        /* the peer closed the connection */
+    TW_ERR_BLOCKED,       /* non-blocking I/O would block; retry later */
+    TW_ERR_PROTOCOL,      /* the peer spoke TLS or HTTP wrongly */
+    TW_ERR_PEER_REJECTED, /* a certificate was refused (see tw_err.reason) */
+    TW_ERR_POLICY_DENIED, /* the identity is valid but has no role */
+    TW_ERR_USAGE,         /* the caller asked for something invalid */
+    TW_ERR_INPUT,         /* malformed input: PEM, subject, CSR, config */
+    TW_ERR_INTERNAL       /* out of memory or an unexpected library failure */
+};
+
+/* Why a certificate was refused.  Names are stable: they appear in logs. */
+enum tw_reason {
+    TW_REASON_NONE = 0,
+    TW_REASON_NO_CERTIFICATE, /* "no_certificate" */
+    TW_REASON_UNKNOWN_CA,     /* "unknown_ca" */
+    TW_REASON_EXPIRED,        /* "expired" */
+    TW_REASON_NOT_YET_VALID,  /* "not_yet_valid" */
+    TW_REASON_REVOKED,        /* "revoked" */
+    TW_REASON_WRONG_USAGE,    /* "wrong_usage" */
+    TW_REASON_NAME_MISMATCH,  /* "name_mismatch" */
+    TW_REASON_POLICY_DENIED,  /* "policy_denied" */
+    TW_REASON_BAD_CERTIFICATE,/* "bad_certificate": weak key, bad signature */
+    TW_REASON_PROTOCOL,       /* "protocol" */
+    TW_REASON_CRL_UNUSABLE    /* "crl_unusable": CRL expired or unreadable */
+};
+
+#define TW_ERR_MSG_MAX 768
+
+typedef struct tw_err {
+    enum tw_error_class cls;
+    enum tw_reason reason;
+    char msg[TW_ERR_MSG_MAX];
+} tw_err;
+
+/* Reset `err` to "no error". */
+TW_API void tw_err_clear(tw_err *err);
+
+/* Stable lower-case names: "io", "peer_rejected", ...; "unknown_ca", ... */
+TW_API const char *tw_error_class_name(enum tw_error_class cls);
+TW_API const char *tw_reason_name(enum tw_reason reason);
+
+/* ------------------------------------------------------------------ keys */
+
+typedef struct tw_key tw_key;
+
+/*
+ * Generate a private key.  `type` is one of "ec-p256" (the default when
+ * NULL), "ec-p384", "ed25519", "rsa-2048", "rsa-3072", "rsa-4096".
+ */
+TW_API tw_key *tw_key_generate(const char *type, tw_err *err) TW_MUST_CHECK;
+
+/* Whether `type` names a key type tw_key_generate knows. */
+TW_API int tw_key_type_valid(const char *type);
+
+/*
+ * Read a PEM private key.  `passphrase` (may be NULL) decrypts an encrypted
+ * key; a wrong or missing passphrase is TW_ERR_USAGE naming the file.
+ */
+TW_API tw_key *tw_key_load_file(const char *path, const char *passphrase,
+                                tw_err *err) TW_MUST_CHECK;
+
+/* Whether the PEM key file at `path` is encrypted (1), plain (0), or -1. */
+TW_API int tw_key_file_is_encrypted(const char *path, tw_err *err);
+
+/*
+ * Write the key as PKCS#8 PEM to `path`, mode 0600, atomically: a temporary
+ * file in the same directory, fsync, rename.  With a non-NULL `passphrase`
+ * the key is encrypted with AES-256-CBC (PBKDF2).  The file is never
+ * readable by others, even for an instant, and an existing file at `path` is
+ * never replaced (TW_ERR_IO: remove it first if that is what you mean).
+ */
+TW_API int tw_key_write_file(const tw_key *key, const char *path,
+                             const char *passphrase, tw_err *err) TW_MUST_CHECK;
+
+/* A short description: "EC P-256", "RSA 2048", "Ed25519". */
+TW_API const char *tw_key_describe(const tw_key *key);
+
+TW_API void tw_key_free(tw_key *key);
+
+/* ------------------------------------------------------------ subjects */
+
+typedef struct tw_name tw_name;
+
+/*
+ * Parse a distinguished name in the `openssl -subj` form:
+ * "/O=ABC Inc./CN=localhost".  A backslash escapes the next character
+ * ("/O=A\/B" is O "A/B").  Attribute names are OpenSSL short or long names
+ * (C, ST, L, O, OU, CN, emailAddress, ...).  Values are UTF-8, at most 64
+ * bytes for CN/O/OU (RFC 5280 upper bounds).  Errors name the offending part.
+ */
+TW_API tw_name *tw_name_parse(const char *text, tw_err *err) TW_MUST_CHECK;
+
+/* The name in the `-subj` form, escaped so that tw_name_parse reads it back. */
+TW_API const char *tw_name_text(const tw_name *name);
+
+TW_API void tw_name_free(tw_name *name);
+
+/* --------------------------------------------------------- certificates */
+
+typedef struct tw_cert tw_cert;
+
+/* Read the first certificate of a PEM file.  Garbage or truncated PEM is
+ * TW_ERR_INPUT naming the file. */
+TW_API tw_cert *tw_cert_load_file(const char *path, tw_err *err) TW_MUST_CHECK;
+
+/* Parse a certificate from PEM or DER bytes. */
+TW_API tw_cert *tw_cert_parse(const void *data, size_t len,
+                              tw_err *err) TW_MUST_CHECK;
+
+/* Write the certificate as PEM, atomically (mode 0644). */
+TW_API int tw_cert_write_file(const tw_cert *cert, const char *path,
+                              tw_err *err) TW_MUST_CHECK;
+
+/* The certificate as PEM text.  The caller frees it with free(). */
+TW_API char *tw_cert_to_pem(const tw_cert *cert, tw_err *err) TW_MUST_CHECK;
+
+/* Whether the public key of `cert` belongs to `key`. */
+TW_API int tw_cert_matches_key(const tw_cert *cert, const tw_key *key);
+
+TW_API void tw_cert_free(tw_cert *cert);
+
+/* Purposes: what a certificate may be used for (extendedKeyUsage). */
+#define TW_PURPOSE_SERVER 0x1 /* serverAuth */
+#define TW_PURPOSE_CLIENT 0x2 /* clientAuth */
+#define TW_PURPOSE_CA     0x4 /* a CA certificate (basicConstraints CA:TRUE) */
+
+/* Subject alternative name types. */
+enum tw_san_type { TW_SAN_DNS = 0, TW_SAN_IP, TW_SAN_URI, TW_SAN_EMAIL,
+                   TW_SAN_TYPES };
+
+/*
+ * A certificate template: what to certify.  Build it, then sign it with
+ * tw_certgen_sign.  RFC 5280 extensions are set from the purposes:
+ * basicConstraints (critical), keyUsage (critical), extendedKeyUsage,
+ * subjectKeyIdentifier, authorityKeyIdentifier and subjectAltName.
+ */
+typedef struct tw_certgen tw_certgen;
+
+TW_API tw_certgen *tw_certgen_new(tw_err *err) TW_MUST_CHECK;
+/* The subject; copied. */
+TW_API int tw_certgen_set_subject(tw_certgen *g, const tw_name *subject,
+                                  tw_err *err) TW_MUST_CHECK;
+/* Add a SAN; the value is checked (a host name, an IPv4/IPv6 address, a URI
+ * with a scheme, an email address) and copied. */
+TW_API int tw_certgen_add_san(tw_certgen *g, enum tw_san_type type,
+                              const char *value, tw_err *err) TW_MUST_CHECK;
+/* Number of SANs of every type added so far. */
+TW_API size_t tw_certgen_san_count(const tw_certgen *g);
+/* When no SAN was added and the subject's last CN is a host name, add it as
+ * a DNS SAN: clients match host names against SANs only (RFC 6125 section
+ * 6.4.4).  Returns 1 when added, 0 when not, -1 on error. */
+TW_API int tw_certgen_add_cn_as_dns(tw_certgen *g, tw_err *err);
+/* TW_PURPOSE_* flags; CA excludes SERVER and CLIENT. */
+TW_API int tw_certgen_set_purposes(tw_certgen *g, int purposes,
+                                   tw_err *err) TW_MUST_CHECK;
+/* Validity: from one minute ago, for `days` days (1..36500). */
+TW_API int tw_certgen_set_days(tw_certgen *g, int days,
+                               tw_err *err) TW_MUST_CHECK;
+/* Serial number: 8..20 bytes, big-endian, high bit clear.  When never set,
+ * tw_certgen_sign draws 16 random bytes. */
+TW_API int tw_certgen_set_serial(tw_certgen *g, const unsigned char *serial,
+                                 size_t len, tw_err *err) TW_MUST_CHECK;
+/* The public key to certify: the public half of `key` (not kept). */
+TW_API int tw_certgen_set_public_key(tw_certgen *g, const tw_key *key,
+                                     tw_err *err) TW_MUST_CHECK;
+/*
+ * Sign.  `issuer` is the CA certificate, or NULL for a self-signed one (then
+ * `issuer_key` must be the key of the certified public key).  The issuer
+ * must be a CA; the certificate may not outlive it (its not-after is
+ * clipped to the issuer's).
+ */
+TW_API tw_cert *tw_certgen_sign(tw_certgen *g, const tw_cert *issuer,
+                                const tw_key *issuer_key,
+                                tw_err *err) TW_MUST_CHECK;
+TW_API void tw_certgen_free(tw_certgen *g);
+
+/* Fill a template from a CSR: checks the CSR's self-signature, refuses a
+ * CSR asking for CA:TRUE, and copies the subject, the public key and the
+ * SANs the CSR carries (names only; no other extension is copied). */
+TW_API int tw_certgen_from_csr_file(tw_certgen *g, const char *csr_path,
+                                    tw_err *err) TW_MUST_CHECK;
+
+/* Random serial number: 16 bytes, high bit clear, never zero. */
+TW_API int tw_serial_random(unsigned char serial[16], tw_err *err) TW_MUST_CHECK;
+
+/* ------------------------------------------------------------- identity */
+
+/*
+ * Identity: what a certificate says about its holder, parsed.  Policy and
+ * logs use these fields, never the subject as one string.
+ */
+typedef struct tw_identity tw_identity;
+
+TW_API tw_identity *tw_identity_from_cert(const tw_cert *cert,
+                                          tw_err *err) TW_MUST_CHECK;
+/* Parse identity from DER bytes (fuzzing, raw peer certificates). */
+TW_API tw_identity *tw_identity_from_der(const void *der, size_t len,
+                                         tw_err *err) TW_MUST_CHECK;
+TW_API void tw_identity_free(tw_identity *id);
+
+/* Subject and issuer in the `-subj` form ("/O=ABC Inc./CN=localhost"). */
+TW_API const char *tw_identity_subject(const tw_identity *id);
+TW_API const char *tw_identity_issuer(const tw_identity *id);
+/* Serial as upper-case hex without separators ("0" for serial 0). */
+TW_API const char *tw_identity_serial(const tw_identity *id);
+/* SHA-256 of the DER certificate / of the DER SubjectPublicKeyInfo, as 64
+ * lower-case hex digits. */
+TW_API const char *tw_identity_fingerprint(const tw_identity *id);
+TW_API const char *tw_identity_spki(const tw_identity *id);
+/* Number of subject attributes named `field` ("CN", "O", "OU", ...) and the
+ * idx-th of them (UTF-8), or NULL. */
+TW_API size_t tw_identity_field_count(const tw_identity *id, const char *field);
+TW_API const char *tw_identity_field(const tw_identity *id, const char *field,
+                                     size_t idx);
+/* SANs of one type: count, and the idx-th (IP as text, e.g. "127.0.0.1"). */
+TW_API size_t tw_identity_san_count(const tw_identity *id,
+                                    enum tw_san_type type);
+TW_API const char *tw_identity_san(const tw_identity *id,
+                                   enum tw_san_type type, size_t idx);
+/* The SPIFFE ID: the one URI SAN with scheme "spiffe", or NULL. */
+TW_API const char *tw_identity_spiffe_id(const tw_identity *id);
+/* TW_PURPOSE_* flags from extendedKeyUsage and basicConstraints.  A
+ * certificate with no EKU (X.509 v1) reports SERVER|CLIENT. */
+TW_API int tw_identity_purposes(const tw_identity *id);
+/* 1 for X.509 v1, 3 for v3. */
+TW_API int tw_identity_version(const tw_identity *id);
+TW_API time_t tw_identity_not_before(const tw_identity *id);
+TW_API time_t tw_identity_not_after(const tw_identity *id);
+/* Key description ("EC P-256") and signature algorithm ("ecdsa-with-SHA256"). */
+TW_API const char *tw_identity_key_type(const tw_identity *id);
+TW_API const char *tw_identity_signature_algorithm(const tw_identity *id);
+
+/* --------------------------------------------------------- verification */
+
+/*
+ * Trust: the CA certificates (trust anchors) and optionally a CRL.  Chains
+ * are checked at OpenSSL security level 2 (RSA >= 2048 bits, no SHA-1).
+ */
+typedef struct tw_trust tw_trust;
+
+/* Load `ca_path` (PEM, one or more CA certificates) and, when `crl_path` is
+ * not NULL, a CRL that must be signed by one of them. */
+TW_API tw_trust *tw_trust_load(const char *ca_path, const char *crl_path,
+                               tw_err *err) TW_MUST_CHECK;
+TW_API void tw_trust_free(tw_trust *trust);
+
+/*
+ * Verify `cert` for `purpose` (TW_PURPOSE_SERVER or TW_PURPOSE_CLIENT, or 0
+ * for any) and,
+ * when `host` is not NULL, that it names `host` (DNS SAN or IP SAN; CN only
+ * when the certificate has no SAN at all, as v1 certificates do).
+ * Returns 0 when it would be accepted; -1 with err->cls ==
+ * TW_ERR_PEER_REJECTED, err->reason and a sentence naming the certificate
+ * (subject, issuer, serial) and the fix.
+ */
+TW_API int tw_trust_verify(const tw_trust *trust, const tw_cert *cert,
+                           int purpose, const char *host,
+                           tw_err *err) TW_MUST_CHECK;
+
+/* ----------------------------------------------------------------- CRLs */
+
+/* One revoked certificate, for tw_crl_build. */
+typedef struct tw_revoked {
+    const char *serial_hex; /* upper- or lower-case hex */
+    time_t revoked_at;
+    int reason;             /* RFC 5280 CRLReason code, -1 for none */
+} tw_revoked;
+
+/* CRLReason names ("keyCompromise", "superseded", ...) to codes; -1 if
+ * unknown.  "unspecified" is 0. */
+TW_API int tw_crl_reason_code(const char *name);
+TW_API const char *tw_crl_reason_name(int code);
+
+/*
+ * Build a v2 CRL signed by `ca`/`ca_key` listing `revoked`, valid from now
+ * for `days` days, with CRL number `number` and an authorityKeyIdentifier;
+ * written as PEM to `path` atomically.
+ */
+TW_API int tw_crl_write_file(const tw_cert *ca, const tw_key *ca_key,
+                             const tw_revoked *revoked, size_t count,
+                             uint64_t number, int days, const char *path,
+                             tw_err *err) TW_MUST_CHECK;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TWOWAY_H */

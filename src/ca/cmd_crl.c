@@ -1,0 +1,141 @@
+/*
+ * cmd_crl.c - `twoway-ca crl`: publish every revocation in a signed CRL.
+ */
+#include "ca.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char usage[] =
+    "usage: twoway-ca crl --ca DIR --out FILE [--days N]\n"
+    "                     [--passphrase-file FILE]\n"
+    "\n"
+    "Write a certificate revocation list (v2, PEM) of every certificate the CA\n"
+    "revoked, for invoice-server --crl, mail-server --crl, nginx ssl_crl or\n"
+    "openssl verify -crl_check.  Each run gets the next CRL number.\n"
+    "\n"
+    "  --ca DIR                the CA directory\n"
+    "  --out FILE              where to write the CRL\n"
+    "  --days N                until the next update (default 30); publish a\n"
+    "                          new CRL before then, or peers will refuse\n"
+    "  --passphrase-file FILE  the CA key's passphrase, when it is encrypted\n"
+    "  --help                  show this help\n";
+
+/* Read every revocation; the strings live in `names` (one allocation). */
+static int read_revoked(sqlite3 *db, tw_revoked **out, size_t *count,
+                        char **names)
+{
+    sqlite3_stmt *st = NULL;
+    tw_revoked *list = NULL;
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM certs WHERE revoked_at"
+                               " IS NOT NULL", -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW)
+        goto err;
+    cap = (size_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    st = NULL;
+    list = tw__calloc(cap ? cap : 1, sizeof(*list));
+    buf = tw__calloc(cap ? cap : 1, 48);
+    if (list == NULL || buf == NULL)
+        goto err;
+    if (sqlite3_prepare_v2(db, "SELECT serial, revoked_at, revoke_reason FROM"
+                               " certs WHERE revoked_at IS NOT NULL", -1, &st,
+                           NULL) != SQLITE_OK)
+        goto err;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < cap) {
+        snprintf(buf + 48 * n, 48, "%s", sqlite3_column_text(st, 0));
+        list[n].serial_hex = buf + 48 * n;
+        list[n].revoked_at = (time_t)sqlite3_column_int64(st, 1);
+        list[n].reason = sqlite3_column_int(st, 2);
+        n++;
+    }
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        goto err;
+    sqlite3_finalize(st);
+    *out = list;
+    *count = n;
+    *names = buf;
+    return 0;
+err:
+    sqlite3_finalize(st);
+    tw__free(list);
+    tw__free(buf);
+    return -1;
+}
+
+int cmd_crl(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"ca", required_argument, NULL, 'c'},
+        {"out", required_argument, NULL, 'o'},
+        {"days", required_argument, NULL, 'd'},
+        {"passphrase-file", required_argument, NULL, 'p'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    const char *dir = NULL, *out = NULL, *passfile = NULL;
+    int days = 30, c, rc;
+    ca_dir ca = {0};
+    tw_revoked *list = NULL;
+    char *names = NULL;
+    size_t count = 0;
+    uint64_t number;
+    tw_err err;
+
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': dir = optarg; break;
+        case 'o': out = optarg; break;
+        case 'p': passfile = optarg; break;
+        case 'd':
+            if ((days = ca_parse_days("crl", optarg, 3650)) < 0)
+                return CA_EXIT_USAGE;
+            break;
+        case 'h': return ca_help(usage);
+        default: return ca_bad_option("crl", c, argv);
+        }
+    }
+    if (optind != argc || dir == NULL || out == NULL) {
+        ca_fail("crl", "give --ca DIR and --out FILE");
+        return CA_EXIT_USAGE;
+    }
+    if ((rc = ca_dir_open(&ca, "crl", dir, passfile, CA_OPEN_SIGN)) !=
+        CA_EXIT_OK)
+        return rc;
+    rc = CA_EXIT_FAIL;
+    if (cadb_begin(ca.db, &err) < 0)
+        goto fail;
+    if (read_revoked(ca.db, &list, &count, &names) < 0) {
+        tw__err(&err, TW_ERR_IO, "cannot read %s: %s", ca.db_path,
+                sqlite3_errmsg(ca.db));
+        cadb_rollback(ca.db);
+        goto fail;
+    }
+    /* The number is drawn and the CRL written before COMMIT: a failed write
+     * rolls the number back, so numbers only grow and are never skipped. */
+    if (cadb_next_crl_number(ca.db, &number, &err) < 0 ||
+        tw_crl_write_file(ca.cert, ca.key, list, count, number, days, out,
+                          &err) < 0) {
+        cadb_rollback(ca.db);
+        goto fail;
+    }
+    if (cadb_commit(ca.db, &err) < 0)
+        goto fail;
+    printf("wrote CRL #%llu with %zu revoked -> %s\n",
+           (unsigned long long)number, count, out);
+    rc = CA_EXIT_OK;
+    goto done;
+fail:
+    ca_fail("crl", "%s", err.msg);
+done:
+    tw__free(list);
+    tw__free(names);
+    ca_dir_close(&ca);
+    return rc;
+}

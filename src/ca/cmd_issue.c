@@ -1,0 +1,258 @@
+/*
+ * cmd_issue.c - `twoway-ca issue`: a new key and certificate for a server
+ * or client, recorded in the index before its files get their names.
+ */
+#include "ca.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "usage: twoway-ca issue --ca DIR --out OUTDIR --subject SUBJECT\n"
+    "                       (--server | --client | --server --client)\n"
+    "                       [--dns NAME]... [--ip ADDR]... [--uri URI]...\n"
+    "                       [--email ADDR]... [--days N] [--key TYPE]\n"
+    "                       [--passphrase-file FILE] [--force]\n"
+    "\n"
+    "Issue a new key and certificate, signed by the CA in DIR, and write\n"
+    "OUTDIR/key.pem (mode 0600), OUTDIR/cert.pem and OUTDIR/ca.cert.pem.\n"
+    "\n"
+    "  --ca DIR                the CA directory (made by twoway-ca init)\n"
+    "  --out OUTDIR            where to write the files (created if missing)\n"
+    "  --subject SUBJECT       as in openssl -subj: \"/CN=localhost/O=MailServer\"\n"
+    "  --server                for TLS servers (extendedKeyUsage serverAuth)\n"
+    "  --client                for TLS clients (extendedKeyUsage clientAuth)\n"
+    "  --dns NAME              a DNS name (subjectAltName); repeatable.  A server\n"
+    "                          certificate with no name gets its CN as DNS name\n"
+    "  --ip ADDR               an IPv4 or IPv6 address; repeatable\n"
+    "  --uri URI               a URI, e.g. spiffe://abc.example/mail; repeatable\n"
+    "  --email ADDR            an email address; repeatable\n"
+    "  --days N                validity in days (default 365; never beyond the CA)\n"
+    "  --key TYPE              ec-p256 (default), ec-p384, ed25519, rsa-2048,\n"
+    "                          rsa-3072 or rsa-4096\n"
+    "  --passphrase-file FILE  the CA key's passphrase, when it is encrypted\n"
+    "  --force                 replace OUTDIR/key.pem and OUTDIR/cert.pem\n"
+    "  --help                  show this help\n";
+
+struct issue_args {
+    const char *ca, *out, *subject, *keytype, *passfile;
+    int purposes, days, force;
+    ca_names names;
+};
+
+static int parse(int argc, char **argv, struct issue_args *a)
+{
+    static const struct option opts[] = {
+        {"ca", required_argument, NULL, 'c'},
+        {"out", required_argument, NULL, 'o'},
+        {"subject", required_argument, NULL, 's'},
+        {"server", no_argument, NULL, 'S'},
+        {"client", no_argument, NULL, 'C'},
+        {"dns", required_argument, NULL, 'D'},
+        {"ip", required_argument, NULL, 'I'},
+        {"uri", required_argument, NULL, 'U'},
+        {"email", required_argument, NULL, 'E'},
+        {"days", required_argument, NULL, 'd'},
+        {"key", required_argument, NULL, 'k'},
+        {"passphrase-file", required_argument, NULL, 'p'},
+        {"force", no_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    int c, n = 0;
+
+    memset(a, 0, sizeof(*a));
+    a->keytype = "ec-p256";
+    a->days = 365;
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': a->ca = optarg; break;
+        case 'o': a->out = optarg; break;
+        case 's': a->subject = optarg; break;
+        case 'S': a->purposes |= TW_PURPOSE_SERVER; break;
+        case 'C': a->purposes |= TW_PURPOSE_CLIENT; break;
+        case 'D': n = ca_names_add(&a->names, TW_SAN_DNS, optarg); break;
+        case 'I': n = ca_names_add(&a->names, TW_SAN_IP, optarg); break;
+        case 'U': n = ca_names_add(&a->names, TW_SAN_URI, optarg); break;
+        case 'E': n = ca_names_add(&a->names, TW_SAN_EMAIL, optarg); break;
+        case 'k': a->keytype = optarg; break;
+        case 'p': a->passfile = optarg; break;
+        case 'f': a->force = 1; break;
+        case 'd':
+            if ((a->days = ca_parse_days("issue", optarg, 36500)) < 0)
+                return CA_EXIT_USAGE;
+            break;
+        case 'h': return ca_help(usage), -1;
+        default: return ca_bad_option("issue", c, argv);
+        }
+        if (n < 0) {
+            ca_fail("issue", "more than %d names given", CA_NAMES_MAX);
+            return CA_EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        ca_fail("issue", "unexpected argument '%s' (see `twoway-ca issue --help`)",
+                argv[optind]);
+        return CA_EXIT_USAGE;
+    }
+    if (a->ca == NULL || a->out == NULL || a->subject == NULL) {
+        ca_fail("issue", "give --ca DIR, --out OUTDIR and --subject SUBJECT");
+        return CA_EXIT_USAGE;
+    }
+    if (a->purposes == 0) {
+        ca_fail("issue", "say what the certificate is for: --server, --client, "
+                "or both");
+        return CA_EXIT_USAGE;
+    }
+    if (!tw_key_type_valid(a->keytype)) {
+        ca_fail("issue", "--key: unknown key type '%s': use ec-p256, ec-p384, "
+                "ed25519, rsa-2048, rsa-3072 or rsa-4096", a->keytype);
+        return CA_EXIT_USAGE;
+    }
+    return CA_EXIT_OK;
+}
+
+/* The template, from the command line alone: usage errors come before the
+ * CA is touched. */
+static tw_certgen *build_template(const struct issue_args *a, int *rc)
+{
+    tw_name *name;
+    tw_certgen *g = NULL;
+    tw_err err;
+
+    *rc = CA_EXIT_USAGE;
+    if ((name = tw_name_parse(a->subject, &err)) == NULL) {
+        ca_fail("issue", "--subject: %s", err.msg);
+        return NULL;
+    }
+    if ((g = tw_certgen_new(&err)) == NULL ||
+        tw_certgen_set_subject(g, name, &err) < 0 ||
+        tw_certgen_set_purposes(g, a->purposes, &err) < 0 ||
+        tw_certgen_set_days(g, a->days, &err) < 0 ||
+        ca_names_apply(&a->names, g, a->purposes, &err) < 0) {
+        *rc = ca_fail_err("issue", &err);
+        tw_certgen_free(g);
+        g = NULL;
+    }
+    tw_name_free(name);
+    return g;
+}
+
+static int prepare_outdir(const struct issue_args *a, const char *key_path,
+                          const char *cert_path)
+{
+    struct stat st;
+
+    if (stat(a->out, &st) != 0) {
+        if (ca_mkdirs(a->out, 0755) != 0) {
+            ca_fail("issue", "cannot create --out %s: %s", a->out,
+                    strerror(errno));
+            return -1;
+        }
+    } else if (!S_ISDIR(st.st_mode)) {
+        ca_fail("issue", "--out %s is not a directory", a->out);
+        return -1;
+    }
+    if (!a->force &&
+        (access(key_path, F_OK) == 0 || access(cert_path, F_OK) == 0)) {
+        ca_fail("issue", "%s already holds a key or certificate: not "
+                "replacing it (give --force to replace)", a->out);
+        return -1;
+    }
+    if (a->force) {
+        unlink(key_path);
+        unlink(cert_path);
+    }
+    return 0;
+}
+
+int cmd_issue(int argc, char **argv)
+{
+    struct issue_args a;
+    ca_dir ca = {0};
+    tw_certgen *g = NULL;
+    tw_key *key = NULL;
+    tw_cert *cert = NULL;
+    tw_identity *id = NULL;
+    char *key_path = NULL, *cert_path = NULL, *anchor_path = NULL, *pem = NULL;
+    tw__staged key_stage = {0}, cert_stage = {0};
+    BIO *key_pem = NULL;
+    int rc, in_tx = 0;
+    tw_err err;
+
+    if ((rc = parse(argc, argv, &a)) != CA_EXIT_OK)
+        return rc < 0 ? CA_EXIT_OK : rc;
+    if ((g = build_template(&a, &rc)) == NULL)
+        return rc;
+    if ((rc = ca_dir_open(&ca, "issue", a.ca, a.passfile, CA_OPEN_SIGN)) !=
+        CA_EXIT_OK)
+        goto done;
+    rc = CA_EXIT_FAIL;
+    if ((key_path = ca_path_join(a.out, "key.pem")) == NULL ||
+        (cert_path = ca_path_join(a.out, "cert.pem")) == NULL ||
+        (anchor_path = ca_path_join(a.out, "ca.cert.pem")) == NULL) {
+        ca_fail("issue", "out of memory");
+        goto done;
+    }
+    if (prepare_outdir(&a, key_path, cert_path) < 0)
+        goto done;
+    if ((key = tw_key_generate(a.keytype, &err)) == NULL ||
+        tw_certgen_set_public_key(g, key, &err) < 0 ||
+        (key_pem = tw__key_pem(key, NULL, &err)) == NULL)
+        goto fail;
+    {
+        char *data;
+        long len = BIO_get_mem_data(key_pem, &data);
+
+        /* Staging the key first proves OUTDIR is writable before anything
+         * is recorded. */
+        if (tw__stage_file(&key_stage, key_path, data, (size_t)len, 0600,
+                           TW__WRITE_NO_REPLACE, &err) < 0)
+            goto fail;
+    }
+    if (cadb_begin(ca.db, &err) < 0)
+        goto fail;
+    in_tx = 1;
+    if ((cert = ca_sign_record(&ca, g, &err)) == NULL ||
+        (pem = tw_cert_to_pem(cert, &err)) == NULL ||
+        tw__stage_file(&cert_stage, cert_path, pem, strlen(pem), 0644, 0,
+                       &err) < 0 ||
+        cadb_commit(ca.db, &err) < 0)
+        goto fail;
+    in_tx = 0;
+    /* Recorded: now the files get their names. */
+    if (tw__stage_commit(&key_stage, &err) < 0 ||
+        tw__stage_commit(&cert_stage, &err) < 0 ||
+        tw_cert_write_file(ca.cert, anchor_path, &err) < 0)
+        goto fail;
+    if ((id = tw_identity_from_cert(cert, &err)) == NULL)
+        goto fail;
+    printf("issued %s %s -> %s\n", tw_identity_serial(id),
+           tw_identity_subject(id), cert_path);
+    rc = CA_EXIT_OK;
+    goto done;
+fail:
+    if (in_tx)
+        cadb_rollback(ca.db);
+    rc = ca_fail_err("issue", &err) == CA_EXIT_USAGE ? CA_EXIT_USAGE
+                                                      : CA_EXIT_FAIL;
+done:
+    tw__stage_abort(&key_stage);
+    tw__stage_abort(&cert_stage);
+    BIO_free(key_pem);
+    tw__free(pem);
+    tw_identity_free(id);
+    tw__free(key_path);
+    tw__free(cert_path);
+    tw__free(anchor_path);
+    tw_cert_free(cert);
+    tw_key_free(key);
+    tw_certgen_free(g);
+    ca_dir_close(&ca);
+    return rc;
+}

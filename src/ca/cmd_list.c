@@ -1,0 +1,147 @@
+/*
+ * cmd_list.c - `twoway-ca list`: every certificate the CA issued, with its
+ * status and days left.
+ */
+#include "ca.h"
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char usage[] =
+    "usage: twoway-ca list --ca DIR [--json]\n"
+    "\n"
+    "List every certificate the CA in DIR issued: serial, subject, names,\n"
+    "purpose, not-after, status (valid, expired or revoked) and days left.\n"
+    "\n"
+    "  --ca DIR   the CA directory\n"
+    "  --json     a JSON array instead of a table\n"
+    "  --help     show this help\n";
+
+static const char *status_of(sqlite3_stmt *st, time_t now)
+{
+    if (sqlite3_column_type(st, 6) != SQLITE_NULL)
+        return "revoked";
+    if ((time_t)sqlite3_column_int64(st, 5) < now)
+        return "expired";
+    return "valid";
+}
+
+static json_t *row_json(sqlite3_stmt *st, time_t now, long days_left)
+{
+    json_t *row = json_object(), *sans = json_array();
+    const char *text = (const char *)sqlite3_column_text(st, 2);
+    char nb[32], na[32], rv[32];
+    int reason;
+
+    ca_time_text((time_t)sqlite3_column_int64(st, 4), nb, sizeof(nb));
+    ca_time_text((time_t)sqlite3_column_int64(st, 5), na, sizeof(na));
+    while (text != NULL && *text != '\0') {
+        size_t n = strcspn(text, ",");
+
+        json_array_append_new(sans, json_stringn(text, n));
+        text += n + (text[n] == ',');
+    }
+    json_object_set_new(row, "serial",
+                        json_string((const char *)sqlite3_column_text(st, 0)));
+    json_object_set_new(row, "subject",
+                        json_string((const char *)sqlite3_column_text(st, 1)));
+    json_object_set_new(row, "sans", sans);
+    json_object_set_new(row, "purpose",
+                        json_string((const char *)sqlite3_column_text(st, 3)));
+    json_object_set_new(row, "not_before", json_string(nb));
+    json_object_set_new(row, "not_after", json_string(na));
+    json_object_set_new(row, "status", json_string(status_of(st, now)));
+    json_object_set_new(row, "days_left", json_integer(days_left));
+    if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
+        ca_time_text((time_t)sqlite3_column_int64(st, 6), rv, sizeof(rv));
+        reason = sqlite3_column_int(st, 7);
+        json_object_set_new(row, "revoked_at", json_string(rv));
+        json_object_set_new(row, "revoke_reason",
+                            json_string(tw_crl_reason_name(reason)
+                                            ? tw_crl_reason_name(reason)
+                                            : "unspecified"));
+    } else {
+        json_object_set_new(row, "revoked_at", json_null());
+        json_object_set_new(row, "revoke_reason", json_null());
+    }
+    return row;
+}
+
+int cmd_list(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"ca", required_argument, NULL, 'c'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    const char *dir = NULL;
+    int as_json = 0, c, rc;
+    ca_dir ca = {0};
+    sqlite3_stmt *st = NULL;
+    json_t *all = NULL;
+    time_t now = time(NULL);
+
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': dir = optarg; break;
+        case 'j': as_json = 1; break;
+        case 'h': return ca_help(usage);
+        default: return ca_bad_option("list", c, argv);
+        }
+    }
+    if (optind != argc || dir == NULL) {
+        ca_fail("list", "give --ca DIR");
+        return CA_EXIT_USAGE;
+    }
+    if ((rc = ca_dir_open(&ca, "list", dir, NULL, 0)) != CA_EXIT_OK)
+        return rc;
+    rc = CA_EXIT_FAIL;
+    if (sqlite3_prepare_v2(ca.db,
+                           "SELECT serial, subject, sans, purpose, not_before,"
+                           " not_after, revoked_at, revoke_reason FROM certs"
+                           " ORDER BY issued_at, rowid", -1, &st,
+                           NULL) != SQLITE_OK) {
+        ca_fail("list", "cannot read %s: %s", ca.db_path, sqlite3_errmsg(ca.db));
+        goto done;
+    }
+    if (as_json)
+        all = json_array();
+    else
+        printf("%-32s  %-40s  %-24s  %-13s  %-20s  %-7s  %s\n", "SERIAL",
+               "SUBJECT", "SANS", "PURPOSE", "NOT-AFTER", "STATUS",
+               "DAYS-LEFT");
+    while ((c = sqlite3_step(st)) == SQLITE_ROW) {
+        time_t not_after = (time_t)sqlite3_column_int64(st, 5);
+        long days_left = not_after > now ? (long)((not_after - now) / 86400) : 0;
+        const char *sans = (const char *)sqlite3_column_text(st, 2);
+        char na[32];
+
+        if (as_json) {
+            json_array_append_new(all, row_json(st, now, days_left));
+            continue;
+        }
+        ca_time_text(not_after, na, sizeof(na));
+        printf("%-32s  %-40s  %-24s  %-13s  %-20s  %-7s  %ld\n",
+               sqlite3_column_text(st, 0), sqlite3_column_text(st, 1),
+               sans && *sans ? sans : "-", sqlite3_column_text(st, 3), na,
+               status_of(st, now), days_left);
+    }
+    if (c != SQLITE_DONE) {
+        ca_fail("list", "cannot read %s: %s", ca.db_path, sqlite3_errmsg(ca.db));
+        goto done;
+    }
+    if (as_json) {
+        json_dumpf(all, stdout, JSON_INDENT(2));
+        fputc('\n', stdout);
+    }
+    rc = CA_EXIT_OK;
+done:
+    json_decref(all);
+    sqlite3_finalize(st);
+    ca_dir_close(&ca);
+    return rc;
+}

@@ -1,0 +1,71 @@
+/*
+ * alloc.c - the one allocation wrapper of libtwoway.
+ *
+ * Tests call tw__alloc_fail_after(n) to make the n-th next allocation fail,
+ * so every error path that follows an allocation can be exercised (curl's
+ * and SQLite's out-of-memory tests do the same).
+ */
+#include "tw_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static long fail_countdown = -1;
+
+void tw__alloc_fail_after(long n)
+{
+    fail_countdown = n;
+}
+
+static int should_fail(void)
+{
+    if (fail_countdown < 0)
+        return 0;
+    if (fail_countdown == 0)
+        return 1;
+    fail_countdown--;
+    return 0;
+}
+
+void *tw__malloc(size_t n)
+{
+    if (should_fail())
+        return NULL;
+    return malloc(n ? n : 1);
+}
+
+void *tw__calloc(size_t count, size_t size)
+{
+    if (should_fail())
+        return NULL;
+    return calloc(count ? count : 1, size ? size : 1);
+}
+
+void *tw__realloc(void *p, size_t n)
+{
+    if (should_fail())
+        return NULL;
+    return realloc(p, n ? n : 1);
+}
+
+char *tw__strndup(const char *s, size_t n)
+{
+    size_t len = strnlen(s, n);
+    char *copy = tw__malloc(len + 1);
+
+    if (copy == NULL)
+        return NULL;
+    memcpy(copy, s, len);
+    copy[len] = '\0';
+    return copy;
+}
+
+char *tw__strdup(const char *s)
+{
+    return tw__strndup(s, strlen(s));
+}
+
+void tw__free(void *p)
+{
+    free(p);
+}

@@ -1,0 +1,142 @@
+/*
+ * cert.c - certificates: reading PEM/DER, writing PEM.
+ */
+#define _GNU_SOURCE /* memmem */
+#include "tw_internal.h"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include <string.h>
+
+/* A certificate file larger than this is not a certificate. */
+#define CERT_FILE_MAX (1024 * 1024)
+
+tw_cert *tw__cert_wrap(X509 *x509, tw_err *err)
+{
+    tw_cert *cert = tw__calloc(1, sizeof(*cert));
+
+    if (cert == NULL) {
+        tw__err_nomem(err);
+        return NULL;
+    }
+    cert->x509 = x509;
+    return cert;
+}
+
+static X509 *parse_x509(const void *data, size_t len, const char *what,
+                        tw_err *err)
+{
+    const unsigned char *p = data;
+    X509 *x509 = NULL;
+    BIO *bio;
+
+    if (len > CERT_FILE_MAX || len > (size_t)INT32_MAX) {
+        tw__err(err, TW_ERR_INPUT, "%s is too large to be a certificate", what);
+        return NULL;
+    }
+    if (memmem(data, len, "-----BEGIN", 10) != NULL) {
+        if ((bio = BIO_new_mem_buf(data, (int)len)) == NULL) {
+            tw__err_nomem(err);
+            return NULL;
+        }
+        x509 = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+        BIO_free(bio);
+        if (x509 == NULL)
+            tw__err_ssl(err, TW_ERR_INPUT,
+                        "%s holds no readable certificate (garbage or "
+                        "truncated PEM?)", what);
+        return x509;
+    }
+    x509 = d2i_X509(NULL, &p, (long)len);
+    if (x509 == NULL)
+        tw__err_ssl(err, TW_ERR_INPUT,
+                    "%s is neither a PEM nor a DER certificate", what);
+    else if (p != (const unsigned char *)data + len) {
+        X509_free(x509);
+        x509 = NULL;
+        tw__err(err, TW_ERR_INPUT,
+                "%s has trailing bytes after the DER certificate", what);
+    }
+    return x509;
+}
+
+tw_cert *tw_cert_parse(const void *data, size_t len, tw_err *err)
+{
+    X509 *x509 = parse_x509(data, len, "the certificate", err);
+    tw_cert *cert;
+
+    if (x509 == NULL)
+        return NULL;
+    if ((cert = tw__cert_wrap(x509, err)) == NULL)
+        X509_free(x509);
+    return cert;
+}
+
+tw_cert *tw_cert_load_file(const char *path, tw_err *err)
+{
+    size_t len;
+    char *data = tw__read_file(path, CERT_FILE_MAX, &len, err);
+    X509 *x509;
+    tw_cert *cert;
+
+    if (data == NULL)
+        return NULL;
+    x509 = parse_x509(data, len, path, err);
+    tw__free(data);
+    if (x509 == NULL)
+        return NULL;
+    if ((cert = tw__cert_wrap(x509, err)) == NULL)
+        X509_free(x509);
+    return cert;
+}
+
+char *tw_cert_to_pem(const tw_cert *cert, tw_err *err)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *data, *out = NULL;
+    long len;
+
+    if (bio == NULL) {
+        tw__err_nomem(err);
+        return NULL;
+    }
+    if (PEM_write_bio_X509(bio, cert->x509) != 1) {
+        tw__err_ssl(err, TW_ERR_INTERNAL, "cannot encode the certificate");
+        goto done;
+    }
+    len = BIO_get_mem_data(bio, &data);
+    if ((out = tw__strndup(data, (size_t)len)) == NULL)
+        tw__err_nomem(err);
+done:
+    BIO_free(bio);
+    return out;
+}
+
+int tw_cert_write_file(const tw_cert *cert, const char *path, tw_err *err)
+{
+    char *pem = tw_cert_to_pem(cert, err);
+    int rc;
+
+    if (pem == NULL)
+        return -1;
+    rc = tw__write_file_atomic(path, pem, strlen(pem), 0644, 0, err);
+    tw__free(pem);
+    return rc;
+}
+
+int tw_cert_matches_key(const tw_cert *cert, const tw_key *key)
+{
+    int ok = X509_check_private_key(cert->x509, key->pkey) == 1;
+
+    ERR_clear_error();
+    return ok;
+}
+
+void tw_cert_free(tw_cert *cert)
+{
+    if (cert == NULL)
+        return;
+    X509_free(cert->x509);
+    tw__free(cert);
+}

@@ -1,0 +1,137 @@
+/*
+ * csr.c - certificate signing requests, checked before anything is copied.
+ *
+ * A CSR is a request, not an instruction: its self-signature proves the
+ * requester holds the key (RFC 2986 section 3), a request for CA:TRUE is
+ * refused, and only the subject, the key and the names are taken from it.
+ */
+#define _GNU_SOURCE /* memmem */
+#include "certgen_internal.h"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include <string.h>
+
+#define CSR_FILE_MAX (256 * 1024)
+
+static X509_REQ *parse_req(const char *data, size_t len, const char *path,
+                           tw_err *err)
+{
+    X509_REQ *req = NULL;
+    BIO *bio;
+
+    if (memmem(data, len, "-----BEGIN", 10) != NULL) {
+        if ((bio = BIO_new_mem_buf(data, (int)len)) == NULL) {
+            tw__err_nomem(err);
+            return NULL;
+        }
+        req = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL);
+        BIO_free(bio);
+    } else {
+        const unsigned char *p = (const unsigned char *)data;
+
+        req = d2i_X509_REQ(NULL, &p, (long)len);
+    }
+    if (req == NULL)
+        tw__err_ssl(err, TW_ERR_INPUT,
+                    "%s holds no readable certificate signing request "
+                    "(garbage or truncated PEM?)", path);
+    return req;
+}
+
+/* Refuse keys below OpenSSL security level 2 (112 bits). */
+static int check_key_strength(EVP_PKEY *pub, const char *path, tw_err *err)
+{
+    char desc[32];
+
+    tw__key_describe(pub, desc, sizeof(desc));
+    if (EVP_PKEY_get_security_bits(pub) < 112)
+        return tw__err(err, TW_ERR_INPUT,
+                       "%s asks to certify a %s key, weaker than the 112-bit "
+                       "minimum: make a new key (RSA 2048 or more, or EC)",
+                       path, desc);
+    return 0;
+}
+
+static int copy_extensions(tw_certgen *g, X509_REQ *req, const char *path,
+                           tw_err *err)
+{
+    STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
+    BASIC_CONSTRAINTS *bc = NULL;
+    GENERAL_NAMES *sans = NULL;
+    int rc = -1, crit = 0;
+
+    if (exts == NULL)
+        return 0;
+    bc = X509V3_get_d2i(exts, NID_basic_constraints, &crit, NULL);
+    if (bc != NULL && bc->ca) {
+        tw__err(err, TW_ERR_INPUT,
+                "%s asks for a CA certificate (basicConstraints CA:TRUE): "
+                "twoway-ca signs only end-entity certificates from CSRs", path);
+        goto done;
+    }
+    sans = X509V3_get_d2i(exts, NID_subject_alt_name, &crit, NULL);
+    for (int i = 0; sans != NULL && i < sk_GENERAL_NAME_num(sans); i++) {
+        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
+
+        /* Only names: DNS, IP, URI, email.  Other forms are dropped. */
+        if (gn->type == GEN_DNS || gn->type == GEN_IPADD ||
+            gn->type == GEN_URI || gn->type == GEN_EMAIL)
+            if (tw__certgen_add_general_name(g, gn, err) < 0)
+                goto done;
+    }
+    rc = 0;
+done:
+    BASIC_CONSTRAINTS_free(bc);
+    GENERAL_NAMES_free(sans);
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    return rc;
+}
+
+int tw_certgen_from_csr_file(tw_certgen *g, const char *path, tw_err *err)
+{
+    size_t len;
+    char *data = tw__read_file(path, CSR_FILE_MAX, &len, err);
+    X509_REQ *req = NULL;
+    EVP_PKEY *pub = NULL;
+    X509_NAME *subject = NULL;
+    int rc = -1;
+
+    if (data == NULL)
+        return -1;
+    if ((req = parse_req(data, len, path, err)) == NULL)
+        goto done;
+    if ((pub = X509_REQ_get_pubkey(req)) == NULL) {
+        tw__err_ssl(err, TW_ERR_INPUT, "%s has no usable public key", path);
+        goto done;
+    }
+    if (X509_REQ_verify(req, pub) != 1) {
+        tw__err_ssl(err, TW_ERR_INPUT,
+                    "the signature of %s does not verify: the request was "
+                    "altered or not made with its key; make a new CSR", path);
+        goto done;
+    }
+    if (check_key_strength(pub, path, err) < 0)
+        goto done;
+    if (X509_NAME_entry_count(X509_REQ_get_subject_name(req)) == 0) {
+        tw__err(err, TW_ERR_INPUT, "%s has an empty subject", path);
+        goto done;
+    }
+    if (copy_extensions(g, req, path, err) < 0)
+        goto done;
+    if ((subject = X509_NAME_dup(X509_REQ_get_subject_name(req))) == NULL) {
+        tw__err_nomem(err);
+        goto done;
+    }
+    tw__certgen_set_subject_name(g, subject);
+    tw__certgen_set_pkey(g, pub);
+    pub = NULL;
+    rc = 0;
+done:
+    ERR_clear_error();
+    EVP_PKEY_free(pub);
+    X509_REQ_free(req);
+    tw__free(data);
+    return rc;
+}

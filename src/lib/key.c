@@ -1,0 +1,240 @@
+/*
+ * key.c - private keys: generation, PKCS#8 PEM files (optionally encrypted
+ * with AES-256), and the short descriptions used in logs and listings.
+ */
+#include "tw_internal.h"
+
+#include <openssl/core_names.h>
+#include <openssl/pem.h>
+
+#include <stdio.h>
+#include <string.h>
+
+/* Largest key file we read: an RSA-4096 PEM is about 3.3 KiB. */
+#define KEY_FILE_MAX (64 * 1024)
+
+static const struct key_type {
+    const char *name;
+    const char *algorithm;
+    const char *group; /* EC curve */
+    size_t bits;       /* RSA */
+} key_types[] = {
+    {"ec-p256", "EC", "P-256", 0},  {"ec-p384", "EC", "P-384", 0},
+    {"ed25519", "ED25519", NULL, 0}, {"rsa-2048", "RSA", NULL, 2048},
+    {"rsa-3072", "RSA", NULL, 3072}, {"rsa-4096", "RSA", NULL, 4096},
+};
+
+static const struct key_type *find_type(const char *name)
+{
+    for (size_t i = 0; i < sizeof(key_types) / sizeof(key_types[0]); i++)
+        if (strcmp(key_types[i].name, name) == 0)
+            return &key_types[i];
+    return NULL;
+}
+
+int tw_key_type_valid(const char *type)
+{
+    return type != NULL && find_type(type) != NULL;
+}
+
+void tw__key_describe(const EVP_PKEY *pkey, char *buf, size_t len)
+{
+    char group[64];
+
+    switch (EVP_PKEY_get_base_id(pkey)) {
+    case EVP_PKEY_EC:
+        if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME,
+                                           group, sizeof(group), NULL) != 1)
+            snprintf(group, sizeof(group), "?");
+        if (strcmp(group, "prime256v1") == 0)
+            snprintf(group, sizeof(group), "P-256");
+        else if (strcmp(group, "secp384r1") == 0)
+            snprintf(group, sizeof(group), "P-384");
+        else if (strcmp(group, "secp521r1") == 0)
+            snprintf(group, sizeof(group), "P-521");
+        snprintf(buf, len, "EC %s", group);
+        break;
+    case EVP_PKEY_RSA:
+        snprintf(buf, len, "RSA %d", EVP_PKEY_get_bits(pkey));
+        break;
+    case EVP_PKEY_ED25519:
+        snprintf(buf, len, "Ed25519");
+        break;
+    case EVP_PKEY_ED448:
+        snprintf(buf, len, "Ed448");
+        break;
+    default:
+        snprintf(buf, len, "%s %d bits", OBJ_nid2sn(EVP_PKEY_get_base_id(pkey)),
+                 EVP_PKEY_get_bits(pkey));
+    }
+}
+
+tw_key *tw__key_wrap(EVP_PKEY *pkey, tw_err *err)
+{
+    tw_key *key = tw__calloc(1, sizeof(*key));
+
+    if (key == NULL) {
+        tw__err_nomem(err);
+        return NULL;
+    }
+    key->pkey = pkey;
+    tw__key_describe(pkey, key->desc, sizeof(key->desc));
+    return key;
+}
+
+tw_key *tw_key_generate(const char *type, tw_err *err)
+{
+    const struct key_type *t;
+    EVP_PKEY *pkey;
+    tw_key *key;
+
+    if (type == NULL)
+        type = "ec-p256";
+    if ((t = find_type(type)) == NULL) {
+        tw__err(err, TW_ERR_USAGE,
+                "unknown key type '%s': use ec-p256, ec-p384, ed25519, "
+                "rsa-2048, rsa-3072 or rsa-4096", type);
+        return NULL;
+    }
+    if (t->group != NULL)
+        pkey = EVP_PKEY_Q_keygen(NULL, NULL, t->algorithm, t->group);
+    else if (t->bits != 0)
+        pkey = EVP_PKEY_Q_keygen(NULL, NULL, t->algorithm, t->bits);
+    else
+        pkey = EVP_PKEY_Q_keygen(NULL, NULL, t->algorithm);
+    if (pkey == NULL) {
+        tw__err_ssl(err, TW_ERR_INTERNAL, "cannot generate a %s key", type);
+        return NULL;
+    }
+    if ((key = tw__key_wrap(pkey, err)) == NULL)
+        EVP_PKEY_free(pkey);
+    return key;
+}
+
+/* The passphrase callback: never prompt (OpenSSL's default would read the
+ * terminal); hand over the caller's passphrase or nothing. */
+static int pass_cb(char *buf, int size, int rwflag, void *u)
+{
+    const char *pass = u;
+    size_t len;
+
+    (void)rwflag;
+    if (pass == NULL)
+        return -1;
+    len = strlen(pass);
+    if (len > (size_t)size)
+        return -1;
+    memcpy(buf, pass, len);
+    return (int)len;
+}
+
+static int pem_is_encrypted(const char *pem)
+{
+    return strstr(pem, "-----BEGIN ENCRYPTED PRIVATE KEY-----") != NULL ||
+           strstr(pem, "Proc-Type: 4,ENCRYPTED") != NULL;
+}
+
+int tw_key_file_is_encrypted(const char *path, tw_err *err)
+{
+    size_t len;
+    char *pem = tw__read_file(path, KEY_FILE_MAX, &len, err);
+    int enc;
+
+    if (pem == NULL)
+        return -1;
+    enc = pem_is_encrypted(pem);
+    tw__free_secret(pem, len);
+    return enc;
+}
+
+tw_key *tw_key_load_file(const char *path, const char *passphrase, tw_err *err)
+{
+    size_t len;
+    char *pem;
+    BIO *bio = NULL;
+    EVP_PKEY *pkey = NULL;
+    tw_key *key = NULL;
+    int encrypted;
+
+    if ((pem = tw__read_file(path, KEY_FILE_MAX, &len, err)) == NULL)
+        return NULL;
+    encrypted = pem_is_encrypted(pem);
+    if (encrypted && passphrase == NULL) {
+        tw__err(err, TW_ERR_USAGE,
+                "the private key %s is encrypted: give its passphrase", path);
+        goto done;
+    }
+    if ((bio = BIO_new_mem_buf(pem, (int)len)) == NULL) {
+        tw__err_nomem(err);
+        goto done;
+    }
+    pkey = PEM_read_bio_PrivateKey(bio, NULL, pass_cb, (void *)passphrase);
+    if (pkey == NULL) {
+        if (encrypted)
+            tw__err_ssl(err, TW_ERR_USAGE, "wrong passphrase for %s", path);
+        else if (strstr(pem, "-----BEGIN") == NULL)
+            tw__err_ssl(err, TW_ERR_INPUT,
+                        "%s is not a PEM private key (no -----BEGIN line)",
+                        path);
+        else
+            tw__err_ssl(err, TW_ERR_INPUT,
+                        "%s holds no readable private key (garbage or "
+                        "truncated PEM?)", path);
+        goto done;
+    }
+    if ((key = tw__key_wrap(pkey, err)) == NULL)
+        EVP_PKEY_free(pkey);
+done:
+    BIO_free(bio);
+    tw__free_secret(pem, len);
+    return key;
+}
+
+BIO *tw__key_pem(const tw_key *key, const char *passphrase, tw_err *err)
+{
+    const EVP_CIPHER *cipher = passphrase ? EVP_aes_256_cbc() : NULL;
+    BIO *bio;
+
+    if ((bio = BIO_new(BIO_s_secmem())) == NULL) {
+        tw__err_nomem(err);
+        return NULL;
+    }
+    if (PEM_write_bio_PKCS8PrivateKey(
+            bio, key->pkey, cipher, (const char *)passphrase,
+            passphrase ? (int)strlen(passphrase) : 0, NULL, NULL) != 1) {
+        tw__err_ssl(err, TW_ERR_INTERNAL, "cannot encode the private key");
+        BIO_free(bio);
+        return NULL;
+    }
+    return bio;
+}
+
+int tw_key_write_file(const tw_key *key, const char *path,
+                      const char *passphrase, tw_err *err)
+{
+    BIO *bio = tw__key_pem(key, passphrase, err);
+    char *data;
+    long len;
+    int rc;
+
+    if (bio == NULL)
+        return -1;
+    len = BIO_get_mem_data(bio, &data);
+    rc = tw__write_file_atomic(path, data, (size_t)len, 0600,
+                               TW__WRITE_NO_REPLACE, err);
+    BIO_free(bio);
+    return rc;
+}
+
+const char *tw_key_describe(const tw_key *key)
+{
+    return key->desc;
+}
+
+void tw_key_free(tw_key *key)
+{
+    if (key == NULL)
+        return;
+    EVP_PKEY_free(key->pkey);
+    tw__free(key);
+}
