@@ -45,11 +45,13 @@ enum tw_error_class {
     TW_ERR_CLOSED,        /* the peer closed the connection */
     TW_ERR_BLOCKED,       /* non-blocking I/O would block; retry later */
     TW_ERR_PROTOCOL,      /* the peer spoke TLS or HTTP wrongly */
-    TW_ERR_PEER_REJECTED, /* a certificate was refused (see tw_err.reason) */
+    TW_ERR_PEER_REJECTED, /* we refused the peer's certificate (reason) */
     TW_ERR_POLICY_DENIED, /* the identity is valid but has no role */
     TW_ERR_USAGE,         /* the caller asked for something invalid */
     TW_ERR_INPUT,         /* malformed input: PEM, subject, CSR, config */
-    TW_ERR_INTERNAL       /* out of memory or an unexpected library failure */
+    TW_ERR_INTERNAL,      /* out of memory or an unexpected library failure */
+    TW_ERR_REJECTED_BY_PEER /* the peer refused our certificate (TLS alert;
+                               tw_err.reason says which) */
 };
 
 /* Why a certificate was refused.  Names are stable: they appear in logs. */
@@ -324,6 +326,195 @@ TW_API int tw_crl_write_file(const tw_cert *ca, const tw_key *ca_key,
                              const tw_revoked *revoked, size_t count,
                              uint64_t number, int days, const char *path,
                              tw_err *err) TW_MUST_CHECK;
+
+/* --------------------------------------------------------------- policy */
+
+/*
+ * Authorization policy: rules that give roles to identities.  One rule per
+ * line:  ROLE FIELD=VALUE [FIELD=VALUE...]   (every field of a line must
+ * match).  Fields: CN=, O=, OU= (any of the subject's values of that
+ * attribute, exact and case-sensitive), dns= (case-insensitive; "*." as the
+ * first label matches exactly one label), uri= ("*" matches one whole path
+ * segment: "spiffe://abc.example/svc/ *" without the space), email= (domain case-insensitive),
+ * ip= (IPv4 or IPv6, compared as addresses), sha256= (certificate
+ * fingerprint) and spki= (public key pin), both 64 hex digits, case and ':'
+ * ignored.  A value with spaces is double-quoted (O="ABC Inc.", \" and \\
+ * escape inside quotes); '#' starts a comment outside quotes.  Rules are
+ * matched against the parsed identity, never against the subject as text:
+ * a CN whose text is "O=MailServer" does not satisfy O=MailServer.
+ *
+ * An expectation (a client's check of its server, `--expect-server`) is the
+ * same line without the role.
+ */
+typedef struct tw_policy tw_policy;
+
+TW_API tw_policy *tw_policy_new(tw_err *err) TW_MUST_CHECK;
+TW_API void tw_policy_free(tw_policy *p);
+/* Add one rule ("read O=MailServer").  Errors say what and where. */
+TW_API int tw_policy_add_rule(tw_policy *p, const char *line,
+                              tw_err *err) TW_MUST_CHECK;
+/* Add an expectation: a rule without a role ("O=InvoiceServer"). */
+TW_API int tw_policy_add_expectation(tw_policy *p, const char *line,
+                                     tw_err *err) TW_MUST_CHECK;
+/* Add every rule of a policy file; errors name FILE:LINE. */
+TW_API int tw_policy_load_file(tw_policy *p, const char *path,
+                               tw_err *err) TW_MUST_CHECK;
+TW_API size_t tw_policy_rule_count(const tw_policy *p);
+/*
+ * Whether `id` has `role` (any rule's role when `role` is NULL: used for
+ * expectations).  1 yes, 0 no.  When yes and `why` is not NULL, *why is the
+ * text of the first rule that matched, normalised ("read O=MailServer"),
+ * owned by the policy.
+ */
+TW_API int tw_policy_allows(const tw_policy *p, const tw_identity *id,
+                            const char *role, const char **why);
+/* The roles `id` has, each once, in rule order, separated by ',' ("read,
+ * metrics"), into buf (always NUL-terminated).  Returns how many. */
+TW_API size_t tw_policy_roles(const tw_policy *p, const tw_identity *id,
+                              char *buf, size_t len);
+
+/* --------------------------------------------------------------- config */
+
+/*
+ * A configuration: file names and settings, checked when set, read when a
+ * server or client is built from it (tw_server_new, tw_client_new) and
+ * read again on every reload.  Strict defaults: TLS 1.2 minimum, TLS 1.3
+ * preferred, OpenSSL security level 2, peer certificates required and
+ * verified, no renegotiation, no compression.  A config copies every string
+ * it is given; it may be freed once the servers and clients built from it
+ * are built (they keep what they need).  Errors are read with
+ * tw_config_error().
+ */
+typedef struct tw_config tw_config;
+
+/* Protocol versions for tw_config_set_protocols. */
+#define TW_TLS_1_2 0x0303
+#define TW_TLS_1_3 0x0304
+
+TW_API tw_config *tw_config_new(void) TW_MUST_CHECK;
+TW_API void tw_config_free(tw_config *cfg);
+/* The last error of a setter, as a sentence, and its class. */
+TW_API const char *tw_config_error(const tw_config *cfg);
+TW_API enum tw_error_class tw_config_error_class(const tw_config *cfg);
+
+/* The trust anchors: a PEM file of CA certificates.  Required. */
+TW_API int tw_config_set_ca_file(tw_config *cfg, const char *path) TW_MUST_CHECK;
+/* A CRL (PEM or DER) of one of those CAs; NULL for none. */
+TW_API int tw_config_set_crl_file(tw_config *cfg, const char *path) TW_MUST_CHECK;
+/* Our certificate (PEM, optionally followed by intermediates) and key. */
+TW_API int tw_config_set_keypair_file(tw_config *cfg, const char *cert_path,
+                                      const char *key_path) TW_MUST_CHECK;
+/* Protocol bounds: TW_TLS_1_2 <= min <= max <= TW_TLS_1_3. */
+TW_API int tw_config_set_protocols(tw_config *cfg, int min,
+                                   int max) TW_MUST_CHECK;
+/* Authorization: add one policy rule ("read O=MailServer"), or every rule
+ * of a file (re-read on reload).  With neither, a server lets every
+ * verified peer have every role (the seed's behaviour). */
+TW_API int tw_config_add_policy_rule(tw_config *cfg,
+                                     const char *rule) TW_MUST_CHECK;
+TW_API int tw_config_set_policy_file(tw_config *cfg,
+                                     const char *path) TW_MUST_CHECK;
+/* Client: what the server's identity must match ("O=InvoiceServer"),
+ * besides being issued by the CA and naming the host. */
+TW_API int tw_config_add_expectation(tw_config *cfg,
+                                     const char *rule) TW_MUST_CHECK;
+/* Server: TLS session ticket keys shared by several instances (re-read on
+ * reload).  One key per line, 160 hex digits: a 16-byte name, a 32-byte
+ * AES-256 key and a 32-byte HMAC-SHA256 key.  The first line's key makes
+ * new tickets; every line's key is accepted, so keys can be rotated by
+ * prepending a new line and later dropping the oldest.  Without a file,
+ * the server draws a random key when built, kept across reloads. */
+TW_API int tw_config_set_ticket_keys_file(tw_config *cfg,
+                                          const char *path) TW_MUST_CHECK;
+/* Server: how many TLS 1.3 tickets to send after a full handshake (default
+ * 1; 0 disables resumption). */
+TW_API int tw_config_set_tickets(tw_config *cfg, int count) TW_MUST_CHECK;
+
+/* -------------------------------------------------------- connections */
+
+/* Non-blocking I/O results (besides >= 0 and -1). */
+#define TW_WANT_READ  (-2)
+#define TW_WANT_WRITE (-3)
+
+typedef struct tw_server tw_server;
+typedef struct tw_client tw_client;
+typedef struct tw_conn tw_conn;
+
+/*
+ * A server built from a config: reads the CA, CRL, certificate, key,
+ * policy and ticket keys now.  NULL with err set (naming the file) when any
+ * of them is unusable.  Thread-safe: several threads may accept on one
+ * server while another reloads it.
+ */
+TW_API tw_server *tw_server_new(const tw_config *cfg, tw_err *err) TW_MUST_CHECK;
+/*
+ * Build a new generation from `cfg` (files read again) and make it the one
+ * new connections get; connections already open keep theirs.  On failure
+ * nothing changes and err says why.
+ */
+TW_API int tw_server_reload(tw_server *srv, const tw_config *cfg,
+                            tw_err *err) TW_MUST_CHECK;
+/* Generation counter: 1 after tw_server_new, +1 per successful reload. */
+TW_API unsigned tw_server_generation(const tw_server *srv);
+/* Whether the current generation has a policy (rules), for start-up
+ * warnings ("any certificate the CA signed may read"). */
+TW_API int tw_server_has_policy(const tw_server *srv);
+/* The certificate and CRL of the current generation: expiry times, for
+ * metrics (0 when there is no CRL). */
+TW_API time_t tw_server_cert_not_after(const tw_server *srv);
+TW_API time_t tw_server_crl_next_update(const tw_server *srv);
+TW_API void tw_server_free(tw_server *srv);
+
+/* Take a connected socket (non-blocking or blocking); the connection does
+ * not own fd: the caller closes it after tw_conn_free. */
+TW_API tw_conn *tw_server_accept(tw_server *srv, int fd,
+                                 tw_err *err) TW_MUST_CHECK;
+
+/* A client built from a config (trust, own certificate, expectations). */
+TW_API tw_client *tw_client_new(const tw_config *cfg, tw_err *err) TW_MUST_CHECK;
+TW_API void tw_client_free(tw_client *cli);
+/* Start a connection on a connected socket; `host` is sent as SNI and
+ * checked against the server's certificate (NULL: no name check). */
+TW_API tw_conn *tw_client_connect(tw_client *cli, int fd, const char *host,
+                                  tw_err *err) TW_MUST_CHECK;
+
+/*
+ * Drive the handshake: 0 when done (peer verified), TW_WANT_READ /
+ * TW_WANT_WRITE to be called again when the fd is ready, -1 when it failed:
+ * tw_conn_err() then has the class (TW_ERR_PEER_REJECTED with a reason when
+ * a certificate was refused, by us or, from the alert, by the peer).
+ */
+TW_API int tw_conn_handshake(tw_conn *c) TW_MUST_CHECK;
+/* Read/write application data: bytes, 0 on a clean close (read), TW_WANT_*,
+ * or -1 (tw_conn_err). */
+TW_API long tw_conn_read(tw_conn *c, void *buf, size_t len) TW_MUST_CHECK;
+TW_API long tw_conn_write(tw_conn *c, const void *buf,
+                          size_t len) TW_MUST_CHECK;
+/* Bytes already decrypted and waiting in the connection. */
+TW_API size_t tw_conn_pending(const tw_conn *c);
+/* Send close_notify: 0 done, TW_WANT_*, -1. */
+TW_API int tw_conn_shutdown(tw_conn *c);
+/* Free the connection (not the fd). */
+TW_API void tw_conn_free(tw_conn *c);
+
+TW_API const tw_err *tw_conn_err(const tw_conn *c);
+/* The verified peer's identity after the handshake (NULL before). */
+TW_API const tw_identity *tw_conn_peer(const tw_conn *c);
+/* After a handshake that failed because we refused the peer's certificate:
+ * that certificate's identity (a new object the caller frees), or NULL
+ * when the peer sent none or the failure was something else. */
+TW_API tw_identity *tw_conn_refused_identity(const tw_conn *c) TW_MUST_CHECK;
+/* Policy of the connection's generation: as tw_policy_allows.  With no
+ * policy configured every verified peer has every role, *why = "no policy". */
+TW_API int tw_conn_allows(const tw_conn *c, const char *role, const char **why);
+/* The roles granted to the peer, as tw_policy_roles. */
+TW_API size_t tw_conn_roles(const tw_conn *c, char *buf, size_t len);
+/* "TLSv1.3", "TLSv1.2". */
+TW_API const char *tw_conn_version(const tw_conn *c);
+/* Whether the session was resumed. */
+TW_API int tw_conn_resumed(const tw_conn *c);
+/* The generation the connection was accepted under. */
+TW_API unsigned tw_conn_generation(const tw_conn *c);
 
 #ifdef __cplusplus
 }

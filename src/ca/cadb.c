@@ -43,8 +43,10 @@ int cadb_check(sqlite3 *db, const char *path, tw_err *err)
     sqlite3_stmt *st = NULL;
     int ok;
 
-    if (sqlite3_exec(db, "PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000;",
-                     NULL, NULL, NULL) != SQLITE_OK ||
+    /* Wait for other twoway-ca processes rather than fail. */
+    sqlite3_busy_timeout(db, 30000);
+    if (sqlite3_exec(db, "PRAGMA synchronous=FULL;", NULL, NULL, NULL) !=
+            SQLITE_OK ||
         sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='schema'", -1,
                            &st, NULL) != SQLITE_OK)
         return tw__err(err, TW_ERR_INPUT,

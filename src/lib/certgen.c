@@ -242,10 +242,18 @@ int tw_certgen_set_days(tw_certgen *g, int days, tw_err *err)
 int tw_certgen_set_serial(tw_certgen *g, const unsigned char *serial,
                           size_t len, tw_err *err)
 {
+    size_t zeros = 0;
+
     if (len < 8 || len > 20 || (serial[0] & 0x80))
         return tw__err(err, TW_ERR_USAGE,
                        "a serial must be 8 to 20 bytes with the high bit "
                        "clear (RFC 5280 section 4.1.2.2)");
+    while (zeros < len && serial[zeros] == 0)
+        zeros++;
+    if (zeros == len)
+        return tw__err(err, TW_ERR_USAGE,
+                       "a serial must be a positive number, not zero (RFC "
+                       "5280 section 4.1.2.2)");
     memcpy(g->serial, serial, len);
     g->serial_len = len;
     return 0;
@@ -373,6 +381,11 @@ tw_cert *tw_certgen_sign(tw_certgen *g, const tw_cert *issuer,
     BIGNUM *bn = NULL;
     tw_cert *cert;
     time_t now = time(NULL);
+    /* A serial drawn here is this certificate's only: the template may be
+     * signed again, and a CA never reuses a serial (RFC 5280 4.1.2.2). */
+    unsigned char drawn[16];
+    const unsigned char *serial_bytes = g->serial;
+    size_t serial_len = g->serial_len;
 
     TW_ENSURE(g->subject != NULL, err, TW_ERR_USAGE, "no subject given");
     TW_ENSURE(g->pubkey != NULL, err, TW_ERR_USAGE, "no public key given");
@@ -389,12 +402,13 @@ tw_cert *tw_certgen_sign(tw_certgen *g, const tw_cert *issuer,
                   TW_ERR_USAGE,
                   "a self-signed certificate must be signed by its own key");
     }
-    if (g->serial_len == 0) {
-        TW_GUARD(tw_serial_random(g->serial, err));
-        g->serial_len = 16;
+    if (serial_len == 0) {
+        TW_GUARD(tw_serial_random(drawn, err));
+        serial_bytes = drawn;
+        serial_len = sizeof(drawn);
     }
     TW_ENSURE((x = X509_new()) != NULL, err, TW_ERR_INTERNAL, "out of memory");
-    TW_ENSURE((bn = BN_bin2bn(g->serial, (int)g->serial_len, NULL)) != NULL &&
+    TW_ENSURE((bn = BN_bin2bn(serial_bytes, (int)serial_len, NULL)) != NULL &&
                   (serial = BN_to_ASN1_INTEGER(bn, NULL)) != NULL,
               err, TW_ERR_INTERNAL, "out of memory");
     TW_ENSURE(X509_set_version(x, X509_VERSION_3) == 1 &&

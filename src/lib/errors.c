@@ -31,6 +31,7 @@ const char *tw_error_class_name(enum tw_error_class cls)
     case TW_ERR_USAGE: return "usage";
     case TW_ERR_INPUT: return "input";
     case TW_ERR_INTERNAL: return "internal";
+    case TW_ERR_REJECTED_BY_PEER: return "rejected_by_peer";
     }
     return "unknown";
 }

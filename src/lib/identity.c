@@ -62,17 +62,20 @@ static int push_san(tw_identity *id, enum tw_san_type t, const char *value)
     return 0;
 }
 
-/* An IA5String name as C text, or NULL when it holds a NUL or a control
- * character (which could forge a name or a log line). */
-static char *ia5_text(const ASN1_STRING *s)
+/* An IA5String name as C text in *out, or *out = NULL when it holds a NUL
+ * or a control character (which could forge a name or a log line).
+ * -1 when out of memory: a name must not vanish for want of memory. */
+static int ia5_text(const ASN1_STRING *s, char **out)
 {
     const unsigned char *d = ASN1_STRING_get0_data(s);
     int len = ASN1_STRING_length(s);
 
+    *out = NULL;
     for (int i = 0; i < len; i++)
         if (d[i] < 0x20 || d[i] >= 0x7f)
-            return NULL;
-    return tw__strndup((const char *)d, (size_t)len);
+            return 0;
+    *out = tw__strndup((const char *)d, (size_t)len);
+    return *out != NULL ? 0 : -1;
 }
 
 static int read_sans(tw_identity *id, X509 *x)
@@ -83,25 +86,29 @@ static int read_sans(tw_identity *id, X509 *x)
     for (int i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
         const GENERAL_NAME *gn = sk_GENERAL_NAME_value(gens, i);
         char ip[INET6_ADDRSTRLEN], *text = NULL;
+        const ASN1_STRING *name = NULL;
         enum tw_san_type t;
 
         switch (gn->type) {
-        case GEN_DNS: t = TW_SAN_DNS; text = ia5_text(gn->d.dNSName); break;
-        case GEN_URI: t = TW_SAN_URI; text = ia5_text(gn->d.uniformResourceIdentifier); break;
-        case GEN_EMAIL: t = TW_SAN_EMAIL; text = ia5_text(gn->d.rfc822Name); break;
+        case GEN_DNS: t = TW_SAN_DNS; name = gn->d.dNSName; break;
+        case GEN_URI: t = TW_SAN_URI; name = gn->d.uniformResourceIdentifier; break;
+        case GEN_EMAIL: t = TW_SAN_EMAIL; name = gn->d.rfc822Name; break;
         case GEN_IPADD: {
             int len = ASN1_STRING_length(gn->d.iPAddress);
             const unsigned char *d = ASN1_STRING_get0_data(gn->d.iPAddress);
 
             t = TW_SAN_IP;
-            if ((len == 4 && inet_ntop(AF_INET, d, ip, sizeof(ip))) ||
-                (len == 16 && inet_ntop(AF_INET6, d, ip, sizeof(ip))))
-                text = tw__strdup(ip);
+            if (((len == 4 && inet_ntop(AF_INET, d, ip, sizeof(ip))) ||
+                 (len == 16 && inet_ntop(AF_INET6, d, ip, sizeof(ip)))) &&
+                (text = tw__strdup(ip)) == NULL)
+                goto done;
             break;
         }
         default:
             continue;
         }
+        if (name != NULL && ia5_text(name, &text) < 0)
+            goto done;
         if (text == NULL)
             continue; /* unreadable or spoofing name: not an identity */
         if (push_san(id, t, text) < 0) {
@@ -315,4 +322,9 @@ const char *tw_identity_san(const tw_identity *id, enum tw_san_type type,
     if ((unsigned)type >= TW_SAN_TYPES || idx >= id->nsans[type])
         return NULL;
     return id->sans[type][idx];
+}
+
+tw_identity *tw__identity_from_x509(X509 *x, tw_err *err)
+{
+    return from_x509(x, err);
 }

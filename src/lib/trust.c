@@ -227,3 +227,13 @@ done:
     X509_STORE_CTX_free(ctx);
     return rc;
 }
+
+X509_STORE *tw__trust_store(const tw_trust *t)
+{
+    return t->store;
+}
+
+STACK_OF(X509) *tw__trust_cas(const tw_trust *t)
+{
+    return t->cas;
+}

@@ -134,6 +134,13 @@ enum tw_reason tw__reason_from_x509(int x509_error);
 int tw__reject(tw_err *err, enum tw_reason reason, X509 *cert,
                const char *role, const char *detail);
 
+/* identity.c: identity of an X509 (not consumed). */
+tw_identity *tw__identity_from_x509(X509 *x, tw_err *err);
+
+/* trust.c: the store inside a tw_trust (not a new reference). */
+X509_STORE *tw__trust_store(const tw_trust *t);
+STACK_OF(X509) *tw__trust_cas(const tw_trust *t);
+
 /* Hex of a byte string into `out` (2*len+1 bytes), upper or lower case. */
 void tw__hex(const unsigned char *in, size_t len, char *out, int upper);
 

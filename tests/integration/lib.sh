@@ -13,6 +13,7 @@ set -u
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/twoway-test.XXXXXX") || exit 1
 # chmod first: a test may leave a read-only directory behind.
 trap 'chmod -R u+rwx "$TMP" 2>/dev/null; rm -rf "$TMP"' EXIT
+trap 'exit 130' INT TERM # so that the EXIT trap cleans up after a kill too
 OUT=$TMP/.stdout
 ERR=$TMP/.stderr
 RC=0

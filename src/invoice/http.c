@@ -1,0 +1,287 @@
+/*
+ * http.c - HTTP/1.1 requests (parsed by libhttp-parser) and responses.
+ *
+ * Limits answer, never grow: the request head (URL and headers) is held to
+ * --max-head bytes (431), the header count to --max-headers (431), the body
+ * to --max-body (413).  libhttp-parser refuses conflicting Content-Length
+ * and Transfer-Encoding and bad chunk sizes; each of those is a 400.
+ */
+#include "server.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+const char *inv_status_text(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+void inv_request_reset(inv_request *r)
+{
+    char *head = r->head;
+
+    inv_buf_free(&r->body);
+    memset(r, 0, sizeof(*r));
+    r->head = head; /* kept for the next request on this connection */
+    http_parser_init(&r->parser, HTTP_REQUEST);
+}
+
+void inv_request_free(inv_request *r)
+{
+    free(r->head);
+    r->head = NULL;
+    inv_buf_free(&r->body);
+}
+
+static inv_conn *conn_of(http_parser *p)
+{
+    return p->data;
+}
+
+static int fail(inv_conn *c, int status, const char *reason)
+{
+    if (c->req.error_status == 0) {
+        c->req.error_status = status;
+        c->req.error_reason = reason;
+    }
+    return -1; /* stops the parser */
+}
+
+/* Append to the head buffer, within --max-head. */
+static int head_append(inv_conn *c, const char *at, size_t len)
+{
+    inv_request *r = &c->req;
+    size_t max = c->w->srv->opt.max_head;
+
+    if (r->head == NULL && (r->head = malloc(max + 1)) == NULL)
+        return fail(c, 500, "out of memory");
+    if (r->head_len + len > max)
+        return fail(c, 431, "the request line and headers are too large");
+    memcpy(r->head + r->head_len, at, len);
+    r->head_len += len;
+    return 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    conn_of(p)->req.started_ms = tw_loop_now_ms();
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    inv_conn *c = conn_of(p);
+
+    if (head_append(c, at, len) < 0)
+        return -1;
+    c->req.url_len = c->req.head_len;
+    return 0;
+}
+
+/* The header just completed (field and value), if we care about it. */
+static int header_done(inv_conn *c)
+{
+    inv_request *r = &c->req;
+    const char *value = r->field + r->field_len;
+    size_t vlen = (size_t)(r->head + r->head_len - value);
+
+    if (r->field_len == 15 && strncasecmp(r->field, "Idempotency-Key", 15) == 0) {
+        if (vlen == 0 || vlen > INV_KEY_MAX)
+            r->idem_key_bad = 1;
+        else {
+            memcpy(r->idem_key, value, vlen);
+            r->idem_key[vlen] = '\0';
+        }
+    } else if (r->field_len == 6 && strncasecmp(r->field, "Expect", 6) == 0) {
+        if (vlen == 12 && strncasecmp(value, "100-continue", 12) == 0)
+            r->expect_continue = 1;
+        else
+            return fail(c, 400, "unsupported Expect header");
+    }
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    inv_conn *c = conn_of(p);
+    inv_request *r = &c->req;
+
+    if (r->last_was_value || r->field == NULL) {
+        if (r->field != NULL && header_done(c) < 0)
+            return -1;
+        if (++r->nheaders > c->w->srv->opt.max_headers)
+            return fail(c, 431, "too many header fields");
+        r->field = NULL;
+        r->field_len = 0;
+        r->last_was_value = 0;
+    }
+    if (head_append(c, at, len) < 0)
+        return -1;
+    if (r->field == NULL)
+        r->field = r->head + r->head_len - len;
+    r->field_len += len;
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    inv_conn *c = conn_of(p);
+
+    c->req.last_was_value = 1;
+    return head_append(c, at, len);
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    inv_conn *c = conn_of(p);
+    inv_request *r = &c->req;
+
+    if (r->field != NULL && header_done(c) < 0)
+        return -1;
+    if ((p->flags & F_CONTENTLENGTH) &&
+        p->content_length > c->w->srv->opt.max_body)
+        return fail(c, 413, "the request body is too large");
+    if (p->method == HTTP_POST && !(p->flags & (F_CONTENTLENGTH | F_CHUNKED)))
+        return fail(c, 411, "a POST needs Content-Length or chunked encoding");
+    r->body.max = c->w->srv->opt.max_body;
+    if (r->expect_continue && p->method == HTTP_POST)
+        inv_buf_append(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    inv_conn *c = conn_of(p);
+
+    if (c->req.body.len + len > c->w->srv->opt.max_body)
+        return fail(c, 413, "the request body is too large");
+    if (inv_buf_append(&c->req.body, at, len) < 0)
+        return fail(c, 500, "out of memory");
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    inv_conn *c = conn_of(p);
+
+    c->req.complete = 1;
+    http_parser_pause(p, 1); /* one request at a time (pipelining) */
+    return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+size_t inv_request_feed(inv_conn *c, const char *data, size_t len)
+{
+    http_parser *p = &c->req.parser;
+    size_t used;
+    enum http_errno e;
+
+    p->data = c;
+    used = http_parser_execute(p, &settings, data, len);
+    e = HTTP_PARSER_ERRNO(p);
+    if (e == HPE_PAUSED) {
+        http_parser_pause(p, 0);
+        return used;
+    }
+    if (e != HPE_OK && c->req.error_status == 0) {
+        switch (e) {
+        case HPE_HEADER_OVERFLOW:
+            fail(c, 431, "the request line and headers are too large");
+            break;
+        case HPE_UNEXPECTED_CONTENT_LENGTH:
+            fail(c, 400, "Content-Length and Transfer-Encoding conflict");
+            break;
+        case HPE_INVALID_CHUNK_SIZE:
+            fail(c, 400, "invalid chunk size");
+            break;
+        case HPE_INVALID_METHOD:
+            fail(c, 400, "invalid HTTP method");
+            break;
+        case HPE_INVALID_VERSION:
+            fail(c, 400, "invalid HTTP version");
+            break;
+        default:
+            fail(c, 400, http_errno_description(e));
+        }
+    }
+    return used;
+}
+
+int inv_reply(inv_conn *c, int status, const char *content_type,
+              const char *body, size_t len, const char *extra_headers)
+{
+    int rc = inv_buf_printf(&c->out,
+                            "HTTP/1.1 %d %s\r\n"
+                            "Content-Type: %s\r\n"
+                            "Content-Length: %zu\r\n"
+                            "%s%s"
+                            "\r\n",
+                            status, inv_status_text(status), content_type, len,
+                            extra_headers ? extra_headers : "",
+                            c->keep_alive ? "" : "Connection: close\r\n");
+
+    if (rc < 0 || inv_buf_append(&c->out, body, len) < 0)
+        return -1;
+    inv_metrics_status(c->w->srv, status);
+    inv_log_access(c, status, len);
+    return 0;
+}
+
+/* Escape a string for JSON into buf (truncating safely). */
+static void json_escape(const char *in, char *out, size_t len)
+{
+    size_t o = 0;
+
+    for (; *in != '\0' && o + 7 < len; in++) {
+        unsigned char ch = (unsigned char)*in;
+
+        if (ch == '"' || ch == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)ch;
+        } else if (ch < 0x20) {
+            o += (size_t)snprintf(out + o, len - o, "\\u%04x", ch);
+        } else {
+            out[o++] = (char)ch;
+        }
+    }
+    out[o] = '\0';
+}
+
+int inv_reply_error(inv_conn *c, int status, const char *reason)
+{
+    char esc[1024], body[1200];
+    int n;
+
+    json_escape(reason, esc, sizeof(esc));
+    n = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"reason\":\"%s\"}",
+                 inv_status_text(status), esc);
+    return inv_reply(c, status, "application/json", body, (size_t)n,
+                     status == 405 ? "Allow: GET, POST\r\n" : NULL);
+}

@@ -1,0 +1,102 @@
+/*
+ * log.c - invoice-server's logs: operational and refusal lines on stderr,
+ * one JSON line per request in the access log.  Each line is written with
+ * one call under a lock, so lines from workers never interleave.  No secret
+ * (key, passphrase, request body) is ever logged, and control characters
+ * from peers are escaped so a certificate cannot forge log lines.
+ */
+#include "server.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+static void timestamp(char *buf, size_t len)
+{
+    struct timeval tv;
+    struct tm tm;
+
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void inv_log(inv_server *srv, const char *fmt, ...)
+{
+    char line[2048], ts[32];
+    va_list ap;
+    int n;
+
+    timestamp(ts, sizeof(ts));
+    n = snprintf(line, sizeof(line), "%s invoice-server: ", ts);
+    va_start(ap, fmt);
+    vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    for (char *p = line; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20)
+            *p = '?';
+    strcat(line, "\n");
+    pthread_mutex_lock(&srv->log_lock);
+    fputs(line, stderr);
+    fflush(stderr);
+    pthread_mutex_unlock(&srv->log_lock);
+}
+
+void inv_log_refusal(inv_server *srv, const char *peer, const tw_conn *tls)
+{
+    const tw_err *e = tw_conn_err(tls);
+    tw_identity *id = tw_conn_refused_identity(tls);
+
+    inv_log(srv, "refused peer=%s reason=%s subject=\"%s\" issuer=\"%s\" "
+            "serial=%s: %s", peer,
+            e->reason != TW_REASON_NONE ? tw_reason_name(e->reason)
+                                        : tw_error_class_name(e->cls),
+            id ? tw_identity_subject(id) : "-",
+            id ? tw_identity_issuer(id) : "-",
+            id ? tw_identity_serial(id) : "-", e->msg);
+    tw_identity_free(id);
+}
+
+void inv_log_access(inv_conn *c, int status, size_t bytes)
+{
+    inv_server *srv = c->w->srv;
+    const tw_identity *id = tw_conn_peer(c->tls);
+    json_t *o;
+    char ts[32], *text;
+    long long now = tw_loop_now_ms();
+
+    if (srv->access_log == NULL)
+        return;
+    timestamp(ts, sizeof(ts));
+    o = json_object();
+    json_object_set_new(o, "time", json_string(ts));
+    json_object_set_new(o, "peer", json_string(c->peer));
+    json_object_set_new(o, "subject", id ? json_string(tw_identity_subject(id))
+                                         : json_null());
+    json_object_set_new(o, "serial", id ? json_string(tw_identity_serial(id))
+                                        : json_null());
+    json_object_set_new(o, "method",
+                        json_string(http_method_str(c->req.parser.method)));
+    json_object_set_new(o, "path", json_stringn_nocheck(c->req.head ? c->req.head
+                                                                    : "",
+                                                        c->req.url_len));
+    json_object_set_new(o, "status", json_integer(status));
+    json_object_set_new(o, "bytes", json_integer((json_int_t)bytes));
+    json_object_set_new(o, "duration_ms",
+                        json_real(c->req.started_ms ? (double)(now - c->req.started_ms)
+                                                    : 0.0));
+    json_object_set_new(o, "tls", json_string(tw_conn_version(c->tls)));
+    json_object_set_new(o, "resumed", json_boolean(tw_conn_resumed(c->tls)));
+    text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+    json_decref(o);
+    if (text == NULL)
+        return;
+    pthread_mutex_lock(&srv->log_lock);
+    fputs(text, srv->access_log);
+    fputc('\n', srv->access_log);
+    fflush(srv->access_log);
+    pthread_mutex_unlock(&srv->log_lock);
+    free(text);
+}

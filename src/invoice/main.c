@@ -1,0 +1,15 @@
+/*
+ * main.c - invoice-server: the mTLS invoice API.  Parses the command line
+ * and runs the server (server.c).
+ */
+#include "server.h"
+
+int main(int argc, char **argv)
+{
+    inv_options o;
+    int done, rc = inv_options_parse(&o, argc, argv, &done);
+
+    if (done)
+        return rc;
+    return inv_server_run(&o);
+}

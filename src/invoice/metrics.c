@@ -1,0 +1,67 @@
+/*
+ * metrics.c - GET /metrics in the Prometheus text format (version 0.0.4).
+ */
+#include "server.h"
+
+void inv_metrics_status(inv_server *srv, int status)
+{
+    int cls = status / 100;
+
+    atomic_fetch_add(&srv->metrics.requests[cls >= 1 && cls <= 5 ? cls : 0], 1);
+}
+
+void inv_metrics_render(inv_server *srv, inv_buf *b)
+{
+    inv_metrics *m = &srv->metrics;
+    static const char *const classes[] = {"other", "1xx", "2xx", "3xx", "4xx",
+                                          "5xx"};
+
+    inv_buf_printf(b, "# HELP twoway_requests_total HTTP requests answered, by status class.\n"
+                      "# TYPE twoway_requests_total counter\n");
+    for (int i = 0; i < 6; i++)
+        inv_buf_printf(b, "twoway_requests_total{code=\"%s\"} %llu\n",
+                       classes[i], atomic_load(&m->requests[i]));
+    inv_buf_printf(b, "# HELP twoway_handshakes_total TLS handshakes completed.\n"
+                      "# TYPE twoway_handshakes_total counter\n"
+                      "twoway_handshakes_total %llu\n"
+                      "# HELP twoway_handshakes_resumed_total Handshakes that resumed a session.\n"
+                      "# TYPE twoway_handshakes_resumed_total counter\n"
+                      "twoway_handshakes_resumed_total %llu\n",
+                   atomic_load(&m->handshakes), atomic_load(&m->resumed));
+    inv_buf_printf(b, "# HELP twoway_refusals_total Peers refused, by reason.\n"
+                      "# TYPE twoway_refusals_total counter\n");
+    for (int r = TW_REASON_NO_CERTIFICATE; r <= TW_REASON_CRL_UNUSABLE; r++)
+        inv_buf_printf(b, "twoway_refusals_total{reason=\"%s\"} %llu\n",
+                       tw_reason_name((enum tw_reason)r),
+                       atomic_load(&m->refusals[r]));
+    inv_buf_printf(b, "# HELP twoway_reloads_total Successful reloads of certificates, CA, CRL and policy.\n"
+                      "# TYPE twoway_reloads_total counter\n"
+                      "twoway_reloads_total %llu\n"
+                      "# HELP twoway_reload_failures_total Reloads refused (the old configuration stayed).\n"
+                      "# TYPE twoway_reload_failures_total counter\n"
+                      "twoway_reload_failures_total %llu\n"
+                      "# HELP twoway_connections_total Connections accepted.\n"
+                      "# TYPE twoway_connections_total counter\n"
+                      "twoway_connections_total %llu\n"
+                      "# HELP twoway_connections_open Connections open now.\n"
+                      "# TYPE twoway_connections_open gauge\n"
+                      "twoway_connections_open %llu\n"
+                      "# HELP twoway_response_bytes_total Bytes of responses written.\n"
+                      "# TYPE twoway_response_bytes_total counter\n"
+                      "twoway_response_bytes_total %llu\n"
+                      "# HELP twoway_tls_generation Configuration generation in use (1 + reloads).\n"
+                      "# TYPE twoway_tls_generation gauge\n"
+                      "twoway_tls_generation %u\n"
+                      "# HELP twoway_certificate_expiry_timestamp_seconds When the server certificate expires.\n"
+                      "# TYPE twoway_certificate_expiry_timestamp_seconds gauge\n"
+                      "twoway_certificate_expiry_timestamp_seconds %lld\n"
+                      "# HELP twoway_crl_next_update_timestamp_seconds When the CRL must be replaced (0: no CRL).\n"
+                      "# TYPE twoway_crl_next_update_timestamp_seconds gauge\n"
+                      "twoway_crl_next_update_timestamp_seconds %lld\n",
+                   atomic_load(&m->reloads), atomic_load(&m->reload_failures),
+                   atomic_load(&m->connections),
+                   atomic_load(&m->open_connections),
+                   atomic_load(&m->bytes_out), tw_server_generation(srv->tls),
+                   (long long)tw_server_cert_not_after(srv->tls),
+                   (long long)tw_server_crl_next_update(srv->tls));
+}

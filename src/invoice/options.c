@@ -1,0 +1,204 @@
+/*
+ * options.c - invoice-server's command line.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "usage: invoice-server --cert FILE --key FILE --ca FILE [--crl FILE]\n"
+    "                      [--listen ADDR:PORT] [--db FILE] [--policy FILE]\n"
+    "                      [--allow RULE]... [--workers N]\n"
+    "                      [--access-log FILE|-] [--ticket-keys FILE]\n"
+    "\n"
+    "The Invoice Server: an HTTPS API that answers only clients whose\n"
+    "certificate the CA signed (mutual TLS) and whose identity the policy\n"
+    "allows.  Refused clients get a TLS alert and a log line saying why.\n"
+    "\n"
+    "  --cert FILE            the server's certificate (PEM)\n"
+    "  --key FILE             its private key\n"
+    "  --ca FILE              the CA that signs client certificates\n"
+    "  --crl FILE             a CRL of that CA (re-read on reload)\n"
+    "  --listen ADDR:PORT     where to listen (default 0.0.0.0:3100;\n"
+    "                         [::1]:3100 for IPv6; port 0 picks a free one)\n"
+    "  --db FILE              the SQLite database (default invoices.db;\n"
+    "                         created and seeded when new)\n"
+    "  --policy FILE          policy rules, one per line:\n"
+    "                         ROLE FIELD=VALUE... (roles: read, write, metrics)\n"
+    "  --allow RULE           one policy rule, e.g. 'read O=MailServer'\n"
+    "  --workers N            worker threads (default: number of cores)\n"
+    "  --access-log FILE|-    one JSON line per request (- for stdout)\n"
+    "  --ticket-keys FILE     TLS ticket keys shared with other instances\n"
+    "  --tickets N            TLS 1.3 tickets per handshake (default 1, 0 = off)\n"
+    "  --max-connections N    open connections at most (default 10000)\n"
+    "  --max-head BYTES       request line + headers (default 8192; 431 above)\n"
+    "  --max-headers N        header count (default 64; 431 above)\n"
+    "  --max-body BYTES       request body (default 1048576; 413 above)\n"
+    "  --header-timeout SEC   to receive a request (default 10; 408 after)\n"
+    "  --idle-timeout SEC     keep-alive between requests (default 60)\n"
+    "  --reload-check SEC     how often to look for changed files (default 2;\n"
+    "                         0 = only on SIGHUP)\n"
+    "  --help                 show this help\n"
+    "\n"
+    "Signals: SIGHUP reloads certificate, key, CA, CRL and policy without\n"
+    "dropping connections; SIGTERM stops accepting, finishes requests in\n"
+    "flight and exits 0.  See invoice-server(8).\n";
+
+static int parse_num(const char *opt, const char *text, long min, long max,
+                     long *out)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v < min || v > max) {
+        fprintf(stderr, "invoice-server: %s '%s' is not a number from %ld to "
+                "%ld\n", opt, text, min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int inv_options_parse(inv_options *o, int argc, char **argv, int *done)
+{
+    static const struct option opts[] = {
+        {"cert", required_argument, NULL, 'c'},
+        {"key", required_argument, NULL, 'k'},
+        {"ca", required_argument, NULL, 'a'},
+        {"crl", required_argument, NULL, 'r'},
+        {"listen", required_argument, NULL, 'l'},
+        {"db", required_argument, NULL, 'd'},
+        {"policy", required_argument, NULL, 'p'},
+        {"allow", required_argument, NULL, 'A'},
+        {"workers", required_argument, NULL, 'w'},
+        {"access-log", required_argument, NULL, 'L'},
+        {"ticket-keys", required_argument, NULL, 'T'},
+        {"tickets", required_argument, NULL, 't'},
+        {"max-connections", required_argument, NULL, 'M'},
+        {"max-head", required_argument, NULL, 'H'},
+        {"max-headers", required_argument, NULL, 'N'},
+        {"max-body", required_argument, NULL, 'B'},
+        {"header-timeout", required_argument, NULL, 'h' + 256},
+        {"idle-timeout", required_argument, NULL, 'i'},
+        {"reload-check", required_argument, NULL, 'R'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    long v;
+    int c;
+
+    memset(o, 0, sizeof(*o));
+    o->listen = "0.0.0.0:3100";
+    o->db = "invoices.db";
+    o->workers = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    o->max_head = 8192;
+    o->max_headers = 64;
+    o->max_body = 1024 * 1024;
+    o->header_timeout_ms = 10000;
+    o->idle_timeout_ms = 60000;
+    o->handshake_timeout_ms = 10000;
+    o->max_conns = 10000;
+    o->reload_check_ms = 2000;
+    o->tickets = 1;
+    *done = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': o->cert = optarg; break;
+        case 'k': o->key = optarg; break;
+        case 'a': o->ca = optarg; break;
+        case 'r': o->crl = optarg; break;
+        case 'l': o->listen = optarg; break;
+        case 'd': o->db = optarg; break;
+        case 'p': o->policy = optarg; break;
+        case 'L': o->access_log = optarg; break;
+        case 'T': o->ticket_keys = optarg; break;
+        case 'A':
+            if (o->nrules == INV_MAX_RULES) {
+                fprintf(stderr, "invoice-server: more than %d --allow rules: "
+                        "use a --policy file\n", INV_MAX_RULES);
+                goto usage_error;
+            }
+            o->rules[o->nrules++] = optarg;
+            break;
+        case 'w':
+            if (parse_num("--workers", optarg, 1, 256, &v) < 0)
+                goto usage_error;
+            o->workers = (int)v;
+            break;
+        case 't':
+            if (parse_num("--tickets", optarg, 0, 8, &v) < 0)
+                goto usage_error;
+            o->tickets = (int)v;
+            break;
+        case 'M':
+            if (parse_num("--max-connections", optarg, 1, 1000000, &v) < 0)
+                goto usage_error;
+            o->max_conns = (int)v;
+            break;
+        case 'H':
+            if (parse_num("--max-head", optarg, 1024, 1024 * 1024, &v) < 0)
+                goto usage_error;
+            o->max_head = (size_t)v;
+            break;
+        case 'N':
+            if (parse_num("--max-headers", optarg, 4, 1024, &v) < 0)
+                goto usage_error;
+            o->max_headers = (size_t)v;
+            break;
+        case 'B':
+            if (parse_num("--max-body", optarg, 256, 64L * 1024 * 1024, &v) < 0)
+                goto usage_error;
+            o->max_body = (size_t)v;
+            break;
+        case 'h' + 256:
+            if (parse_num("--header-timeout", optarg, 1, 3600, &v) < 0)
+                goto usage_error;
+            o->header_timeout_ms = (int)v * 1000;
+            break;
+        case 'i':
+            if (parse_num("--idle-timeout", optarg, 1, 86400, &v) < 0)
+                goto usage_error;
+            o->idle_timeout_ms = (int)v * 1000;
+            break;
+        case 'R':
+            if (parse_num("--reload-check", optarg, 0, 3600, &v) < 0)
+                goto usage_error;
+            o->reload_check_ms = (int)v * 1000;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            *done = 1;
+            return 0;
+        case ':':
+            fprintf(stderr, "invoice-server: option %s needs a value\n",
+                    argv[optind - 1]);
+            goto usage_error;
+        default:
+            fprintf(stderr, "invoice-server: unknown option %s\n",
+                    argv[optind - 1]);
+            goto usage_error;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "invoice-server: unexpected argument '%s'\n",
+                argv[optind]);
+        goto usage_error;
+    }
+    if (o->cert == NULL || o->key == NULL || o->ca == NULL) {
+        fprintf(stderr, "invoice-server: give --cert FILE, --key FILE and "
+                "--ca FILE (the server's certificate and key, and the CA "
+                "that signs client certificates)\n");
+        goto usage_error;
+    }
+    return 0;
+usage_error:
+    fprintf(stderr, "invoice-server: see `invoice-server --help`\n");
+    *done = 1;
+    return 2;
+}

@@ -1,0 +1,273 @@
+/*
+ * server.c - invoice-server's process: configuration, workers, signals,
+ * reloads and the drain at shutdown.  The main thread only waits for
+ * signals and watches the configured files; workers do all the serving.
+ */
+#define _GNU_SOURCE /* pthread_timedjoin_np */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DRAIN_MAX_MS 10000
+
+static int parse_listen(inv_server *srv, const char *text)
+{
+    char host[256];
+    const char *colon = strrchr(text, ':');
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&srv->addr;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&srv->addr;
+    char *end;
+    long port;
+    size_t hlen;
+
+    if (colon == NULL || (hlen = (size_t)(colon - text)) >= sizeof(host))
+        return -1;
+    port = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end != '\0' || port < 0 || port > 65535)
+        return -1;
+    memcpy(host, text, hlen);
+    host[hlen] = '\0';
+    memset(&srv->addr, 0, sizeof(srv->addr));
+    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
+        host[hlen - 1] = '\0';
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, host + 1, &s6->sin6_addr) != 1)
+            return -1;
+        srv->addrlen = sizeof(*s6);
+        return 0;
+    }
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons((uint16_t)port);
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, sizeof(host), "127.0.0.1");
+    if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+        return -1;
+    srv->addrlen = sizeof(*s4);
+    return 0;
+}
+
+static void addr_text(const inv_server *srv, char *buf, size_t len)
+{
+    char host[INET6_ADDRSTRLEN];
+
+    if (srv->addr.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const void *)&srv->addr;
+
+        inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+        snprintf(buf, len, "[%s]:%u", host, ntohs(s6->sin6_port));
+    } else {
+        const struct sockaddr_in *s4 = (const void *)&srv->addr;
+
+        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+        snprintf(buf, len, "%s:%u", host, ntohs(s4->sin_port));
+    }
+}
+
+static tw_config *build_config(const inv_options *o)
+{
+    tw_config *cfg = tw_config_new();
+
+    if (cfg == NULL) {
+        fprintf(stderr, "invoice-server: out of memory\n");
+        return NULL;
+    }
+    if (tw_config_set_ca_file(cfg, o->ca) < 0 ||
+        tw_config_set_keypair_file(cfg, o->cert, o->key) < 0 ||
+        (o->crl && tw_config_set_crl_file(cfg, o->crl) < 0) ||
+        (o->policy && tw_config_set_policy_file(cfg, o->policy) < 0) ||
+        (o->ticket_keys && tw_config_set_ticket_keys_file(cfg, o->ticket_keys) < 0) ||
+        tw_config_set_tickets(cfg, o->tickets) < 0)
+        goto err;
+    for (int i = 0; i < o->nrules; i++)
+        if (tw_config_add_policy_rule(cfg, o->rules[i]) < 0) {
+            fprintf(stderr, "invoice-server: --allow '%s': %s\n", o->rules[i],
+                    tw_config_error(cfg));
+            tw_config_free(cfg);
+            return NULL;
+        }
+    return cfg;
+err:
+    fprintf(stderr, "invoice-server: %s\n", tw_config_error(cfg));
+    tw_config_free(cfg);
+    return NULL;
+}
+
+/* The newest modification time of the files a reload re-reads. */
+static long long files_mtime(const inv_options *o)
+{
+    const char *files[] = {o->cert, o->key, o->ca, o->crl, o->policy,
+                           o->ticket_keys};
+    long long newest = 0;
+
+    for (size_t i = 0; i < sizeof(files) / sizeof(*files); i++) {
+        struct stat st;
+        long long t;
+
+        if (files[i] == NULL || stat(files[i], &st) != 0)
+            continue;
+        t = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+        if (t > newest)
+            newest = t;
+    }
+    return newest;
+}
+
+static void reload(inv_server *srv, const char *why)
+{
+    tw_err err;
+
+    if (tw_server_reload(srv->tls, srv->cfg, &err) < 0) {
+        atomic_fetch_add(&srv->metrics.reload_failures, 1);
+        inv_log(srv, "reload (%s) failed, keeping generation %u: %s", why,
+                tw_server_generation(srv->tls), err.msg);
+        return;
+    }
+    atomic_fetch_add(&srv->metrics.reloads, 1);
+    inv_log(srv, "reloaded (%s): generation %u", why,
+            tw_server_generation(srv->tls));
+}
+
+/* Wait for signals and file changes until SIGTERM/SIGINT. */
+static void supervise(inv_server *srv, int sigfd)
+{
+    long long seen = files_mtime(&srv->opt);
+
+    for (;;) {
+        struct pollfd p = {.fd = sigfd, .events = POLLIN};
+        int timeout = srv->opt.reload_check_ms > 0 ? srv->opt.reload_check_ms : -1;
+        int n = poll(&p, 1, timeout);
+
+        if (n < 0 && errno != EINTR)
+            return;
+        if (n > 0) {
+            struct signalfd_siginfo si;
+
+            if (read(sigfd, &si, sizeof(si)) != sizeof(si))
+                continue;
+            if (si.ssi_signo == SIGHUP) {
+                seen = files_mtime(&srv->opt);
+                reload(srv, "SIGHUP");
+            } else {
+                inv_log(srv, "%s: draining connections, then exiting",
+                        si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+                return;
+            }
+        } else if (srv->opt.reload_check_ms > 0) {
+            long long now = files_mtime(&srv->opt);
+
+            if (now != seen) {
+                seen = now;
+                reload(srv, "files changed");
+            }
+        }
+    }
+}
+
+static void drain(inv_server *srv)
+{
+    struct timespec deadline;
+
+    atomic_store(&srv->draining, 1);
+    for (int i = 0; i < srv->nworkers; i++)
+        inv_worker_wake(&srv->workers[i]);
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += DRAIN_MAX_MS / 1000;
+    for (int i = 0; i < srv->nworkers; i++)
+        if (pthread_timedjoin_np(srv->workers[i].thread, NULL, &deadline) != 0)
+            inv_log(srv, "worker %d did not finish in %d s; exiting anyway", i,
+                    DRAIN_MAX_MS / 1000);
+}
+
+int inv_server_run(const inv_options *o)
+{
+    inv_server *srv = calloc(1, sizeof(*srv));
+    sigset_t mask;
+    tw_err err;
+    int sigfd, started = 0;
+    char where[80];
+
+    if (srv == NULL)
+        return 1;
+    srv->opt = *o;
+    pthread_mutex_init(&srv->log_lock, NULL);
+    srv->started = time(NULL);
+    if (parse_listen(srv, o->listen) < 0) {
+        fprintf(stderr, "invoice-server: --listen '%s' is not ADDR:PORT "
+                "(e.g. 127.0.0.1:3100 or [::1]:3100)\n", o->listen);
+        return 2;
+    }
+    if (store_init(o->db, &err) < 0) {
+        fprintf(stderr, "invoice-server: --db: %s\n", err.msg);
+        return 1;
+    }
+    if ((srv->cfg = build_config(o)) == NULL)
+        return 1;
+    if ((srv->tls = tw_server_new(srv->cfg, &err)) == NULL) {
+        fprintf(stderr, "invoice-server: %s\n", err.msg);
+        return 1;
+    }
+    if (o->access_log != NULL) {
+        srv->access_log = strcmp(o->access_log, "-") == 0
+                              ? stdout : fopen(o->access_log, "a");
+        if (srv->access_log == NULL) {
+            fprintf(stderr, "invoice-server: --access-log %s: %s\n",
+                    o->access_log, strerror(errno));
+            return 1;
+        }
+    }
+    if ((srv->writer = store_writer_start(o->db, &err)) == NULL) {
+        fprintf(stderr, "invoice-server: --db: %s\n", err.msg);
+        return 1;
+    }
+    /* Workers inherit this mask: only the main thread takes signals. */
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &mask, NULL);
+    if ((sigfd = signalfd(-1, &mask, SFD_CLOEXEC)) < 0) {
+        fprintf(stderr, "invoice-server: signalfd: %s\n", strerror(errno));
+        return 1;
+    }
+    srv->nworkers = o->workers;
+    if ((srv->workers = calloc((size_t)o->workers, sizeof(inv_worker))) == NULL)
+        return 1;
+    for (int i = 0; i < o->workers; i++) {
+        inv_worker *w = &srv->workers[i];
+
+        w->srv = srv;
+        w->index = i;
+        w->listen_fd = w->wake_fd = -1;
+        if (inv_worker_start(w) < 0)
+            break;
+        started++;
+    }
+    if (started < o->workers) {
+        srv->nworkers = started;
+        drain(srv);
+        return 1;
+    }
+    addr_text(srv, where, sizeof(where));
+    if (!tw_server_has_policy(srv->tls))
+        inv_log(srv, "no policy given: any certificate the CA signed may "
+                "read, write and see metrics (add --allow 'read O=...' or "
+                "--policy FILE)");
+    inv_log(srv, "listening on https://%s/ (%d workers, TLS 1.2-1.3, "
+            "database %s)", where, srv->nworkers, o->db);
+    supervise(srv, sigfd);
+    drain(srv);
+    store_writer_stop(srv->writer);
+    inv_log(srv, "stopped");
+    return 0;
+}

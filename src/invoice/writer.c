@@ -1,0 +1,614 @@
+/*
+ * writer.c - the one thread that writes invoices, and the completion queues
+ * that carry its answers back to the workers.
+ *
+ * Workers submit inserts; the writer sleeps on a condition variable until
+ * there is work, then takes everything pending (up to GROUP_MAX) and runs it
+ * as one transaction: BEGIN IMMEDIATE, each request in turn (inside its own
+ * savepoint, so a failed request leaves no half of itself behind), one
+ * COMMIT.  With synchronous=FULL the COMMIT returns only once the group is
+ * on disk, so every 201 posted afterwards is durable, and one fsync is paid
+ * per group rather than per invoice.  A failed COMMIT turns every answer of
+ * the group into a 500.
+ *
+ * Answers go to the asking worker's store_queue: a list under a mutex plus
+ * an eventfd the worker's event loop watches.  The worker drains the queue
+ * on its own thread and runs the callbacks there, outside the lock.
+ *
+ * Owns: the writer's SQLite connection and its statements, pending requests
+ * until they are posted; a queue owns posted requests until drained.
+ */
+#include "store_internal.h"
+#include "tw_internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define GROUP_MAX 256          /* requests per transaction */
+#define CHECKPOINT_PAGES 1000  /* WAL pages before the writer checkpoints */
+#define HASH_HEX (2 * 32 + 1)  /* SHA-256 in hex, NUL */
+
+typedef struct store_req {
+    struct store_req *next;
+    store_queue *q;
+    store_done_fn *done;
+    void *ctx;
+    inv_invoice inv;
+    char key[INV_KEY_MAX + 1]; /* Idempotency-Key, "" when none */
+    char hash[HASH_HEX];       /* of inv, to tell a replay from a reuse */
+    store_result result;
+} store_req;
+
+struct store_queue {
+    pthread_mutex_t mu;
+    store_req *head, *tail;
+    int fd;
+};
+
+struct store_writer {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    store_req *head, *tail; /* submitted, not yet taken */
+    int stopping;
+    int mutex_ok, cond_ok, running;
+    pthread_t thread;
+
+    /* Used only by the writer thread once it runs. */
+    sqlite3 *db;
+    char *path;
+    sqlite3_stmt *begin, *commit, *rollback;
+    sqlite3_stmt *savepoint, *release, *rollback_to;
+    sqlite3_stmt *sel_key, *sel_num, *ins_inv, *ins_key;
+    int wal_pages;
+};
+
+/* -------------------------------------------------------------- queues */
+
+store_queue *store_queue_new(tw_err *err)
+{
+    store_queue *q = tw__calloc(1, sizeof(*q));
+
+    if (q == NULL) {
+        tw__err_nomem(err);
+        return NULL;
+    }
+    q->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (q->fd < 0) {
+        tw__err(err, TW_ERR_INTERNAL, "cannot make an eventfd: %s",
+                strerror(errno));
+        tw__free(q);
+        return NULL;
+    }
+    if (pthread_mutex_init(&q->mu, NULL) != 0) {
+        tw__err(err, TW_ERR_INTERNAL, "cannot make a mutex");
+        close(q->fd);
+        tw__free(q);
+        return NULL;
+    }
+    return q;
+}
+
+int store_queue_fd(const store_queue *q)
+{
+    return q->fd;
+}
+
+static void req_free(store_req *r)
+{
+    inv_buf_free(&r->result.body);
+    tw__free(r);
+}
+
+void store_queue_drain(store_queue *q)
+{
+    store_req *r, *next;
+    uint64_t count;
+
+    /* Read the counter before taking the list: a post that lands after the
+     * swap writes the eventfd again, so the loop will call us again. */
+    if (read(q->fd, &count, sizeof(count)) < 0) {
+        /* EAGAIN: nothing signalled since the last drain; look anyway */
+    }
+    pthread_mutex_lock(&q->mu);
+    r = q->head;
+    q->head = q->tail = NULL;
+    pthread_mutex_unlock(&q->mu);
+    for (; r != NULL; r = next) {
+        next = r->next;
+        r->done(r->ctx, &r->result);
+        req_free(r); /* frees body.data unless the callback took it */
+    }
+}
+
+void store_queue_free(store_queue *q)
+{
+    store_req *r, *next;
+
+    if (q == NULL)
+        return;
+    for (r = q->head; r != NULL; r = next) { /* undelivered: no callback */
+        next = r->next;
+        req_free(r);
+    }
+    pthread_mutex_destroy(&q->mu);
+    close(q->fd);
+    tw__free(q);
+}
+
+/*
+ * Hand the answered requests to their queues: one lock and one eventfd
+ * write per run of requests for the same queue.  The eventfd is written
+ * under the lock so that a worker that drained everything may free its
+ * queue at once: we no longer touch it after unlocking.
+ */
+static void post_results(store_req *r)
+{
+    while (r != NULL) {
+        store_queue *q = r->q;
+        store_req *last = r, *rest;
+        uint64_t one = 1;
+
+        while (last->next != NULL && last->next->q == q)
+            last = last->next;
+        rest = last->next;
+        last->next = NULL;
+        pthread_mutex_lock(&q->mu);
+        if (q->tail != NULL)
+            q->tail->next = r;
+        else
+            q->head = r;
+        q->tail = last;
+        if (write(q->fd, &one, sizeof(one)) < 0) {
+            /* EAGAIN only when the counter is full: still readable */
+        }
+        pthread_mutex_unlock(&q->mu);
+        r = rest;
+    }
+}
+
+/* ------------------------------------------------------------ answers */
+
+TW_PRINTF(3, 4)
+static void answer_text(store_req *r, int status, const char *fmt, ...)
+{
+    va_list ap;
+    char text[256];
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    r->result.status = status;
+    r->result.body.len = 0;
+    if (inv_buf_append(&r->result.body, text, strlen(text)) < 0)
+        inv_buf_free(&r->result.body); /* out of memory: status only */
+}
+
+static void answer_row(store_req *r, int status, const store__row *row)
+{
+    r->result.status = status;
+    r->result.body.len = 0;
+    if (store__render_invoice(&r->result.body, row) < 0)
+        answer_text(r, 500, "out of memory writing the answer");
+}
+
+static void row_from_invoice(const inv_invoice *inv, int64_t created_at,
+                             store__row *row)
+{
+    row->number = inv->number;
+    row->firstname = inv->firstname;
+    row->lastname = inv->lastname;
+    row->email = inv->email;
+    row->amount_minor = inv->amount_minor;
+    row->currency = inv->currency;
+    row->created_at = created_at;
+}
+
+static int same_content(const store__row *row, const inv_invoice *inv)
+{
+    return strcmp(row->firstname, inv->firstname) == 0 &&
+           strcmp(row->lastname, inv->lastname) == 0 &&
+           strcmp(row->email, inv->email) == 0 &&
+           row->amount_minor == inv->amount_minor &&
+           strcmp(row->currency, inv->currency) == 0;
+}
+
+/*
+ * SHA-256 of the invoice's fields, each with its terminating NUL (no field
+ * can hold a NUL, so the encoding is unambiguous), behind a version tag so
+ * the encoding can change.
+ */
+static int hash_invoice(const inv_invoice *inv, char out[HASH_HEX])
+{
+    char amount[24];
+    const char *parts[] = {"invoice-v1",    inv->number, inv->firstname,
+                           inv->lastname,   inv->email,  amount,
+                           inv->currency};
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
+
+    snprintf(amount, sizeof(amount), "%lld", (long long)inv->amount_minor);
+    for (size_t i = 0; ok && i < sizeof(parts) / sizeof(parts[0]); i++)
+        ok = EVP_DigestUpdate(ctx, parts[i], strlen(parts[i]) + 1) == 1;
+    ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen == 32;
+    EVP_MD_CTX_free(ctx);
+    if (!ok)
+        return -1;
+    tw__hex(md, mdlen, out, 0);
+    return 0;
+}
+
+/* ------------------------------------------------------- transactions */
+
+static int run(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+/* Look the invoice `number` up: SQLITE_ROW with sel_num on the row (reset
+ * it after use), SQLITE_DONE when absent, or an error code. */
+static int find_number(store_writer *w, const char *number)
+{
+    int rc;
+
+    sqlite3_bind_text(w->sel_num, 1, number, -1, SQLITE_STATIC);
+    rc = sqlite3_step(w->sel_num);
+    if (rc != SQLITE_ROW)
+        sqlite3_reset(w->sel_num);
+    return rc;
+}
+
+/* The invoice `number` as the answer (a replay); SQLITE_OK or an error. */
+static int answer_stored(store_writer *w, store_req *r, const char *number,
+                         int status)
+{
+    store__row row;
+    int rc = find_number(w, number);
+
+    if (rc == SQLITE_DONE) {
+        answer_text(r, 500,
+                    "the invoice this Idempotency-Key created is gone");
+        return SQLITE_OK;
+    }
+    if (rc != SQLITE_ROW)
+        return rc;
+    store__row_from_stmt(w->sel_num, 0, &row);
+    answer_row(r, status, &row);
+    sqlite3_reset(w->sel_num);
+    return SQLITE_OK;
+}
+
+/* A replay or a reuse of the request's Idempotency-Key: SQLITE_ROW with the
+ * answer set, SQLITE_DONE when the key is new, or an error code. */
+static int check_key(store_writer *w, store_req *r)
+{
+    char number[INV_NUMBER_MAX + 1];
+    int rc, same;
+
+    sqlite3_bind_text(w->sel_key, 1, r->key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(w->sel_key);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(w->sel_key);
+        return rc;
+    }
+    snprintf(number, sizeof(number), "%s",
+             sqlite3_column_text(w->sel_key, 0) != NULL
+                 ? (const char *)sqlite3_column_text(w->sel_key, 0)
+                 : "");
+    same = sqlite3_column_text(w->sel_key, 1) != NULL &&
+           strcmp((const char *)sqlite3_column_text(w->sel_key, 1), r->hash) == 0;
+    sqlite3_reset(w->sel_key);
+    if (!same) {
+        answer_text(r, 409, "this Idempotency-Key was already used for "
+                            "another invoice");
+        return SQLITE_ROW;
+    }
+    rc = answer_stored(w, r, number, 201); /* the first answer, again */
+    return rc == SQLITE_OK ? SQLITE_ROW : rc;
+}
+
+static int insert(store_writer *w, store_req *r, int64_t now)
+{
+    const inv_invoice *inv = &r->inv;
+    store__row row;
+    int rc;
+
+    sqlite3_bind_text(w->ins_inv, 1, inv->number, -1, SQLITE_STATIC);
+    sqlite3_bind_text(w->ins_inv, 2, inv->firstname, -1, SQLITE_STATIC);
+    sqlite3_bind_text(w->ins_inv, 3, inv->lastname, -1, SQLITE_STATIC);
+    sqlite3_bind_text(w->ins_inv, 4, inv->email, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(w->ins_inv, 5, inv->amount_minor);
+    sqlite3_bind_text(w->ins_inv, 6, inv->currency, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(w->ins_inv, 7, now);
+    if ((rc = run(w->ins_inv)) != SQLITE_OK)
+        return rc;
+    if (r->key[0] != '\0') {
+        sqlite3_bind_text(w->ins_key, 1, r->key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(w->ins_key, 2, inv->number, -1, SQLITE_STATIC);
+        sqlite3_bind_text(w->ins_key, 3, r->hash, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(w->ins_key, 4, now);
+        if ((rc = run(w->ins_key)) != SQLITE_OK)
+            return rc;
+    }
+    row_from_invoice(inv, now, &row);
+    answer_row(r, 201, &row);
+    return SQLITE_OK;
+}
+
+/* Decide one request inside the group's transaction; SQLITE_OK with the
+ * answer set, or an error code (the caller rolls the request back). */
+static int handle(store_writer *w, store_req *r, int64_t now)
+{
+    store__row row;
+    int rc;
+
+    if (r->key[0] != '\0' && (rc = check_key(w, r)) != SQLITE_DONE)
+        return rc == SQLITE_ROW ? SQLITE_OK : rc;
+    rc = find_number(w, r->inv.number);
+    if (rc == SQLITE_DONE)
+        return insert(w, r, now);
+    if (rc != SQLITE_ROW)
+        return rc;
+    store__row_from_stmt(w->sel_num, 0, &row);
+    if (same_content(&row, &r->inv))
+        answer_row(r, 200, &row); /* already stored: nothing to do */
+    else
+        answer_text(r, 409, "invoice %s already exists with other content",
+                    r->inv.number);
+    sqlite3_reset(w->sel_num);
+    return SQLITE_OK;
+}
+
+static void fail_group(store_req *group, const char *what, int rc)
+{
+    for (store_req *r = group; r != NULL; r = r->next)
+        answer_text(r, 500, "the invoice could not be stored (%s: %s)", what,
+                    sqlite3_errstr(rc));
+}
+
+static void run_group(store_writer *w, store_req *group)
+{
+    int64_t now = (int64_t)time(NULL);
+    int rc, whole = 1;
+
+    if ((rc = run(w->begin)) != SQLITE_OK) {
+        fail_group(group, "begin", rc);
+        return;
+    }
+    for (store_req *r = group; r != NULL; r = r->next) {
+        /* An I/O error or a full disk may have rolled the whole transaction
+         * back; running on would commit each statement by itself. */
+        if (sqlite3_get_autocommit(w->db)) {
+            whole = 0;
+            break;
+        }
+        if ((rc = run(w->savepoint)) != SQLITE_OK ||
+            (rc = handle(w, r, now)) != SQLITE_OK) {
+            if (!sqlite3_get_autocommit(w->db)) {
+                run(w->rollback_to);
+                run(w->release);
+            }
+            answer_text(r, 500, "the invoice could not be stored (%s)",
+                        sqlite3_errstr(rc));
+            continue;
+        }
+        if ((rc = run(w->release)) != SQLITE_OK) {
+            whole = 0;
+            break;
+        }
+    }
+    if (!whole) {
+        if (!sqlite3_get_autocommit(w->db))
+            run(w->rollback);
+        fail_group(group, "transaction lost", rc != SQLITE_OK ? rc : SQLITE_ABORT);
+        return;
+    }
+    if ((rc = run(w->commit)) != SQLITE_OK) {
+        if (!sqlite3_get_autocommit(w->db))
+            run(w->rollback);
+        fail_group(group, "commit", rc);
+    }
+}
+
+/* Checkpoint here, after the answers are out, rather than inside COMMIT
+ * (where SQLite's automatic checkpoint would delay every answer). */
+static int count_wal_pages(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    store_writer *w = arg;
+
+    (void)db;
+    (void)name;
+    w->wal_pages = pages;
+    return SQLITE_OK;
+}
+
+static void *writer_main(void *arg)
+{
+    store_writer *w = arg;
+
+    for (;;) {
+        store_req *group, *last;
+        int n = 1;
+
+        pthread_mutex_lock(&w->mu);
+        while (w->head == NULL && !w->stopping)
+            pthread_cond_wait(&w->cv, &w->mu);
+        if (w->head == NULL) { /* stopping, and nothing left */
+            pthread_mutex_unlock(&w->mu);
+            break;
+        }
+        group = last = w->head;
+        while (last->next != NULL && n < GROUP_MAX) {
+            last = last->next;
+            n++;
+        }
+        w->head = last->next;
+        if (w->head == NULL)
+            w->tail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&w->mu);
+
+        run_group(w, group);
+        post_results(group);
+        if (w->wal_pages >= CHECKPOINT_PAGES) {
+            sqlite3_wal_checkpoint_v2(w->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+                                      NULL, NULL);
+            w->wal_pages = 0;
+        }
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------- writer */
+
+static void writer_free(store_writer *w)
+{
+    sqlite3_stmt **stmts[] = {&w->begin,     &w->commit,  &w->rollback,
+                              &w->savepoint, &w->release, &w->rollback_to,
+                              &w->sel_key,   &w->sel_num, &w->ins_inv,
+                              &w->ins_key};
+
+    for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
+        sqlite3_finalize(*stmts[i]);
+    sqlite3_close(w->db);
+    if (w->cond_ok)
+        pthread_cond_destroy(&w->cv);
+    if (w->mutex_ok)
+        pthread_mutex_destroy(&w->mu);
+    tw__free(w->path);
+    tw__free(w);
+}
+
+static int prepare_all(store_writer *w, tw_err *err)
+{
+    static const struct {
+        size_t offset;
+        const char *sql;
+    } list[] = {
+        {offsetof(store_writer, begin), "BEGIN IMMEDIATE"},
+        {offsetof(store_writer, commit), "COMMIT"},
+        {offsetof(store_writer, rollback), "ROLLBACK"},
+        {offsetof(store_writer, savepoint), "SAVEPOINT request"},
+        {offsetof(store_writer, release), "RELEASE request"},
+        {offsetof(store_writer, rollback_to), "ROLLBACK TO request"},
+        {offsetof(store_writer, sel_key),
+         "SELECT number, request_hash FROM idempotency WHERE key = ?1"},
+        {offsetof(store_writer, sel_num),
+         "SELECT " STORE__INVOICE_COLUMNS " FROM invoices WHERE number = ?1"},
+        {offsetof(store_writer, ins_inv),
+         "INSERT INTO invoices(" STORE__INVOICE_COLUMNS ") "
+         "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
+        {offsetof(store_writer, ins_key),
+         "INSERT INTO idempotency(key, number, request_hash, created_at) "
+         "VALUES(?1, ?2, ?3, ?4)"},
+    };
+
+    for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) {
+        sqlite3_stmt **st = (sqlite3_stmt **)((char *)w + list[i].offset);
+
+        if (store__prepare(w->db, w->path, list[i].sql, st, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+store_writer *store_writer_start(const char *path, tw_err *err)
+{
+    store_writer *w = tw__calloc(1, sizeof(*w));
+
+    if (w == NULL || (w->path = tw__strdup(path)) == NULL) {
+        tw__err_nomem(err);
+        goto err;
+    }
+    w->mutex_ok = pthread_mutex_init(&w->mu, NULL) == 0;
+    w->cond_ok = pthread_cond_init(&w->cv, NULL) == 0;
+    TW_ENSURE(w->mutex_ok && w->cond_ok, err, TW_ERR_INTERNAL,
+              "cannot make the writer's mutex");
+    w->db = store__open_db(path, SQLITE_OPEN_READWRITE, err);
+    TW_GUARD_PTR(w->db);
+    TW_GUARD(store__check_schema(w->db, path, err));
+    /* FULL: COMMIT syncs the WAL, so an answered insert survives power
+     * loss (NORMAL would only survive a crash of the process). */
+    TW_ENSURE(sqlite3_exec(w->db,
+                           "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL",
+                           NULL, NULL, NULL) == SQLITE_OK,
+              err, TW_ERR_IO, "cannot set up the invoice database %s: %s",
+              path, sqlite3_errmsg(w->db));
+    TW_GUARD(prepare_all(w, err));
+    sqlite3_wal_hook(w->db, count_wal_pages, w); /* replaces autocheckpoint */
+    TW_ENSURE(pthread_create(&w->thread, NULL, writer_main, w) == 0, err,
+              TW_ERR_INTERNAL, "cannot start the writer thread");
+    w->running = 1;
+    return w;
+err:
+    if (w != NULL)
+        writer_free(w);
+    return NULL;
+}
+
+int store_writer_submit(store_writer *w, store_queue *q,
+                        const inv_invoice *inv, const char *idem_key,
+                        store_done_fn *done, void *ctx)
+{
+    store_req *r;
+
+    if (w == NULL || q == NULL || inv == NULL || done == NULL ||
+        (idem_key != NULL && strlen(idem_key) > INV_KEY_MAX))
+        return -1; /* the HTTP layer checks the key's length first */
+    r = tw__calloc(1, sizeof(*r));
+    if (r == NULL)
+        return -1;
+    r->q = q;
+    r->done = done;
+    r->ctx = ctx;
+    r->inv = *inv;
+    r->inv.number[INV_NUMBER_MAX] = '\0';
+    r->inv.firstname[INV_NAME_MAX] = '\0';
+    r->inv.lastname[INV_NAME_MAX] = '\0';
+    r->inv.email[INV_EMAIL_MAX] = '\0';
+    r->inv.currency[3] = '\0';
+    if (idem_key != NULL && idem_key[0] != '\0') {
+        snprintf(r->key, sizeof(r->key), "%s", idem_key);
+        if (hash_invoice(&r->inv, r->hash) < 0) {
+            tw__free(r);
+            return -1;
+        }
+    }
+    pthread_mutex_lock(&w->mu);
+    if (w->stopping) {
+        pthread_mutex_unlock(&w->mu);
+        tw__free(r);
+        return -1;
+    }
+    if (w->tail != NULL)
+        w->tail->next = r;
+    else
+        w->head = r;
+    w->tail = r;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return 0;
+}
+
+void store_writer_stop(store_writer *w)
+{
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->stopping = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    if (w->running)
+        pthread_join(w->thread, NULL); /* it empties the list first */
+    writer_free(w);
+}

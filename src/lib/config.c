@@ -1,0 +1,179 @@
+/*
+ * config.c - tw_config: what a server or client is built from.  Setters
+ * check what they can at once (a file that cannot be read, a bad rule) so
+ * mistakes are reported where they are made; the files are read again on
+ * each build and reload.
+ */
+#include "tls_internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+tw_config *tw_config_new(void)
+{
+    tw_config *cfg = tw__calloc(1, sizeof(*cfg));
+
+    if (cfg == NULL)
+        return NULL;
+    cfg->min_version = TW_TLS_1_2;
+    cfg->max_version = TW_TLS_1_3;
+    cfg->tickets = 1;
+    return cfg;
+}
+
+static void free_list(char **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        tw__free(list[i]);
+    tw__free(list);
+}
+
+void tw_config_free(tw_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    tw__free(cfg->ca_file);
+    tw__free(cfg->crl_file);
+    tw__free(cfg->cert_file);
+    tw__free(cfg->key_file);
+    tw__free(cfg->policy_file);
+    tw__free(cfg->ticket_keys_file);
+    free_list(cfg->rules, cfg->nrules);
+    free_list(cfg->expectations, cfg->nexpectations);
+    tw__free(cfg);
+}
+
+const char *tw_config_error(const tw_config *cfg)
+{
+    return cfg->err.msg;
+}
+
+enum tw_error_class tw_config_error_class(const tw_config *cfg)
+{
+    return cfg->err.cls;
+}
+
+/* Replace *slot with a copy of path after checking it can be read. */
+static int set_path(tw_config *cfg, char **slot, const char *path,
+                    const char *what, int optional)
+{
+    char *copy = NULL;
+
+    if (path == NULL) {
+        if (!optional)
+            return tw__err(&cfg->err, TW_ERR_USAGE, "no %s given", what);
+    } else {
+        if (access(path, R_OK) != 0)
+            return tw__err(&cfg->err, TW_ERR_IO, "cannot read the %s %s: %s",
+                           what, path, strerror(errno));
+        if ((copy = tw__strdup(path)) == NULL)
+            return tw__err_nomem(&cfg->err);
+    }
+    tw__free(*slot);
+    *slot = copy;
+    return 0;
+}
+
+int tw_config_set_ca_file(tw_config *cfg, const char *path)
+{
+    return set_path(cfg, &cfg->ca_file, path, "CA file", 0);
+}
+
+int tw_config_set_crl_file(tw_config *cfg, const char *path)
+{
+    return set_path(cfg, &cfg->crl_file, path, "CRL file", 1);
+}
+
+int tw_config_set_keypair_file(tw_config *cfg, const char *cert_path,
+                               const char *key_path)
+{
+    if (set_path(cfg, &cfg->cert_file, cert_path, "certificate file", 0) < 0)
+        return -1;
+    return set_path(cfg, &cfg->key_file, key_path, "key file", 0);
+}
+
+int tw_config_set_protocols(tw_config *cfg, int min, int max)
+{
+    if (min < TW_TLS_1_2 || max > TW_TLS_1_3 || min > max)
+        return tw__err(&cfg->err, TW_ERR_USAGE,
+                       "protocol bounds must lie within TLS 1.2 .. TLS 1.3 "
+                       "(older versions are not offered)");
+    cfg->min_version = min;
+    cfg->max_version = max;
+    return 0;
+}
+
+/* Check a rule by parsing it, then keep its text. */
+static int add_rule(tw_config *cfg, char ***list, size_t *n, const char *rule,
+                    int expectation)
+{
+    tw_policy *p = tw_policy_new(&cfg->err);
+    char **grown;
+    int rc;
+
+    if (p == NULL)
+        return -1;
+    rc = expectation ? tw_policy_add_expectation(p, rule, &cfg->err)
+                     : tw_policy_add_rule(p, rule, &cfg->err);
+    tw_policy_free(p);
+    if (rc < 0)
+        return -1;
+    if ((grown = tw__realloc(*list, (*n + 1) * sizeof(*grown))) == NULL)
+        return tw__err_nomem(&cfg->err);
+    *list = grown;
+    if ((grown[*n] = tw__strdup(rule)) == NULL)
+        return tw__err_nomem(&cfg->err);
+    (*n)++;
+    return 0;
+}
+
+int tw_config_add_policy_rule(tw_config *cfg, const char *rule)
+{
+    return add_rule(cfg, &cfg->rules, &cfg->nrules, rule, 0);
+}
+
+int tw_config_add_expectation(tw_config *cfg, const char *rule)
+{
+    return add_rule(cfg, &cfg->expectations, &cfg->nexpectations, rule, 1);
+}
+
+int tw_config_set_policy_file(tw_config *cfg, const char *path)
+{
+    tw_policy *p;
+    int rc;
+
+    if (path == NULL)
+        return set_path(cfg, &cfg->policy_file, NULL, "policy file", 1);
+    if ((p = tw_policy_new(&cfg->err)) == NULL)
+        return -1;
+    rc = tw_policy_load_file(p, path, &cfg->err);
+    tw_policy_free(p);
+    if (rc < 0)
+        return -1;
+    return set_path(cfg, &cfg->policy_file, path, "policy file", 1);
+}
+
+int tw_config_set_ticket_keys_file(tw_config *cfg, const char *path)
+{
+    tw__ticket_key keys[TW__TICKET_KEYS_MAX];
+    size_t n;
+    int rc;
+
+    if (path != NULL) {
+        rc = tw__ticket_keys_load(path, keys, &n, &cfg->err);
+        OPENSSL_cleanse(keys, sizeof(keys));
+        if (rc < 0)
+            return -1;
+    }
+    return set_path(cfg, &cfg->ticket_keys_file, path, "ticket keys file", 1);
+}
+
+int tw_config_set_tickets(tw_config *cfg, int count)
+{
+    if (count < 0 || count > 8)
+        return tw__err(&cfg->err, TW_ERR_USAGE,
+                       "ticket count %d is out of range: give 0 to 8", count);
+    cfg->tickets = count;
+    return 0;
+}

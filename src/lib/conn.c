@@ -1,0 +1,201 @@
+/*
+ * conn.c - one TLS connection over a caller's socket, blocking or not.
+ * WANT_READ/WANT_WRITE come back to the caller's event loop unchanged.
+ */
+#include "tls_internal.h"
+
+#include <openssl/err.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <string.h>
+
+tw_conn *tw__conn_new(tw__gen *g, int fd, int is_server, const char *host,
+                      tw_err *err)
+{
+    tw_conn *c = tw__calloc(1, sizeof(*c));
+    unsigned char ip[16];
+
+    if (c == NULL) {
+        tw__err_nomem(err);
+        tw__gen_unref(g);
+        return NULL;
+    }
+    c->gen = g;
+    c->is_server = is_server;
+    if ((c->ssl = SSL_new(g->ctx)) == NULL ||
+        SSL_set_ex_data(c->ssl, tw__ssl_conn_index(), c) != 1 ||
+        SSL_set_fd(c->ssl, fd) != 1) {
+        tw__err_ssl(err, TW_ERR_INTERNAL, "cannot start a TLS connection");
+        goto err;
+    }
+    if (is_server) {
+        SSL_set_accept_state(c->ssl);
+        return c;
+    }
+    SSL_set_connect_state(c->ssl);
+    if (host != NULL) {
+        int is_ip = inet_pton(AF_INET, host, ip) == 1 ||
+                    inet_pton(AF_INET6, host, ip) == 1;
+
+        if ((c->host = tw__strdup(host)) == NULL) {
+            tw__err_nomem(err);
+            goto err;
+        }
+        /* SNI carries names, never addresses (RFC 6066 section 3). */
+        if ((!is_ip && SSL_set_tlsext_host_name(c->ssl, host) != 1) ||
+            (is_ip && X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl),
+                                                    host) != 1) ||
+            (!is_ip && SSL_set1_host(c->ssl, host) != 1)) {
+            tw__err_ssl(err, TW_ERR_USAGE, "'%s' is not a usable host name",
+                        host);
+            goto err;
+        }
+    }
+    return c;
+err:
+    tw_conn_free(c);
+    return NULL;
+}
+
+void tw_conn_free(tw_conn *c)
+{
+    if (c == NULL)
+        return;
+    SSL_free(c->ssl);
+    X509_free(c->verify_cert);
+    tw_identity_free(c->peer);
+    tw__free(c->host);
+    tw__gen_unref(c->gen);
+    tw__free(c);
+}
+
+static int want(tw_conn *c, int ret, const char *what)
+{
+    switch (SSL_get_error(c->ssl, ret)) {
+    case SSL_ERROR_WANT_READ:
+        return TW_WANT_READ;
+    case SSL_ERROR_WANT_WRITE:
+        return TW_WANT_WRITE;
+    default:
+        return tw__conn_fail(c, ret, what);
+    }
+}
+
+int tw_conn_handshake(tw_conn *c)
+{
+    X509 *peer;
+    int ret;
+
+    if (c->done)
+        return 0;
+    ERR_clear_error();
+    errno = 0;
+    if ((ret = SSL_do_handshake(c->ssl)) != 1)
+        return want(c, ret, "handshake");
+    if ((peer = SSL_get0_peer_certificate(c->ssl)) == NULL)
+        return tw__reject(&c->err, TW_REASON_NO_CERTIFICATE, NULL, NULL, NULL);
+    if ((c->peer = tw__identity_from_x509(peer, &c->err)) == NULL)
+        return -1;
+    c->done = 1;
+    return 0;
+}
+
+long tw_conn_read(tw_conn *c, void *buf, size_t len)
+{
+    size_t got = 0;
+    int ret;
+
+    ERR_clear_error();
+    errno = 0;
+    if ((ret = SSL_read_ex(c->ssl, buf, len, &got)) == 1)
+        return (long)got;
+    if (SSL_get_error(c->ssl, ret) == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    return want(c, ret, "read");
+}
+
+long tw_conn_write(tw_conn *c, const void *buf, size_t len)
+{
+    size_t put = 0;
+    int ret;
+
+    ERR_clear_error();
+    errno = 0;
+    if ((ret = SSL_write_ex(c->ssl, buf, len, &put)) == 1)
+        return (long)put;
+    return want(c, ret, "write");
+}
+
+size_t tw_conn_pending(const tw_conn *c)
+{
+    return (size_t)SSL_pending(c->ssl);
+}
+
+int tw_conn_shutdown(tw_conn *c)
+{
+    int ret;
+
+    ERR_clear_error();
+    ret = SSL_shutdown(c->ssl);
+    if (ret >= 0)
+        return 0; /* close_notify sent; we don't wait for the peer's */
+    return want(c, ret, "shutdown");
+}
+
+const tw_err *tw_conn_err(const tw_conn *c)
+{
+    return &c->err;
+}
+
+const tw_identity *tw_conn_peer(const tw_conn *c)
+{
+    return c->peer;
+}
+
+int tw_conn_allows(const tw_conn *c, const char *role, const char **why)
+{
+    if (c->peer == NULL)
+        return 0;
+    if (c->gen->policy == NULL) {
+        if (why != NULL)
+            *why = "no policy: every certificate the CA signed";
+        return 1;
+    }
+    return tw_policy_allows(c->gen->policy, c->peer, role, why);
+}
+
+size_t tw_conn_roles(const tw_conn *c, char *buf, size_t len)
+{
+    if (len > 0)
+        buf[0] = '\0';
+    if (c->peer == NULL)
+        return 0;
+    if (c->gen->policy == NULL) {
+        snprintf(buf, len, "*");
+        return 1;
+    }
+    return tw_policy_roles(c->gen->policy, c->peer, buf, len);
+}
+
+const char *tw_conn_version(const tw_conn *c)
+{
+    return SSL_get_version(c->ssl);
+}
+
+int tw_conn_resumed(const tw_conn *c)
+{
+    return SSL_session_reused(c->ssl);
+}
+
+unsigned tw_conn_generation(const tw_conn *c)
+{
+    return c->gen->id;
+}
+
+tw_identity *tw_conn_refused_identity(const tw_conn *c)
+{
+    if (c->verify_cert == NULL)
+        return NULL;
+    return tw__identity_from_x509(c->verify_cert, NULL);
+}

@@ -1,0 +1,247 @@
+/*
+ * gen.c - generations: an SSL_CTX and everything read with it.
+ *
+ * The TLS settings are the strict ones of twoway: TLS 1.2 minimum, 1.3
+ * preferred, security level 2 (RFC 9325's recommendations), ECDHE with AEAD
+ * ciphers only, no renegotiation (RFC 9325 section 3.5), no compression
+ * (section 3.3), and a peer certificate required and verified.
+ */
+#include "tls_internal.h"
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include <pthread.h>
+#include <string.h>
+
+/* TLS 1.2 suites: forward secrecy and AEAD only. */
+#define TLS12_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL"
+#define GROUPS "X25519:P-256:P-384"
+
+static pthread_once_t index_once = PTHREAD_ONCE_INIT;
+static int ctx_gen_index = -1, ssl_conn_index = -1;
+
+static void make_indexes(void)
+{
+    ctx_gen_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    ssl_conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+int tw__ctx_gen_index(void)
+{
+    pthread_once(&index_once, make_indexes);
+    return ctx_gen_index;
+}
+
+int tw__ssl_conn_index(void)
+{
+    pthread_once(&index_once, make_indexes);
+    return ssl_conn_index;
+}
+
+tw__gen *tw__gen_ref(tw__gen *g)
+{
+    atomic_fetch_add(&g->refs, 1);
+    return g;
+}
+
+void tw__gen_unref(tw__gen *g)
+{
+    if (g == NULL || atomic_fetch_sub(&g->refs, 1) != 1)
+        return;
+    SSL_CTX_free(g->ctx);
+    tw_trust_free(g->trust);
+    tw_policy_free(g->policy);
+    tw_policy_free(g->expect);
+    OPENSSL_cleanse(g->keys, sizeof(g->keys));
+    tw__free(g);
+}
+
+static int load_policy(tw__gen *g, const tw_config *cfg, tw_err *err)
+{
+    if (cfg->policy_file == NULL && cfg->nrules == 0 &&
+        cfg->nexpectations == 0)
+        return 0;
+    if (cfg->policy_file != NULL || cfg->nrules > 0) {
+        if ((g->policy = tw_policy_new(err)) == NULL)
+            return -1;
+        if (cfg->policy_file != NULL &&
+            tw_policy_load_file(g->policy, cfg->policy_file, err) < 0)
+            return -1;
+        for (size_t i = 0; i < cfg->nrules; i++)
+            if (tw_policy_add_rule(g->policy, cfg->rules[i], err) < 0)
+                return -1;
+    }
+    if (cfg->nexpectations > 0) {
+        if ((g->expect = tw_policy_new(err)) == NULL)
+            return -1;
+        for (size_t i = 0; i < cfg->nexpectations; i++)
+            if (tw_policy_add_expectation(g->expect, cfg->expectations[i],
+                                          err) < 0)
+                return -1;
+    }
+    return 0;
+}
+
+/* The trust anchors' identity (for tickets), the CRL, and the CA names
+ * sent in CertificateRequest so clients pick the right certificate. */
+static int use_trust(tw__gen *g, tw_err *err)
+{
+    STACK_OF(X509) *cas = tw__trust_cas(g->trust);
+    STACK_OF(X509_NAME) *names = sk_X509_NAME_new_null();
+    STACK_OF(X509_OBJECT) *objs;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    int ok = names != NULL && md != NULL &&
+             EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+
+    for (int i = 0; ok && i < sk_X509_num(cas); i++) {
+        X509 *ca = sk_X509_value(cas, i);
+        unsigned char *der = NULL;
+        int len = i2d_X509(ca, &der);
+        X509_NAME *name = X509_NAME_dup(X509_get_subject_name(ca));
+
+        ok = len > 0 && EVP_DigestUpdate(md, der, (size_t)len) == 1 &&
+             name != NULL && sk_X509_NAME_push(names, name) > 0;
+        if (!ok)
+            X509_NAME_free(name);
+        OPENSSL_free(der);
+    }
+    ok = ok && EVP_DigestFinal_ex(md, digest, NULL) == 1;
+    EVP_MD_CTX_free(md);
+    if (!ok) {
+        sk_X509_NAME_pop_free(names, X509_NAME_free);
+        return tw__err_ssl(err, TW_ERR_INTERNAL, "cannot use the CA file");
+    }
+    memcpy(g->trust_id, digest, sizeof(g->trust_id));
+    if (g->is_server)
+        SSL_CTX_set_client_CA_list(g->ctx, names);
+    else
+        sk_X509_NAME_pop_free(names, X509_NAME_free);
+    SSL_CTX_set1_cert_store(g->ctx, tw__trust_store(g->trust));
+    objs = X509_STORE_get0_objects(tw__trust_store(g->trust));
+    for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+        X509_CRL *crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, i));
+        const ASN1_TIME *next;
+        struct tm tm;
+
+        if (crl == NULL)
+            continue;
+        g->crl = crl;
+        next = X509_CRL_get0_nextUpdate(crl);
+        if (next != NULL && ASN1_TIME_to_tm(next, &tm) == 1)
+            g->crl_next_update = timegm(&tm);
+    }
+    return 0;
+}
+
+static int use_keypair(tw__gen *g, const tw_config *cfg, tw_err *err)
+{
+    tw_key *key;
+    X509 *leaf;
+    struct tm tm;
+    int ok;
+
+    if (cfg->cert_file == NULL)
+        return g->is_server ? tw__err(err, TW_ERR_USAGE,
+                                      "a server needs a certificate and key")
+                            : 0;
+    if (SSL_CTX_use_certificate_chain_file(g->ctx, cfg->cert_file) != 1)
+        return tw__err_ssl(err, TW_ERR_INPUT,
+                           "cannot use the certificate %s (garbage or "
+                           "truncated PEM?)", cfg->cert_file);
+    if ((key = tw_key_load_file(cfg->key_file, NULL, err)) == NULL)
+        return -1;
+    ok = SSL_CTX_use_PrivateKey(g->ctx, key->pkey) == 1 &&
+         SSL_CTX_check_private_key(g->ctx) == 1;
+    tw_key_free(key);
+    if (!ok)
+        return tw__err_ssl(err, TW_ERR_INPUT,
+                           "the key %s does not belong to the certificate %s",
+                           cfg->key_file, cfg->cert_file);
+    leaf = SSL_CTX_get0_certificate(g->ctx);
+    if (leaf != NULL && ASN1_TIME_to_tm(X509_get0_notAfter(leaf), &tm) == 1)
+        g->cert_not_after = timegm(&tm);
+    return 0;
+}
+
+static int set_tls_options(tw__gen *g, const tw_config *cfg, tw_err *err)
+{
+    SSL_CTX *ctx = g->ctx;
+    int mode = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+
+    SSL_CTX_set_security_level(ctx, 2);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS |
+                              SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (SSL_CTX_set_min_proto_version(ctx, cfg->min_version) != 1 ||
+        SSL_CTX_set_max_proto_version(ctx, cfg->max_version) != 1 ||
+        SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1 ||
+        SSL_CTX_set1_groups_list(ctx, GROUPS) != 1)
+        return tw__err_ssl(err, TW_ERR_INTERNAL, "cannot set TLS parameters");
+    if (g->is_server) {
+        mode |= SSL_VERIFY_CLIENT_ONCE;
+        SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
+        /* Required when peers are verified and sessions resumed. */
+        SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"twoway", 6);
+        /* Stateless tickets only: no server-side cache to grow. */
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+        if (cfg->tickets == 0) {
+            SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+            SSL_CTX_set_num_tickets(ctx, 0);
+        } else {
+            SSL_CTX_set_num_tickets(ctx, (size_t)cfg->tickets);
+            if (tw__ticket_install(ctx, err) < 0)
+                return -1;
+        }
+    } else {
+        SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER);
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+                                                SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    }
+    SSL_CTX_set_verify(ctx, mode, tw__verify_cb);
+    return 0;
+}
+
+tw__gen *tw__gen_new(const tw_config *cfg, int is_server,
+                     const tw__ticket_key *keys, size_t nkeys, tw_err *err)
+{
+    tw__gen *g = tw__calloc(1, sizeof(*g));
+
+    if (g == NULL) {
+        tw__err_nomem(err);
+        return NULL;
+    }
+    atomic_init(&g->refs, 1);
+    g->is_server = is_server;
+    if (cfg->ca_file == NULL) {
+        tw__err(err, TW_ERR_USAGE, "no CA file given: peers cannot be verified");
+        goto err;
+    }
+    g->ctx = SSL_CTX_new(is_server ? TLS_server_method() : TLS_client_method());
+    if (g->ctx == NULL) {
+        tw__err_ssl(err, TW_ERR_INTERNAL, "cannot create a TLS context");
+        goto err;
+    }
+    if (SSL_CTX_set_ex_data(g->ctx, tw__ctx_gen_index(), g) != 1 ||
+        set_tls_options(g, cfg, err) < 0 || use_keypair(g, cfg, err) < 0 ||
+        (g->trust = tw_trust_load(cfg->ca_file, cfg->crl_file, err)) == NULL ||
+        use_trust(g, err) < 0 || load_policy(g, cfg, err) < 0)
+        goto err;
+    if (is_server && cfg->ticket_keys_file != NULL) {
+        if (tw__ticket_keys_load(cfg->ticket_keys_file, g->keys, &g->nkeys,
+                                 err) < 0)
+            goto err;
+    } else if (is_server) {
+        memcpy(g->keys, keys, nkeys * sizeof(*keys));
+        g->nkeys = nkeys;
+    }
+    ERR_clear_error();
+    return g;
+err:
+    ERR_clear_error();
+    tw__gen_unref(g);
+    return NULL;
+}

@@ -1,0 +1,110 @@
+/*
+ * server.c - tw_server: the current generation, swapped on reload.
+ *
+ * The lock is held only to take a reference to the current generation
+ * (accept) or to swap it (reload): building a generation, handshakes and
+ * requests run without it.
+ */
+#include "tls_internal.h"
+
+#include <openssl/crypto.h>
+
+struct tw_server {
+    pthread_mutex_t lock;
+    tw__gen *cur;
+    tw__ticket_key key; /* random ticket key, used without a keys file */
+};
+
+tw_server *tw_server_new(const tw_config *cfg, tw_err *err)
+{
+    tw_server *srv = tw__calloc(1, sizeof(*srv));
+
+    if (srv == NULL) {
+        tw__err_nomem(err);
+        return NULL;
+    }
+    pthread_mutex_init(&srv->lock, NULL);
+    if (tw__ticket_keys_random(&srv->key, err) < 0 ||
+        (srv->cur = tw__gen_new(cfg, 1, &srv->key, 1, err)) == NULL) {
+        tw_server_free(srv);
+        return NULL;
+    }
+    srv->cur->id = 1;
+    return srv;
+}
+
+int tw_server_reload(tw_server *srv, const tw_config *cfg, tw_err *err)
+{
+    tw__gen *g = tw__gen_new(cfg, 1, &srv->key, 1, err), *old;
+
+    if (g == NULL)
+        return -1;
+    pthread_mutex_lock(&srv->lock);
+    old = srv->cur;
+    g->id = old->id + 1;
+    srv->cur = g;
+    pthread_mutex_unlock(&srv->lock);
+    tw__gen_unref(old);
+    return 0;
+}
+
+static tw__gen *current(tw_server *srv)
+{
+    tw__gen *g;
+
+    pthread_mutex_lock(&srv->lock);
+    g = tw__gen_ref(srv->cur);
+    pthread_mutex_unlock(&srv->lock);
+    return g;
+}
+
+unsigned tw_server_generation(const tw_server *srv)
+{
+    tw__gen *g = current((tw_server *)srv);
+    unsigned id = g->id;
+
+    tw__gen_unref(g);
+    return id;
+}
+
+int tw_server_has_policy(const tw_server *srv)
+{
+    tw__gen *g = current((tw_server *)srv);
+    int has = g->policy != NULL;
+
+    tw__gen_unref(g);
+    return has;
+}
+
+time_t tw_server_cert_not_after(const tw_server *srv)
+{
+    tw__gen *g = current((tw_server *)srv);
+    time_t t = g->cert_not_after;
+
+    tw__gen_unref(g);
+    return t;
+}
+
+time_t tw_server_crl_next_update(const tw_server *srv)
+{
+    tw__gen *g = current((tw_server *)srv);
+    time_t t = g->crl_next_update;
+
+    tw__gen_unref(g);
+    return t;
+}
+
+tw_conn *tw_server_accept(tw_server *srv, int fd, tw_err *err)
+{
+    return tw__conn_new(current(srv), fd, 1, NULL, err);
+}
+
+void tw_server_free(tw_server *srv)
+{
+    if (srv == NULL)
+        return;
+    tw__gen_unref(srv->cur);
+    pthread_mutex_destroy(&srv->lock);
+    OPENSSL_cleanse(&srv->key, sizeof(srv->key));
+    tw__free(srv);
+}

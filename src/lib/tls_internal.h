@@ -1,0 +1,100 @@
+/*
+ * tls_internal.h - configs, generations, servers, clients and connections.
+ *
+ * A generation is everything read from a config's files at one moment: the
+ * SSL_CTX (own certificate and key, trust store with CRL), the policy and
+ * the ticket keys.  Servers hand out the current generation to each new
+ * connection (reference counted); a reload builds a new one and swaps it
+ * in, so connections keep the generation they started with.
+ */
+#ifndef TW_TLS_INTERNAL_H
+#define TW_TLS_INTERNAL_H
+
+#include "tw_internal.h"
+
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+struct tw_config {
+    char *ca_file, *crl_file, *cert_file, *key_file;
+    char *policy_file, *ticket_keys_file;
+    char **rules, **expectations;
+    size_t nrules, nexpectations;
+    int min_version, max_version, tickets;
+    tw_err err;
+};
+
+/* A session ticket key (RFC 5077 section 4's recommended layout). */
+typedef struct tw__ticket_key {
+    unsigned char name[16], aes[32], hmac[32];
+} tw__ticket_key;
+
+#define TW__TICKET_KEYS_MAX 16
+
+typedef struct tw__gen {
+    atomic_int refs;
+    unsigned id;
+    int is_server;
+    SSL_CTX *ctx;
+    tw_trust *trust;
+    X509_CRL *crl;          /* for checks on resumption; NULL when none */
+    unsigned char trust_id[8]; /* hash of the CA file: sessions made under
+                                  other anchors are not resumed */
+    tw_policy *policy;      /* NULL: none configured */
+    tw_policy *expect;      /* client: expectations; NULL when none */
+    tw__ticket_key keys[TW__TICKET_KEYS_MAX];
+    size_t nkeys;
+    time_t cert_not_after, crl_next_update;
+} tw__gen;
+
+/* Build a generation from cfg.  `keys`/`nkeys`: ticket keys to use when the
+ * config names no file (a server's random key). */
+tw__gen *tw__gen_new(const tw_config *cfg, int is_server,
+                     const tw__ticket_key *keys, size_t nkeys, tw_err *err);
+tw__gen *tw__gen_ref(tw__gen *g);
+void tw__gen_unref(tw__gen *g);
+
+/* ticket.c */
+int tw__ticket_keys_load(const char *path, tw__ticket_key *keys,
+                         size_t *nkeys, tw_err *err);
+int tw__ticket_keys_random(tw__ticket_key *key, tw_err *err);
+/* Install the ticket key callback and the resumption check on ctx. */
+int tw__ticket_install(SSL_CTX *ctx, tw_err *err);
+
+/* Ex-data slots: the generation on an SSL_CTX, the connection on an SSL. */
+int tw__ctx_gen_index(void);
+int tw__ssl_conn_index(void);
+
+struct tw_conn {
+    SSL *ssl;
+    tw__gen *gen;
+    tw_identity *peer;
+    int is_server, done;
+    /* The first verification failure seen in the handshake. */
+    int verify_error, verify_depth;
+    X509 *verify_cert;
+    int expectation_failed;
+    char *host;
+    struct tw_client *client; /* client connections: where sessions go */
+    tw_err err;
+};
+
+struct tw_client {
+    pthread_mutex_t lock;
+    tw__gen *gen;
+    SSL_SESSION *session; /* the newest session, offered for resumption */
+};
+
+/* conn.c */
+tw_conn *tw__conn_new(tw__gen *g, int fd, int is_server, const char *host,
+                      tw_err *err);
+
+/* verify.c: the SSL verify callback (records the failure on the conn,
+ * checks client expectations at depth 0). */
+int tw__verify_cb(int preverify_ok, X509_STORE_CTX *store);
+/* Fill c->err from a failed handshake/read/write (`ret` from SSL_*). */
+int tw__conn_fail(tw_conn *c, int ret, const char *what);
+
+
+#endif

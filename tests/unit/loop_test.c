@@ -1,0 +1,1070 @@
+/* loop_test.c - the invoice-server event loop: fds, timers, hooks.
+ *
+ * No test asserts how long something took, only the order things happened
+ * in (and, for timers, that none fired before its time).  Every wait has an
+ * upper bound (WAIT_MS) so that a missing event fails a test instead of
+ * hanging it, and alarm() ends the whole run if something hangs anyway. */
+#include "loop.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Built with TW_LOOP_DEBUG: loop.c's test hooks. */
+void tw__loop_alloc_fail_after(long n);
+int tw__loop_check(const tw_loop *loop);
+
+#define SETSIZE 1024
+#define WAIT_MS 5000 /* upper bound on any wait; never reached when passing */
+
+/* ------------------------------------------------------------ fd helpers */
+
+/* What the fd handlers saw, in order: 'r' read handler, 'w' write handler,
+ * 'e' the one handler registered for both. */
+struct hits {
+    int count;
+    char order[16];
+    int fd[16];
+    int mask[16];
+};
+
+static void hit(struct hits *h, char who, int fd, int mask)
+{
+    if (h->count < 15) {
+        h->order[h->count] = who;
+        h->fd[h->count] = fd;
+        h->mask[h->count] = mask;
+    }
+    h->count++;
+}
+
+static void on_read(tw_loop *loop, int fd, void *data, int mask)
+{
+    char buf[64];
+
+    (void)loop;
+    hit(data, 'r', fd, mask);
+    (void)!read(fd, buf, sizeof(buf));
+}
+
+/* Counts without reading: the fd stays readable. */
+static void on_peek(tw_loop *loop, int fd, void *data, int mask)
+{
+    (void)loop;
+    hit(data, 'r', fd, mask);
+}
+
+static void on_write(tw_loop *loop, int fd, void *data, int mask)
+{
+    (void)loop;
+    hit(data, 'w', fd, mask);
+}
+
+static void on_either(tw_loop *loop, int fd, void *data, int mask)
+{
+    (void)loop;
+    hit(data, 'e', fd, mask);
+}
+
+static void make_pipe(int p[2])
+{
+    assert_int_equal(pipe(p), 0);
+}
+
+static void make_socketpair(int sv[2])
+{
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+}
+
+static void put(int fd, const char *s)
+{
+    assert_int_equal(write(fd, s, strlen(s)), (ssize_t)strlen(s));
+}
+
+/* ------------------------------------------------------------ fd tests */
+
+static void pipe_read_end_fires_readable(void **state)
+{
+    tw_loop *loop = tw_loop_new(SETSIZE);
+    struct hits h = {0};
+    int p[2];
+
+    (void)state;
+    assert_non_null(loop);
+    make_pipe(p);
+    assert_int_equal(tw_loop_add_fd(loop, p[0], TW_LOOP_READABLE, on_read, &h), 0);
+    assert_int_equal(tw_loop_process(loop, 0), 0); /* nothing written yet */
+    put(p[1], "x");
+    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(h.count, 1);
+    assert_int_equal(h.fd[0], p[0]);
+    assert_int_equal(h.mask[0], TW_LOOP_READABLE);
+    assert_int_equal(tw_loop_process(loop, 0), 0); /* drained */
+    tw_loop_del_fd(loop, p[0], TW_LOOP_READABLE | TW_LOOP_WRITABLE);
+    close(p[0]);
+    close(p[1]);
+    tw_loop_free(loop);
+}
+
+static void readiness_is_level_triggered(void **state)
+{
+    tw_loop *loop = tw_loop_new(SETSIZE);
+    struct hits h = {0};
+    int p[2];
+
+    (void)state;
+    make_pipe(p);
+    assert_int_equal(tw_loop_add_fd(loop, p[0], TW_LOOP_READABLE, on_peek, &h), 0);
+    put(p[1], "x");
+    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1); /* still unread */
+    assert_int_equal(h.count, 2);
+    tw_loop_del_fd(loop, p[0], TW_LOOP_READABLE);
+    close(p[0]);
+    close(p[1]);
+    tw_loop_free(loop);
+}
+
+static void socketpair_writable_then_readable(void **state)
+{
+    tw_loop *loop = tw_loop_new(SETSIZE);
+    struct hits w = {0}, r = {0};
+    int sv[2];
+
+    (void)state;
+    make_socketpair(sv);
+    assert_int_equal(tw_loop_add_fd(loop, sv[0], TW_LOOP_WRITABLE, on_write, &w), 0);
+    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(w.count, 1);
+    assert_int_equal(w.fd[0], sv[0]);
+    assert_int_equal(w.mask[0], TW_LOOP_WRITABLE);
+
+    tw_loop_del_fd(loop, sv[0], TW_LOOP_WRITABLE);
+    assert_int_equal(tw_loop_add_fd(loop, sv[1], TW_LOOP_READABLE, on_read, &r), 0);
+    assert_int_equal(tw_loop_process(loop, 0), 0);
+    put(sv[0], "hello");
+    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(r.count, 1);
+    assert_int_equal(r.fd[0], sv[1]);
+    assert_int_equal(r.mask[0], TW_LOOP_READABLE);
+    assert_int_equal(w.count, 1); /* no longer watched for writing */
+
+    tw_loop_del_fd(loop, sv[1], TW_LOOP_READABLE);
+    close(sv[0]);
+    close(sv[1]);
+    tw_loop_free(loop);
+}
+
+static void one_handler_for_both_is_called_once_with_both_bits(void **state)
+{
+    tw_loop *loop = tw_loop_new(SETSIZE);
+    struct hits h = {0};
+    int sv[2];
+
+    (void)state;
+    make_socketpair(sv);
+    put(sv[1], "x"); /* sv[0] readable, and writable as always */
+    assert_int_equal(tw_loop_add_fd(loop, sv[0], TW_LOOP_READABLE, on_either, &h), 0);
+    assert_int_equal(tw_loop_add_fd(loop, sv[0], TW_LOOP_WRITABLE, on_either, &h), 0);
+    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(h.count, 1);
+    assert_int_equal(h.mask[0], TW_LOOP_READABLE | TW_LOOP_WRITABLE);
+    tw_loop_del_fd(loop, sv[0], TW_LOOP_READABLE | TW_LOOP_WRITABLE);
+    close(sv[0]);
+    close(sv[1]);
+    tw_loop_free(loop);
+}
+
+static void two_handlers_are_called_read_first(void **state)
+{
+    tw_loop *loop = tw_loop_new(SETSIZE);
+    struct hits h = {0};
+    int sv[2];
+
+    (void)state;
+    make_socketpair(sv);
+    put(sv[1], "x");
+    assert_int_equal(tw_loop_add_fd(loop, sv[0], TW_LOOP_WRITABLE, on_write, &h), 0);
+    assert_int_equal(tw_loop_add_fd(loop, sv[0], TW_LOOP_READABLE, on_read, &h), 0);
+    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(h.count, 2);
+    assert_memory_equal(h.order, "rw", 2);
+    assert_int_equal(h.mask[0], TW_LOOP_READABLE);
+    assert_int_equal(h.mask[1], TW_LOOP_WRITABLE);
+    tw_loop_del_fd(loop, sv[0], TW_LOOP_READABLE | TW_LOOP_WRITABLE);
+    close(sv[0]);
+    close(sv[1]);
+    tw_loop_free(loop);
+}
+
+/* EPOLLHUP alone (a pipe whose writer closed, nothing left to read) reaches
+ * the read handler, whose read() then sees end of file. */
+static int eof_seen;
+
+static void on_read_until_eof(tw_loop *loop, int fd, void *data, int mask)
+{
+    char buf[16];
+
+    hit(data, 'r', fd, mask);
+    if (read(fd, buf, sizeof(buf)) == 0) {
+        eof_seen = 1;
+        tw_loop_del_fd(loop, fd, TW_LOOP_READABLE);
+    }
+}
+
+static void hangup_reaches_the_read_handler(void **state)
+{
+    tw_loop *loop = tw_loop_new(SETSIZE);
+    struct hits h = {0};
+    int p[2];
+
+    (void)state;
+    eof_seen = 0;
+    make_pipe(p);
+    assert_int_equal(tw_loop_add_fd(loop, p[0], TW_LOOP_READABLE, on_read_until_eof, &h), 0);
+    close(p[1]);
+    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(h.mask[0], TW_LOOP_READABLE);
+    assert_true(eof_seen);
+    assert_int_equal(tw_loop_fd_mask(loop, p[0]), TW_LOOP_NONE);
+    close(p[0]);
+    tw_loop_free(loop);
+}
+
+/* EPOLLERR alone (a full pipe whose reader closed) reaches the write
+ * handler, whose write() then fails with EPIPE. */
+static int write_errno;
+
+static void on_write_fails(tw_loop *loop, int fd, void *data, int mask)
+{
+    hit(data, 'w', fd, mask);
+    if (write(fd, "x", 1) == -1)
+        write_errno = errno;
+    tw_loop_del_fd(loop, fd, TW_LOOP_WRITABLE);
+}
+
+static void error_reaches_the_write_handler(void **state)
+{
+    tw_loop *loop = tw_loop_new(SETSIZE);
+    struct hits h = {0};
+    char block[4096] = {0};
+    int p[2];
+
+    (void)state;
+    write_errno = 0;
+    make_pipe(p);
+    assert_int_equal(fcntl(p[1], F_SETFL, O_NONBLOCK), 0);
+    while (write(p[1], block, sizeof(block)) > 0)
+        ;
+    assert_int_equal(errno, EAGAIN);
+    assert_int_equal(tw_loop_add_fd(loop, p[1], TW_LOOP_WRITABLE, on_write_fails, &h), 0);
+    assert_int_equal(tw_loop_process(loop, 0), 0); /* full: not writable */
+    close(p[0]);
+    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(h.count, 1);
+    assert_int_equal(h.mask[0], TW_LOOP_WRITABLE);
+    assert_int_equal(write_errno, EPIPE);
+    close(p[1]);
+    tw_loop_free(loop);
+}
+
+/* A read handler that forgets and closes its own fd: the write handler,
+ * ready in the same batch, must not run. */
+static void on_read_forget_self(tw_loop *loop, int fd, void *data, int mask)
+{
+    hit(data, 'r', fd, mask);
+    tw_loop_del_fd(loop, fd, TW_LOOP_READABLE | TW_LOOP_WRITABLE);
+    close(fd);
+}
+
+static void handler_deletes_its_own_fd(void **state)
+{
+    tw_loop *loop = tw_loop_new(SETSIZE);
+    struct hits h = {0};
+    int sv[2];
+
+    (void)state;
+    make_socketpair(sv);
+    put(sv[1], "x");
+    assert_int_equal(tw_loop_add_fd(loop, sv[0], TW_LOOP_READABLE, on_read_forget_self, &h), 0);
+    assert_int_equal(tw_loop_add_fd(loop, sv[0], TW_LOOP_WRITABLE, on_write, &h), 0);
+    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(h.count, 1);
+    assert_int_equal(h.order[0], 'r');
+    assert_int_equal(tw_loop_fd_mask(loop, sv[0]), TW_LOOP_NONE);
+    assert_int_equal(tw_loop_process(loop, 0), 0);
+    close(sv[1]);
+    tw_loop_free(loop);
+}
+
+/* Two fds ready in one batch, each handler forgetting and closing the
+ * other one: whichever runs first, the other must not be called.  With
+ * `fresh` set, the handler then puts a new readable pipe under the other's
+ * fd number and watches it: that new file's handler must not be called
+ * from the old file's event still in the batch either. */
+struct rival {
+    int fd;
+    struct rival *other;
+    int *calls;
+    int fresh;
+    int fresh_writer;
+    struct hits *fresh_hits;
+};
+
+static void on_read_forget_other(tw_loop *loop, int fd, void *data, int mask)
+{
+    struct rival *me = data;
+    int victim = me->other->fd;
+    char buf[16];
+
+    (void)mask;
+    (*me->calls)++;
+    (void)!read(fd, buf, sizeof(buf));
+    tw_loop_del_fd(loop, victim, TW_LOOP_READABLE | TW_LOOP_WRITABLE);
+    me->other->fd = -1;
+    if (!me->fresh) {
+        close(victim);
+    } else {
+        int q[2];
+
+        /* The pipe is made while victim is still open, so it cannot take
+         * victim's number; dup2 then closes the old file under it. */
+        make_pipe(q);
+        assert_int_equal(dup2(q[0], victim), victim);
+        close(q[0]);
+        put(q[1], "x");
+        me->fresh_writer = q[1];
+        assert_int_equal(tw_loop_add_fd(loop, victim, TW_LOOP_READABLE, on_read,
+                                        me->fresh_hits), 0);
+        me->other->fd = victim;
+    }
+}
+
+static void forget_the_other(int fresh)
+{
+    tw_loop *loop = tw_loop_new(SETSIZE);
+    struct hits fresh_hits = {0};
+    struct rival a = {0}, b = {0};
+    int calls = 0, pa[2], pb[2];
+
+    make_pipe(pa);
+    make_pipe(pb);
+    a = (struct rival){pa[0], &b, &calls, fresh, -1, &fresh_hits};
+    b = (struct rival){pb[0], &a, &calls, fresh, -1, &fresh_hits};
+    put(pa[1], "x");
+    put(pb[1], "x");
+    assert_int_equal(tw_loop_add_fd(loop, a.fd, TW_LOOP_READABLE, on_read_forget_other, &a), 0);
+    assert_int_equal(tw_loop_add_fd(loop, b.fd, TW_LOOP_READABLE, on_read_forget_other, &b), 0);
+
+    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(calls, 1);
+    assert_int_equal(fresh_hits.count, 0);
+    if (fresh) {
+        /* The new file is served on the next iteration, as it should be. */
+        assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+        assert_int_equal(fresh_hits.count, 1);
+        close(a.fresh_writer != -1 ? a.fresh_writer : b.fresh_writer);
+    }
+    for (int i = 0; i < 2; i++) {
+        struct rival *r = i ? &b : &a;
+
+        if (r->fd != -1) {
+            tw_loop_del_fd(loop, r->fd, TW_LOOP_READABLE | TW_LOOP_WRITABLE);
+            close(r->fd);
+        }
+    }
+    close(pa[1]);
+    close(pb[1]);
+    tw_loop_free(loop);
+}
+
+static void handler_deletes_another_ready_fd(void **state)
+{
+    (void)state;
+    forget_the_other(0);
+}
+
+static void reused_fd_number_gets_no_stale_event(void **state)
+{
+    (void)state;
+    forget_the_other(1);
+}
+
+static void masks_are_kept_per_fd(void **state)
+{
+    tw_loop *loop = tw_loop_new(SETSIZE);
+    struct hits h = {0};
+    int sv[2];
+
+    (void)state;
+    make_socketpair(sv);
+    assert_int_equal(tw_loop_fd_mask(loop, sv[0]), TW_LOOP_NONE);
+    assert_int_equal(tw_loop_add_fd(loop, sv[0], TW_LOOP_READABLE, on_read, &h), 0);
+    assert_int_equal(tw_loop_fd_mask(loop, sv[0]), TW_LOOP_READABLE);
+    assert_int_equal(tw_loop_add_fd(loop, sv[0], TW_LOOP_WRITABLE, on_write, &h), 0);
+    assert_int_equal(tw_loop_fd_mask(loop, sv[0]), TW_LOOP_READABLE | TW_LOOP_WRITABLE);
+    assert_int_equal(tw_loop_add_fd(loop, sv[0], TW_LOOP_READABLE, on_read, &h), 0);
+    assert_int_equal(tw_loop_fd_mask(loop, sv[0]), TW_LOOP_READABLE | TW_LOOP_WRITABLE);
+
+    /* Readable and writable, but only the write side is watched now. */
+    tw_loop_del_fd(loop, sv[0], TW_LOOP_READABLE);
+    assert_int_equal(tw_loop_fd_mask(loop, sv[0]), TW_LOOP_WRITABLE);
+    put(sv[1], "x");
+    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(h.count, 1);
+    assert_int_equal(h.order[0], 'w');
+
+    tw_loop_del_fd(loop, sv[0], TW_LOOP_WRITABLE);
+    assert_int_equal(tw_loop_fd_mask(loop, sv[0]), TW_LOOP_NONE);
+    tw_loop_del_fd(loop, sv[0], TW_LOOP_WRITABLE); /* already gone: no-op */
+    tw_loop_del_fd(loop, -1, TW_LOOP_READABLE);
+    tw_loop_del_fd(loop, SETSIZE, TW_LOOP_READABLE);
+    assert_int_equal(tw_loop_fd_mask(loop, sv[1]), TW_LOOP_NONE);
+    assert_int_equal(tw_loop_fd_mask(loop, -1), TW_LOOP_NONE);
+    assert_int_equal(tw_loop_fd_mask(loop, SETSIZE), TW_LOOP_NONE);
+    assert_int_equal(tw_loop_process(loop, 0), 0);
+    assert_int_equal(h.count, 1);
+
+    /* Watched again after being forgotten: ADD, not MOD. */
+    assert_int_equal(tw_loop_add_fd(loop, sv[0], TW_LOOP_READABLE, on_read, &h), 0);
+    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(h.order[1], 'r');
+    tw_loop_del_fd(loop, sv[0], TW_LOOP_READABLE | TW_LOOP_WRITABLE);
+    close(sv[0]);
+    close(sv[1]);
+    tw_loop_free(loop);
+}
+
+static void bad_fds_and_masks_are_refused(void **state)
+{
+    tw_loop *loop = tw_loop_new(4);
+    struct hits h = {0};
+    FILE *file = tmpfile();
+    int p[2];
+
+    (void)state;
+    assert_non_null(loop);
+    assert_non_null(file);
+    make_pipe(p);
+    assert_true(p[0] >= 3);
+
+    errno = 0;
+    assert_int_equal(tw_loop_add_fd(loop, 4, TW_LOOP_READABLE, on_read, &h), -1);
+    assert_int_equal(errno, ERANGE);
+    errno = 0;
+    assert_int_equal(tw_loop_add_fd(loop, 100000, TW_LOOP_READABLE, on_read, &h), -1);
+    assert_int_equal(errno, ERANGE);
+    if (p[1] >= 4) {
+        errno = 0;
+        assert_int_equal(tw_loop_add_fd(loop, p[1], TW_LOOP_WRITABLE, on_write, &h), -1);
+        assert_int_equal(errno, ERANGE);
+    }
+    errno = 0;
+    assert_int_equal(tw_loop_add_fd(loop, -1, TW_LOOP_READABLE, on_read, &h), -1);
+    assert_int_equal(errno, EBADF);
+    errno = 0;
+    assert_int_equal(tw_loop_add_fd(loop, 3, TW_LOOP_NONE, on_read, &h), -1);
+    assert_int_equal(errno, EINVAL);
+    errno = 0;
+    assert_int_equal(tw_loop_add_fd(loop, 3, 4, on_read, &h), -1);
+    assert_int_equal(errno, EINVAL);
+    errno = 0;
+    assert_int_equal(tw_loop_add_fd(loop, 3, TW_LOOP_READABLE, NULL, &h), -1);
+    assert_int_equal(errno, EINVAL);
+    tw_loop_free(loop);
+
+    /* epoll refuses regular files; the table must stay untouched. */
+    loop = tw_loop_new(SETSIZE);
+    errno = 0;
+    assert_int_equal(tw_loop_add_fd(loop, fileno(file), TW_LOOP_READABLE, on_read, &h), -1);
+    assert_int_equal(errno, EPERM);
+    assert_int_equal(tw_loop_fd_mask(loop, fileno(file)), TW_LOOP_NONE);
+    tw_loop_free(loop);
+
+    errno = 0;
+    assert_null(tw_loop_new(0));
+    assert_int_equal(errno, EINVAL);
+    assert_null(tw_loop_new(-5));
+    fclose(file);
+    close(p[0]);
+    close(p[1]);
+}
+
+/* ------------------------------------------------------------ timer helpers */
+
+static struct {
+    int n;
+    int tag[64];
+    long long at[64];
+    long long id[64];
+} tlog;
+
+static void tlog_reset(void)
+{
+    memset(&tlog, 0, sizeof(tlog));
+}
+
+static void tlog_add(int tag, long long id)
+{
+    assert_true(tlog.n < 64);
+    tlog.tag[tlog.n] = tag;
+    tlog.at[tlog.n] = tw_loop_now_ms();
+    tlog.id[tlog.n] = id;
+    tlog.n++;
+}
+
+/* Logs its tag (data) once. */
+static long long on_timer_once(tw_loop *loop, long long id, void *data)
+{
+    (void)loop;
+    tlog_add((int)(intptr_t)data, id);
+    return TW_LOOP_NOMORE;
+}
+
+/* Run the loop until `n` timer calls are logged. */
+static void run_until_logged(tw_loop *loop, int n)
+{
+    for (int i = 0; tlog.n < n; i++) {
+        assert_true(i < 10000);
+        assert_true(tw_loop_process(loop, WAIT_MS) >= 0);
+    }
+}
+
+/* ------------------------------------------------------------ timer tests */
+
+static void timers_fire_in_deadline_order(void **state)
+{
+    tw_loop *loop = tw_loop_new(SETSIZE);
+    long long start = tw_loop_now_ms();
+
+    (void)state;
+    tlog_reset();
+    assert_true(tw_loop_add_timer(loop, 30, on_timer_once, (void *)30) > 0);
+    assert_true(tw_loop_add_timer(loop, 10, on_timer_once, (void *)10) > 0);
+    assert_true(tw_loop_add_timer(loop, 20, on_timer_once, (void *)20) > 0);
+    run_until_logged(loop, 3);
+    assert_int_equal(tlog.tag[0], 10);
+    assert_int_equal(tlog.tag[1], 20);
+    assert_int_equal(tlog.tag[2], 30);
+    for (int i = 0; i < 3; i++)
+        assert_true(tlog.at[i] - start >= tlog.tag[i]); /* never early */
+    assert_int_equal(tw_loop_process(loop, 0), 0); /* all gone */
+    tw_loop_free(loop);
+}
+
+static void timer_ids_increase_from_one(void **state)
+{
+    tw_loop *loop = tw_loop_new(SETSIZE);
+
+    (void)state;
+    assert_int_equal(tw_loop_add_timer(loop, 1000, on_timer_once, NULL), 1);
+    assert_int_equal(tw_loop_add_timer(loop, 1000, on_timer_once, NULL), 2);
+    assert_int_equal(tw_loop_del_timer(loop, 1), 0);
+    assert_int_equal(tw_loop_add_timer(loop, 1000, on_timer_once, NULL), 3);
+    errno = 0;
+    assert_int_equal(tw_loop_add_timer(loop, -1, on_timer_once, NULL), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(tw_loop_add_timer(loop, 10, NULL, NULL), -1);
+    tw_loop_free(loop); /* frees pending timers */
+}
+
+/* Re-arms twice with 1 ms, then says NOMORE. */
+static long long on_timer_thrice(tw_loop *loop, long long id, void *data)
+{
+    (void)loop;
+    tlog_add((int)(intptr_t)data, id);
+    return tlog.n < 3 ? 1 : TW_LOOP_NOMORE;
+}
+
+static void timer_rearms_until_nomore(void **state)
+{
+    tw_loop *loop = tw_loop_new(SETSIZE);
+    long long id;
+
+    (void)state;
+    tlog_reset();
+    id = tw_loop_add_timer(loop, 1, on_timer_thrice, (void *)7);
+    run_until_logged(loop, 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(tlog.id[i], id); /* same timer, same id */
+    assert_true(tlog.at[1] > tlog.at[0]);
+    assert_true(tlog.at[2] > tlog.at[1]);
+    assert_int_equal(tw_loop_del_timer(loop, id), -1); /* NOMORE removed it */
+    assert_int_equal(tw_loop_process(loop, 0), 0);
+    assert_int_equal(tlog.n, 3);
+    tw_loop_free(loop);
+}
+
+static void nomore_removes_the_timer(void **state)
+{
+    tw_loop *loop = tw_loop_new(SETSIZE);
+    long long id;
+
+    (void)state;
+    tlog_reset();
+    id = tw_loop_add_timer(loop, 0, on_timer_once, (void *)1);
+    assert_int_equal(tw_loop_process(loop, 0), 1);
+    assert_int_equal(tlog.n, 1);
+    assert_int_equal(tw_loop_del_timer(loop, id), -1);
+    assert_int_equal(tw__loop_check(loop), 0);
+    assert_int_equal(tw_loop_process(loop, 0), 0);
+    assert_int_equal(tlog.n, 1);
+    tw_loop_free(loop);
+}
+
+static void deleted_timer_never_fires(void **state)
+{
+    tw_loop *loop = tw_loop_new(SETSIZE);
+    long long a, b;
+
+    (void)state;
+    tlog_reset();
+    a = tw_loop_add_timer(loop, 10, on_timer_once, (void *)10);
+    b = tw_loop_add_timer(loop, 20, on_timer_once, (void *)20);
+    assert_int_equal(tw_loop_del_timer(loop, a), 0);
+    assert_int_equal(tw_loop_del_timer(loop, a), -1);
+    run_until_logged(loop, 1);
+    assert_int_equal(tlog.n, 1);
+    assert_int_equal(tlog.id[0], b);
+    assert_int_equal(tw_loop_process(loop, 0), 0);
+    assert_int_equal(tlog.n, 1);
+    tw_loop_free(loop);
+}
+
+static void unknown_timer_ids_are_refused(void **state)
+{
+    tw_loop *loop = tw_loop_new(SETSIZE);
+    long long id;
+
+    (void)state;
+    assert_int_equal(tw_loop_del_timer(loop, 1), -1); /* no timer ever */
+    assert_int_equal(tw_loop_del_timer(loop, 0), -1);
+    assert_int_equal(tw_loop_del_timer(loop, -3), -1);
+    id = tw_loop_add_timer(loop, 1000, on_timer_once, NULL);
+    assert_int_equal(tw_loop_del_timer(loop, id + 1), -1);
+    assert_int_equal(tw_loop_del_timer(loop, 999999), -1);
+    assert_int_equal(tw_loop_del_timer(loop, id), 0);
+    tw_loop_free(loop);
+}
+
+/* Timer handlers that change the timer set while it is being run. */
+static long long victim_id;
+static int victim_del_result;
+
+static long long on_timer_kills_victim(tw_loop *loop, long long id, void *data)
+{
+    tlog_add((int)(intptr_t)data, id);
+    victim_del_result = tw_loop_del_timer(loop, victim_id);
+    return TW_LOOP_NOMORE;
+}
+
+static void timer_deletes_another_due_timer(void **state)
+{
+    tw_loop *loop = tw_loop_new(SETSIZE);
+    long long killer;
+
+    (void)state;
+    tlog_reset();
+    /* Both due at once; the killer sorts first (same or earlier deadline,
+     * smaller id). */
+    killer = tw_loop_add_timer(loop, 0, on_timer_kills_victim, (void *)1);
+    victim_id = tw_loop_add_timer(loop, 0, on_timer_once, (void *)2);
+    victim_del_result = -2;
+    assert_int_equal(tw_loop_process(loop, 0), 1);
+    assert_int_equal(tlog.n, 1);
+    assert_int_equal(tlog.id[0], killer);
+    assert_int_equal(victim_del_result, 0);
+    assert_int_equal(tw_loop_del_timer(loop, victim_id), -1);
+    assert_int_equal(tw_loop_process(loop, 0), 0);
+    tw_loop_free(loop);
+}
+
+static long long on_timer_deletes_self(tw_loop *loop, long long id, void *data)
+{
+    tlog_add((int)(intptr_t)data, id);
+    victim_del_result = tw_loop_del_timer(loop, id);
+    return 1; /* ignored: the timer is gone */
+}
+
+static void timer_deletes_itself(void **state)
+{
+    tw_loop *loop = tw_loop_new(SETSIZE);
+    long long id, later;
+
+    (void)state;
+    tlog_reset();
+    id = tw_loop_add_timer(loop, 0, on_timer_deletes_self, (void *)1);
+    later = tw_loop_add_timer(loop, 5, on_timer_once, (void *)2);
+    victim_del_result = -2;
+    run_until_logged(loop, 2);
+    assert_int_equal(victim_del_result, 0);
+    assert_int_equal(tlog.id[0], id);
+    assert_int_equal(tlog.id[1], later);
+    assert_int_equal(tw_loop_del_timer(loop, id), -1);
+    assert_int_equal(tw_loop_process(loop, 0), 0);
+    assert_int_equal(tlog.n, 2);
+    tw_loop_free(loop);
+}
+
+static long long on_timer_adds_one(tw_loop *loop, long long id, void *data)
+{
+    tlog_add((int)(intptr_t)data, id);
+    assert_true(tw_loop_add_timer(loop, 0, on_timer_once, (void *)2) > id);
+    return TW_LOOP_NOMORE;
+}
+
+static void timer_added_by_a_timer_waits_for_the_next_pass(void **state)
+{
+    tw_loop *loop = tw_loop_new(SETSIZE);
+
+    (void)state;
+    tlog_reset();
+    assert_true(tw_loop_add_timer(loop, 0, on_timer_adds_one, (void *)1) > 0);
+    assert_int_equal(tw_loop_process(loop, 0), 1);
+    assert_int_equal(tlog.n, 1);
+    run_until_logged(loop, 2);
+    assert_int_equal(tlog.tag[1], 2);
+    tw_loop_free(loop);
+}
+
+static int busy_calls;
+
+static long long on_timer_always_now(tw_loop *loop, long long id, void *data)
+{
+    (void)loop;
+    (void)id;
+    (void)data;
+    busy_calls++;
+    return 0;
+}
+
+/* A timer asking for 0 ms again and again runs once per iteration: the
+ * iteration still ends. */
+static void zero_ms_rearm_runs_once_per_iteration(void **state)
+{
+    tw_loop *loop = tw_loop_new(SETSIZE);
+    long long id;
+
+    (void)state;
+    busy_calls = 0;
+    id = tw_loop_add_timer(loop, 0, on_timer_always_now, NULL);
+    assert_int_equal(tw_loop_process(loop, 0), 1);
+    assert_int_equal(busy_calls, 1);
+    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(busy_calls, 2);
+    assert_int_equal(tw_loop_del_timer(loop, id), 0);
+    tw_loop_free(loop);
+}
+
+/* A tiny deterministic generator, so failures reproduce. */
+static uint32_t rng_state = 12345;
+
+static uint32_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 17;
+    rng_state ^= rng_state << 5;
+    return rng_state;
+}
+
+static void ten_thousand_timers_keep_the_heap_sound(void **state)
+{
+    enum { TOTAL = 10000 };
+    tw_loop *loop = tw_loop_new(SETSIZE);
+    static long long live[TOTAL];
+    int nlive = 0, added = 0, ops = 0;
+
+    (void)state;
+    rng_state = 12345;
+    while (added < TOTAL || nlive > 0) {
+        if (added < TOTAL && (nlive == 0 || rng() % 3 != 0)) {
+            /* Far deadlines (none fires), few distinct ones (many ties). */
+            long long ms = 1000000 + rng() % 64;
+            long long id = tw_loop_add_timer(loop, ms, on_timer_once, NULL);
+
+            assert_true(id > 0);
+            live[nlive++] = id;
+            added++;
+        } else {
+            int k = (int)(rng() % (uint32_t)nlive);
+            long long id = live[k];
+
+            assert_int_equal(tw_loop_del_timer(loop, id), 0);
+            live[k] = live[--nlive];
+            if (rng() % 8 == 0)
+                assert_int_equal(tw_loop_del_timer(loop, id), -1);
+        }
+        if (++ops % 101 == 0)
+            assert_int_equal(tw__loop_check(loop), 0);
+    }
+    assert_int_equal(tw__loop_check(loop), 0);
+    assert_int_equal(tw_loop_process(loop, 0), 0);
+    tw_loop_free(loop);
+}
+
+/* Many short timers, some cancelled: each live one fires once, cancelled
+ * ones never, and timers with the same delay fire in the order added. */
+struct shot {
+    int ms;
+    int fired;
+    int seq;
+};
+
+static int shot_seq;
+
+static long long on_shot(tw_loop *loop, long long id, void *data)
+{
+    struct shot *s = data;
+
+    (void)loop;
+    (void)id;
+    s->fired++;
+    s->seq = shot_seq++;
+    return TW_LOOP_NOMORE;
+}
+
+static void many_short_timers_fire_once_in_order(void **state)
+{
+    enum { N = 600 };
+    static struct shot shots[N];
+    static long long ids[N];
+    tw_loop *loop = tw_loop_new(SETSIZE);
+    int expected = 0, fired = 0;
+
+    (void)state;
+    rng_state = 777;
+    shot_seq = 0;
+    memset(shots, 0, sizeof(shots));
+    for (int i = 0; i < N; i++) {
+        shots[i].ms = (int)(rng() % 12);
+        ids[i] = tw_loop_add_timer(loop, shots[i].ms, on_shot, &shots[i]);
+        assert_true(ids[i] > 0);
+    }
+    for (int i = 0; i < N; i += 5)
+        assert_int_equal(tw_loop_del_timer(loop, ids[i]), 0);
+    assert_int_equal(tw__loop_check(loop), 0);
+    expected = N - (N + 4) / 5;
+    for (int i = 0; fired < expected; i++) {
+        int n = tw_loop_process(loop, WAIT_MS);
+
+        assert_true(i < 10000);
+        assert_true(n >= 0);
+        fired += n;
+        assert_int_equal(tw__loop_check(loop), 0);
+    }
+    assert_int_equal(fired, expected);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(shots[i].fired, i % 5 == 0 ? 0 : 1);
+        for (int j = i + 1; j < N && i % 5 != 0; j++) {
+            if (j % 5 != 0 && shots[j].ms == shots[i].ms)
+                assert_true(shots[i].seq < shots[j].seq);
+        }
+    }
+    tw_loop_free(loop);
+}
+
+/* ------------------------------------------------------------ hook, run */
+
+struct sleeper {
+    int calls;
+    int wake_fd; /* written to on the first call, if >= 0 */
+};
+
+static void before_sleep(tw_loop *loop, void *data)
+{
+    struct sleeper *s = data;
+
+    (void)loop;
+    if (s->calls++ == 0 && s->wake_fd >= 0)
+        put(s->wake_fd, "x");
+}
+
+static void before_sleep_runs_before_each_wait(void **state)
+{
+    tw_loop *loop = tw_loop_new(SETSIZE);
+    struct sleeper s = {0, -1};
+    struct hits h = {0};
+    int p[2];
+
+    (void)state;
+    make_pipe(p);
+    s.wake_fd = p[1];
+    tw_loop_set_before_sleep(loop, before_sleep, &s);
+    assert_int_equal(tw_loop_add_fd(loop, p[0], TW_LOOP_READABLE, on_read, &h), 0);
+    /* The hook writes before the wait, so this very wait sees the byte. */
+    assert_int_equal(tw_loop_process(loop, 0), 1);
+    assert_int_equal(s.calls, 1);
+    assert_int_equal(h.count, 1);
+    assert_int_equal(tw_loop_process(loop, 0), 0);
+    assert_int_equal(s.calls, 2);
+    tw_loop_set_before_sleep(loop, NULL, NULL);
+    assert_int_equal(tw_loop_process(loop, 0), 0);
+    assert_int_equal(s.calls, 2);
+    tw_loop_del_fd(loop, p[0], TW_LOOP_READABLE);
+    close(p[0]);
+    close(p[1]);
+    tw_loop_free(loop);
+}
+
+static long long on_timer_stops_at_three(tw_loop *loop, long long id, void *data)
+{
+    (void)id;
+    if (++*(int *)data == 3) {
+        tw_loop_stop(loop);
+        return TW_LOOP_NOMORE;
+    }
+    return 1;
+}
+
+static void on_read_stops(tw_loop *loop, int fd, void *data, int mask)
+{
+    on_read(loop, fd, data, mask);
+    tw_loop_stop(loop);
+}
+
+static void stop_ends_run(void **state)
+{
+    tw_loop *loop = tw_loop_new(SETSIZE);
+    struct hits h = {0};
+    int calls = 0, p[2];
+
+    (void)state;
+    assert_true(tw_loop_add_timer(loop, 1, on_timer_stops_at_three, &calls) > 0);
+    tw_loop_run(loop);
+    assert_int_equal(calls, 3);
+
+    /* Again, from an fd handler; run starts by clearing the old stop. */
+    make_pipe(p);
+    assert_int_equal(tw_loop_add_fd(loop, p[0], TW_LOOP_READABLE, on_read_stops, &h), 0);
+    put(p[1], "x");
+    tw_loop_run(loop);
+    assert_int_equal(h.count, 1);
+    tw_loop_del_fd(loop, p[0], TW_LOOP_READABLE);
+    close(p[0]);
+    close(p[1]);
+    tw_loop_free(loop);
+}
+
+static void zero_timeout_returns_at_once(void **state)
+{
+    tw_loop *loop = tw_loop_new(SETSIZE);
+    struct hits h = {0};
+    int p[2];
+
+    (void)state;
+    /* Nothing watched, no timers; then a far timer: neither may block. */
+    assert_int_equal(tw_loop_process(loop, 0), 0);
+    assert_true(tw_loop_add_timer(loop, 3600 * 1000, on_timer_once, NULL) > 0);
+    assert_int_equal(tw_loop_process(loop, 0), 0);
+    /* Unbounded wait with a far timer ends with the first ready fd. */
+    make_pipe(p);
+    assert_int_equal(tw_loop_add_fd(loop, p[0], TW_LOOP_READABLE, on_read, &h), 0);
+    put(p[1], "x");
+    assert_int_equal(tw_loop_process(loop, -1), 1);
+    assert_int_equal(h.count, 1);
+    tw_loop_del_fd(loop, p[0], TW_LOOP_READABLE);
+    close(p[0]);
+    close(p[1]);
+    tw_loop_free(loop);
+}
+
+static void now_is_monotonic(void **state)
+{
+    long long a = tw_loop_now_ms(), b = tw_loop_now_ms();
+
+    (void)state;
+    assert_true(a > 0);
+    assert_true(b >= a);
+}
+
+/* ------------------------------------------------------------ no memory */
+
+static void allocation_failures_are_clean(void **state)
+{
+    tw_loop *loop = NULL;
+    long i;
+
+    (void)state;
+    for (i = 0; loop == NULL; i++) {
+        assert_true(i < 16);
+        tw__loop_alloc_fail_after(i);
+        errno = 0;
+        loop = tw_loop_new(64);
+        tw__loop_alloc_fail_after(-1);
+        if (loop == NULL)
+            assert_int_equal(errno, ENOMEM);
+    }
+
+    /* Fill the first heap and index allocations exactly, then make each
+     * growth fail in turn: the add fails, and nothing else changes. */
+    for (i = 0; i < 16; i++)
+        assert_true(tw_loop_add_timer(loop, 1000, on_timer_once, NULL) > 0);
+    for (i = 0; i < 4; i++) {
+        tw__loop_alloc_fail_after(i);
+        errno = 0;
+        long long id = tw_loop_add_timer(loop, 1000, on_timer_once, NULL);
+        tw__loop_alloc_fail_after(-1);
+        assert_int_equal(tw__loop_check(loop), 0);
+        if (id > 0) {
+            assert_int_equal(tw_loop_del_timer(loop, id), 0);
+            break;
+        }
+        assert_int_equal(id, -1);
+        assert_int_equal(errno, ENOMEM);
+    }
+    assert_true(i > 0 && i < 4); /* both a failure and a success were seen */
+    for (long long id = 1; id <= 16; id++)
+        assert_int_equal(tw_loop_del_timer(loop, id), 0);
+    assert_int_equal(tw__loop_check(loop), 0);
+    tw_loop_free(loop);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(pipe_read_end_fires_readable),
+        cmocka_unit_test(readiness_is_level_triggered),
+        cmocka_unit_test(socketpair_writable_then_readable),
+        cmocka_unit_test(one_handler_for_both_is_called_once_with_both_bits),
+        cmocka_unit_test(two_handlers_are_called_read_first),
+        cmocka_unit_test(hangup_reaches_the_read_handler),
+        cmocka_unit_test(error_reaches_the_write_handler),
+        cmocka_unit_test(handler_deletes_its_own_fd),
+        cmocka_unit_test(handler_deletes_another_ready_fd),
+        cmocka_unit_test(reused_fd_number_gets_no_stale_event),
+        cmocka_unit_test(masks_are_kept_per_fd),
+        cmocka_unit_test(bad_fds_and_masks_are_refused),
+        cmocka_unit_test(timers_fire_in_deadline_order),
+        cmocka_unit_test(timer_ids_increase_from_one),
+        cmocka_unit_test(timer_rearms_until_nomore),
+        cmocka_unit_test(nomore_removes_the_timer),
+        cmocka_unit_test(deleted_timer_never_fires),
+        cmocka_unit_test(unknown_timer_ids_are_refused),
+        cmocka_unit_test(timer_deletes_another_due_timer),
+        cmocka_unit_test(timer_deletes_itself),
+        cmocka_unit_test(timer_added_by_a_timer_waits_for_the_next_pass),
+        cmocka_unit_test(zero_ms_rearm_runs_once_per_iteration),
+        cmocka_unit_test(ten_thousand_timers_keep_the_heap_sound),
+        cmocka_unit_test(many_short_timers_fire_once_in_order),
+        cmocka_unit_test(before_sleep_runs_before_each_wait),
+        cmocka_unit_test(stop_ends_run),
+        cmocka_unit_test(zero_timeout_returns_at_once),
+        cmocka_unit_test(now_is_monotonic),
+        cmocka_unit_test(allocation_failures_are_clean),
+    };
+
+    /* A broken write end must fail write() with EPIPE, not kill the test;
+     * and a hang must end the run rather than stall it. */
+    signal(SIGPIPE, SIG_IGN);
+    alarm(300);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
