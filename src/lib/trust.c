@@ -163,12 +163,20 @@ err:
     return NULL;
 }
 
-static int set_host(X509_VERIFY_PARAM *param, const char *host)
+/* An empty host would read as "no host" and turn the check off: refused.
+ * The CN is a host name only when the certificate has no SAN at all (RFC
+ * 6125 section 6.4.4); OpenSSL alone would read it beside URI or IP SANs. */
+static int set_host(X509_VERIFY_PARAM *param, X509 *cert, const char *host)
 {
     unsigned char ip[16];
 
+    if (host[0] == '\0')
+        return 0;
     if (inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1)
         return X509_VERIFY_PARAM_set1_ip_asc(param, host);
+    if (X509_get_ext_by_NID(cert, NID_subject_alt_name, -1) >= 0)
+        X509_VERIFY_PARAM_set_hostflags(param,
+                                        X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
     return X509_VERIFY_PARAM_set1_host(param, host, 0);
 }
 
@@ -193,7 +201,7 @@ int tw_trust_verify(const tw_trust *t, const tw_cert *cert, int purpose,
         X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER);
     else if (purpose == TW_PURPOSE_CLIENT)
         X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
-    if (host != NULL && set_host(param, host) != 1) {
+    if (host != NULL && set_host(param, cert->x509, host) != 1) {
         tw__err(err, TW_ERR_USAGE, "'%s' is not a usable host name", host);
         goto done;
     }
