@@ -185,7 +185,7 @@ static void post_invoice(inv_conn *c)
     snprintf(c->post_number, sizeof(c->post_number), "%s", inv.number);
     if (store_writer_submit(c->w->srv->writer, c->w->queue, &inv,
                             c->req.idem_key[0] ? c->req.idem_key : NULL,
-                            inv_conn_post_done, c) < 0) {
+                            c->w->post_done, c) < 0) {
         inv_reply_error(c, 503, "the server is shutting down");
         return;
     }

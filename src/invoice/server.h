@@ -82,6 +82,7 @@ struct inv_worker {
     tw_store *store;
     store_queue *queue;
     inv_conn *conns; /* doubly linked list of open connections */
+    store_done_fn *post_done; /* answers a POST (inv_conn_post_done) */
     int nconns, max_conns;
     char scratch[16384]; /* TLS reads land here before parsing */
 };

@@ -146,6 +146,7 @@ int inv_worker_start(inv_worker *w)
         getsockname(w->listen_fd, (struct sockaddr *)&srv->addr,
                     &srv->addrlen);
     }
+    w->post_done = inv_conn_post_done;
     w->max_conns = (srv->opt.max_conns + srv->nworkers - 1) / srv->nworkers;
     if ((w->loop = tw_loop_new(srv->opt.max_conns + 1024)) == NULL ||
         (w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {

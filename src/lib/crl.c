@@ -44,7 +44,12 @@ static int add_revoked(X509_CRL *crl, const tw_revoked *r, tw_err *err)
     ASN1_ENUMERATED *code = NULL;
     int rc = -1;
 
-    if (rev == NULL || BN_hex2bn(&bn, r->serial_hex) == 0 ||
+    /* BN_hex2bn stops quietly at the first non-hex character ("12zz" would
+     * revoke 0x12) and takes a '-': the whole string must be hex digits. */
+    if (rev == NULL ||
+        strspn(r->serial_hex, "0123456789abcdefABCDEF") !=
+            strlen(r->serial_hex) ||
+        BN_hex2bn(&bn, r->serial_hex) == 0 ||
         (serial = BN_to_ASN1_INTEGER(bn, NULL)) == NULL ||
         (when = ASN1_TIME_set(NULL, r->revoked_at)) == NULL) {
         tw__err_ssl(err, TW_ERR_INPUT, "cannot list serial %s in the CRL",

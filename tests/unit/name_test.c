@@ -8,6 +8,8 @@
 #include <cmocka.h>
 #include <string.h>
 
+#include "unit_helpers.h"
+
 static void parses_and_prints_back(void **state)
 {
     tw_err err;
@@ -88,6 +90,55 @@ static void allocation_failures_are_clean(void **state)
     }
 }
 
+struct parse_ctx {
+    const char *text, *expected;
+};
+
+static int parse_once(void *ctx, tw_err *err)
+{
+    const struct parse_ctx *c = ctx;
+    tw_name *n = tw_name_parse(c->text, err);
+
+    if (n == NULL)
+        return -1;
+    assert_string_equal(tw_name_text(n), c->expected);
+    tw_name_free(n);
+    return 0;
+}
+
+static void allocation_failures_until_success(void **state)
+{
+    /* Over 256 bytes of text, so that printing it back grows its buffer;
+     * it prints back as it was written. */
+    static const char subject[] =
+        "/O=ABC Inc. with a rather long organization name here/"
+        "OU=An organizational unit, also long enough to matter/"
+        "OU=A\\/B\\\\C/L=Somewhere in a city with a long name, far "
+        "away from here, near the mountains and beyond the river/"
+        "ST=Some state or province with a long name/CN=mail.abc.example";
+    struct parse_ctx c = {.text = subject, .expected = subject};
+
+    (void)state;
+    assert_true(strlen(subject) > 256);
+    th_alloc_fail_loop(parse_once, &c);
+}
+
+static void control_characters_never_reach_the_text(void **state)
+{
+    X509_NAME *name = X509_NAME_new();
+    char *text;
+
+    (void)state;
+    /* Made directly: tw_name_parse refuses them. */
+    assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+                                                (const unsigned char *)
+                                                "a\nb\x7f/c", -1, -1, 0), 1);
+    text = tw__name_text(name);
+    assert_string_equal(text, "/CN=a?b?\\/c");
+    tw__free(text);
+    X509_NAME_free(name);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -96,6 +147,8 @@ int main(void)
         cmocka_unit_test(malformed_subjects_are_named),
         cmocka_unit_test(trailing_slash_is_harmless),
         cmocka_unit_test(allocation_failures_are_clean),
+        cmocka_unit_test(allocation_failures_until_success),
+        cmocka_unit_test(control_characters_never_reach_the_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
