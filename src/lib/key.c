@@ -195,6 +195,13 @@ BIO *tw__key_pem(const tw_key *key, const char *passphrase, tw_err *err)
     const EVP_CIPHER *cipher = passphrase ? EVP_aes_256_cbc() : NULL;
     BIO *bio;
 
+    /* Reading hands the passphrase callback PEM_BUFSIZE bytes: a longer
+     * passphrase would write a key that never loads again. */
+    if (passphrase != NULL && strlen(passphrase) > PEM_BUFSIZE) {
+        tw__err(err, TW_ERR_USAGE,
+                "the passphrase is longer than %d bytes", PEM_BUFSIZE);
+        return NULL;
+    }
     if ((bio = BIO_new(BIO_s_secmem())) == NULL) {
         tw__err_nomem(err);
         return NULL;

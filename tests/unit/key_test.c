@@ -178,6 +178,30 @@ static void legacy_encrypted_pem_is_recognised(void **state)
     tw_key_free(key);
 }
 
+/* Bug: a passphrase longer than PEM_BUFSIZE (1024) wrote a key that no
+ * passphrase could open again: reading hands the callback 1024 bytes. */
+static void a_passphrase_too_long_to_read_back_is_refused(void **state)
+{
+    const char *dir = *state;
+    char path[4096], pass[1026] = {0};
+    tw_key *key = th_key("ec-p256"), *back;
+    tw_err err;
+
+    memset(pass, 'p', 1024); /* 1024 bytes: the most that reads back */
+    th_path(path, dir, "longest.pem");
+    assert_int_equal(tw_key_write_file(key, path, pass, &err), 0);
+    back = tw_key_load_file(path, pass, &err);
+    assert_non_null(back);
+    tw_key_free(back);
+
+    pass[1024] = 'p'; /* 1025 bytes */
+    th_path(path, dir, "too-long.pem");
+    assert_int_equal(tw_key_write_file(key, path, pass, &err), -1);
+    th_assert_err(err, TW_ERR_USAGE, "the passphrase is longer than 1024 bytes");
+    assert_false(th_exists(path));
+    tw_key_free(key);
+}
+
 static void never_replaces_an_existing_file(void **state)
 {
     const char *dir = *state;
@@ -347,6 +371,7 @@ int main(void)
         T(encrypted_file_opens_only_with_its_passphrase),
         T(a_passphrase_on_a_plain_key_is_harmless),
         T(legacy_encrypted_pem_is_recognised),
+        T(a_passphrase_too_long_to_read_back_is_refused),
         T(never_replaces_an_existing_file),
         T(garbage_is_input_naming_the_file),
         T(truncated_pem_is_input),

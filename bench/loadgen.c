@@ -1,0 +1,542 @@
+/*
+ * loadgen.c - a load generator for mutual-TLS HTTPS servers.
+ *
+ * Common load tools (wrk, h2load, httperf) cannot present a client
+ * certificate; this one does, and reads the server's CPU time over exactly
+ * the measured window from /proc, so that servers are compared by what each
+ * operation costs them.  One line of JSON on stdout says what it measured.
+ * See --help, and docs/benchmarks.md for how bench/compare uses it.
+ */
+#include "loadgen.h"
+
+#include <openssl/err.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#define NS_PER_S 1000000000.0
+
+typedef struct options {
+    lg_mode mode;
+    const char *host, *port, *cert, *key, *ca, *path, *servername, *groups;
+    int tls13;
+    size_t concurrency, connections;
+    double duration, warmup, timeout;
+    long server_pid, expect_length;
+} options;
+
+/* What one run measured, for the report. */
+typedef struct result {
+    double seconds;
+    uint64_t cpu_us;   /* server CPU time over the window */
+    int have_cpu;
+    double rss_per_conn;
+    int have_rss;
+} result;
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static void usage(FILE *f)
+{
+    fputs(
+"usage: loadgen --mode full|resume|keepalive|idle --port PORT\n"
+"               --cert FILE --key FILE --ca FILE [options]\n"
+"\n"
+"Loads an HTTPS server that asks for a client certificate (mutual TLS) and\n"
+"prints one line of JSON: mode, tls, requests, errors, seconds, rps,\n"
+"p50_us, p99_us, server_cpu_us_per_op, resumed_share, rss_per_conn_bytes.\n"
+"\n"
+"modes:\n"
+"  full       a new TLS connection (full handshake) per request\n"
+"  resume     a new connection per request, resuming the newest session\n"
+"             each connection slot was given; resumed_share says how many\n"
+"             handshakes were actually resumed\n"
+"  keepalive  persistent connections, one request after another\n"
+"  idle       open --connections connections, one request each, hold them\n"
+"             for --duration; rss_per_conn_bytes is the growth of the\n"
+"             server's RSS divided by the connections held\n"
+"\n"
+"  --host ADDR          server address (default 127.0.0.1)\n"
+"  --port PORT          server port\n"
+"  --servername NAME    SNI and the name the server certificate must carry\n"
+"                       (default localhost)\n"
+"  --cert FILE          client certificate (PEM)\n"
+"  --key FILE           its private key\n"
+"  --ca FILE            the CA that signed the server certificate\n"
+"  --path PATH          request path (default /invoices/00095234)\n"
+"  --tls 1.2|1.3        protocol version (default 1.3)\n"
+"  --groups LIST        key exchange groups, e.g. P-256 (default OpenSSL's)\n"
+"  --concurrency N      connections in flight at once (default 16)\n"
+"  --duration S         measured seconds (default 5); idle: hold time\n"
+"  --warmup S           unmeasured seconds first (default 1)\n"
+"  --timeout S          an operation with no progress for S seconds is an\n"
+"                       error (default 10)\n"
+"  --server-pid PID     the server; its process tree's utime+stime over the\n"
+"                       measured window gives server_cpu_us_per_op\n"
+"  --connections N      idle: connections to hold (default 1000)\n"
+"  --expect-length N    the response body's length (default: the first\n"
+"                       200's Content-Length; any other is an error)\n"
+"  --help               show this help\n"
+"\n"
+"Every response must be a 200 with the expected Content-Length; anything\n"
+"else, and any connect, TLS or timeout failure, counts in errors.  Latency\n"
+"is from connect to the response's last byte in full, resume and idle\n"
+"modes, from the request's first byte in keepalive mode.\n", f);
+}
+
+static int parse_number(const char *opt, const char *text, double min,
+                        double max, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(text, &end);
+    if (errno != 0 || end == text || *end != '\0' || v < min || v > max) {
+        fprintf(stderr, "loadgen: %s must be a number from %g to %g, not '%s'\n",
+                opt, min, max, text);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_options(int argc, char **argv, options *o)
+{
+    static const struct option longopts[] = {
+        {"mode", required_argument, NULL, 'm'},
+        {"host", required_argument, NULL, 'H'},
+        {"port", required_argument, NULL, 'p'},
+        {"servername", required_argument, NULL, 'n'},
+        {"cert", required_argument, NULL, 'c'},
+        {"key", required_argument, NULL, 'k'},
+        {"ca", required_argument, NULL, 'a'},
+        {"path", required_argument, NULL, 'P'},
+        {"tls", required_argument, NULL, 't'},
+        {"groups", required_argument, NULL, 'g'},
+        {"concurrency", required_argument, NULL, 'C'},
+        {"duration", required_argument, NULL, 'd'},
+        {"warmup", required_argument, NULL, 'w'},
+        {"timeout", required_argument, NULL, 'T'},
+        {"server-pid", required_argument, NULL, 's'},
+        {"connections", required_argument, NULL, 'N'},
+        {"expect-length", required_argument, NULL, 'L'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int ch, have_mode = 0;
+    double v;
+
+    *o = (options){.host = "127.0.0.1", .path = "/invoices/00095234",
+                   .servername = "localhost", .tls13 = 1, .concurrency = 16,
+                   .connections = 1000, .duration = 5, .warmup = 1,
+                   .timeout = 10, .server_pid = 0, .expect_length = -1};
+    while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'm':
+            have_mode = 1;
+            if (strcmp(optarg, "full") == 0)
+                o->mode = LG_FULL;
+            else if (strcmp(optarg, "resume") == 0)
+                o->mode = LG_RESUME;
+            else if (strcmp(optarg, "keepalive") == 0)
+                o->mode = LG_KEEPALIVE;
+            else if (strcmp(optarg, "idle") == 0)
+                o->mode = LG_IDLE;
+            else {
+                fprintf(stderr, "loadgen: --mode is full, resume, keepalive or "
+                                "idle, not '%s'\n", optarg);
+                return -1;
+            }
+            break;
+        case 'H': o->host = optarg; break;
+        case 'p': o->port = optarg; break;
+        case 'n': o->servername = optarg; break;
+        case 'c': o->cert = optarg; break;
+        case 'k': o->key = optarg; break;
+        case 'a': o->ca = optarg; break;
+        case 'P': o->path = optarg; break;
+        case 'g': o->groups = optarg; break;
+        case 't':
+            if (strcmp(optarg, "1.2") != 0 && strcmp(optarg, "1.3") != 0) {
+                fprintf(stderr, "loadgen: --tls is 1.2 or 1.3, not '%s'\n", optarg);
+                return -1;
+            }
+            o->tls13 = strcmp(optarg, "1.3") == 0;
+            break;
+        case 'C':
+            if (parse_number("--concurrency", optarg, 1, 100000, &v) < 0)
+                return -1;
+            o->concurrency = (size_t)v;
+            break;
+        case 'N':
+            if (parse_number("--connections", optarg, 1, 1000000, &v) < 0)
+                return -1;
+            o->connections = (size_t)v;
+            break;
+        case 'd':
+            if (parse_number("--duration", optarg, 0.01, 86400, &o->duration) < 0)
+                return -1;
+            break;
+        case 'w':
+            if (parse_number("--warmup", optarg, 0, 86400, &o->warmup) < 0)
+                return -1;
+            break;
+        case 'T':
+            if (parse_number("--timeout", optarg, 0.1, 3600, &o->timeout) < 0)
+                return -1;
+            break;
+        case 's':
+            if (parse_number("--server-pid", optarg, 1, 1e9, &v) < 0)
+                return -1;
+            o->server_pid = (long)v;
+            break;
+        case 'L':
+            if (parse_number("--expect-length", optarg, 0, 1e9, &v) < 0)
+                return -1;
+            o->expect_length = (long)v;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "loadgen: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (!have_mode || !o->port || !o->cert || !o->key || !o->ca) {
+        fprintf(stderr, "loadgen: --mode, --port, --cert, --key and --ca are "
+                        "required (see --help)\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* Enough descriptors for every slot, raising the hard limit if we may. */
+static int raise_fd_limit(size_t slots)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)slots + 64;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return -1;
+    if (rl.rlim_cur >= need)
+        return 0;
+    if (rl.rlim_max < need)
+        rl.rlim_max = need; /* works as root (up to fs.nr_open) */
+    rl.rlim_cur = need;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        fprintf(stderr, "loadgen: %zu connections need %lu descriptors and the "
+                        "limit cannot be raised: %s (try ulimit -n)\n",
+                slots, (unsigned long)need, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int resolve(const options *o, lg_run *run)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *ai;
+    int rc = getaddrinfo(o->host, o->port, &hints, &ai);
+
+    if (rc != 0) {
+        fprintf(stderr, "loadgen: cannot resolve %s port %s: %s\n", o->host,
+                o->port, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(&run->addr, ai->ai_addr, ai->ai_addrlen);
+    run->addrlen = ai->ai_addrlen;
+    freeaddrinfo(ai);
+    return 0;
+}
+
+static void print_ossl_error(const char *what, const char *file)
+{
+    char buf[256] = "";
+
+    ERR_error_string_n(ERR_get_error(), buf, sizeof(buf));
+    fprintf(stderr, "loadgen: %s %s: %s\n", what, file, buf);
+}
+
+static SSL_CTX *make_ctx(const options *o)
+{
+    int version = o->tls13 ? TLS1_3_VERSION : TLS1_2_VERSION;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+    if (ctx == NULL) {
+        print_ossl_error("cannot make a TLS context", "");
+        return NULL;
+    }
+    if (SSL_CTX_set_min_proto_version(ctx, version) != 1 ||
+        SSL_CTX_set_max_proto_version(ctx, version) != 1) {
+        print_ossl_error("cannot set the TLS version", "");
+        goto err;
+    }
+    if (SSL_CTX_load_verify_file(ctx, o->ca) != 1) {
+        print_ossl_error("cannot load the CA file", o->ca);
+        goto err;
+    }
+    if (SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1) {
+        print_ossl_error("cannot load the client certificate", o->cert);
+        goto err;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, o->key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        print_ossl_error("cannot load the key (or it does not match)", o->key);
+        goto err;
+    }
+    if (o->groups != NULL && SSL_CTX_set1_groups_list(ctx, o->groups) != 1) {
+        print_ossl_error("unknown groups", o->groups);
+        goto err;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    return ctx;
+err:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+static uint64_t errors_total(const lg_run *run)
+{
+    uint64_t n = 0;
+
+    for (int i = 0; i < LG_ERR_KINDS; i++)
+        n += run->errors[i];
+    return n;
+}
+
+/* Drive the loop until `until_ns`, or until done() says so. */
+static int loop_until(lg_run *run, uint64_t until_ns, int (*done)(const lg_run *))
+{
+    for (;;) {
+        uint64_t now = lg_now_ns();
+        int wait_ms;
+
+        if (interrupted || now >= until_ns || (done != NULL && done(run)))
+            return 0;
+        wait_ms = (int)((until_ns - now + 999999) / 1000000);
+        if (wait_ms > 50)
+            wait_ms = 50;
+        lg_run_fill(run);
+        if (lg_run_poll(run, wait_ms) < 0)
+            return -1;
+    }
+}
+
+static int read_cpu(const options *o, uint64_t *us)
+{
+    if (o->server_pid == 0)
+        return 0;
+    if (lg_proc_cpu_us((pid_t)o->server_pid, us) < 0) {
+        fprintf(stderr, "loadgen: cannot read the CPU time of server pid %ld\n",
+                o->server_pid);
+        return -1;
+    }
+    return 1;
+}
+
+/* full, resume, keepalive: warm up, then measure for --duration. */
+static int measure_load(const options *o, lg_run *run, result *res)
+{
+    uint64_t start = lg_now_ns(), t0, t1, cpu0 = 0, cpu1 = 0;
+
+    run->opening = 1;
+    if (loop_until(run, start + (uint64_t)(o->warmup * NS_PER_S), NULL) < 0)
+        return -1;
+    if (read_cpu(o, &cpu0) < 0)
+        return -1;
+    t0 = lg_now_ns();
+    run->measuring = 1;
+    if (loop_until(run, t0 + (uint64_t)(o->duration * NS_PER_S), NULL) < 0)
+        return -1;
+    run->measuring = 0;
+    t1 = lg_now_ns();
+    if ((res->have_cpu = read_cpu(o, &cpu1)) < 0)
+        return -1;
+    res->cpu_us = cpu1 - cpu0;
+    res->seconds = (double)(t1 - t0) / NS_PER_S;
+    run->opening = 0;
+    return 0;
+}
+
+static size_t idle_target;
+
+static int all_held(const lg_run *run)
+{
+    /* Also give up when failures outnumber the connections asked for. */
+    return run->held >= idle_target || errors_total(run) >= idle_target;
+}
+
+static int nothing_in_flight(const lg_run *run)
+{
+    return run->inflight == 0;
+}
+
+/* idle: warm the server up with full handshakes, then open and hold. */
+static int measure_idle(const options *o, lg_run *run, result *res)
+{
+    uint64_t t0, t1, cpu0 = 0, cpu1 = 0, rss0 = 0, rss1 = 0, timeout;
+    size_t held;
+
+    idle_target = o->connections;
+    timeout = (uint64_t)(o->timeout * NS_PER_S);
+    if (o->warmup > 0) {
+        run->mode = LG_FULL;
+        run->opening = 1;
+        if (loop_until(run, lg_now_ns() + (uint64_t)(o->warmup * NS_PER_S),
+                       NULL) < 0)
+            return -1;
+        run->opening = 0;
+        if (loop_until(run, lg_now_ns() + timeout, nothing_in_flight) < 0)
+            return -1;
+        lg_run_close_all(run);
+        run->mode = LG_IDLE;
+        /* Let the server see the closes before the baseline. */
+        if (loop_until(run, lg_now_ns() + 200000000u, NULL) < 0)
+            return -1;
+    }
+    if (o->server_pid != 0 && lg_proc_rss_bytes((pid_t)o->server_pid, &rss0) < 0) {
+        fprintf(stderr, "loadgen: cannot read the RSS of server pid %ld\n",
+                o->server_pid);
+        return -1;
+    }
+    if (read_cpu(o, &cpu0) < 0)
+        return -1;
+    t0 = lg_now_ns();
+    run->measuring = 1;
+    run->opening = 1;
+    if (loop_until(run, UINT64_MAX, all_held) < 0)
+        return -1;
+    run->opening = 0;
+    if (loop_until(run, lg_now_ns() + timeout, nothing_in_flight) < 0)
+        return -1;
+    run->measuring = 0;
+    t1 = lg_now_ns();
+    if ((res->have_cpu = read_cpu(o, &cpu1)) < 0)
+        return -1;
+    res->cpu_us = cpu1 - cpu0;
+    res->seconds = (double)(t1 - t0) / NS_PER_S;
+    /* Hold: any connection the server drops now is an error. */
+    if (loop_until(run, lg_now_ns() + (uint64_t)(o->duration * NS_PER_S), NULL) < 0)
+        return -1;
+    held = run->held - run->errors[LG_ERR_DROPPED];
+    if (o->server_pid != 0 && held > 0 &&
+        lg_proc_rss_bytes((pid_t)o->server_pid, &rss1) == 0) {
+        res->have_rss = 1;
+        res->rss_per_conn = ((double)rss1 - (double)rss0) / (double)held;
+    }
+    return 0;
+}
+
+static void print_number(const char *key, double v, int have, int decimals)
+{
+    printf(",\"%s\":", key);
+    if (have)
+        printf("%.*f", decimals, v);
+    else
+        fputs("null", stdout);
+}
+
+static void report(const options *o, const lg_run *run, const result *res)
+{
+    static const char *const modes[] = {"full", "resume", "keepalive", "idle"};
+    static const char *const kinds[LG_ERR_KINDS] = {"connect", "tls", "http",
+                                                    "closed", "timeout",
+                                                    "dropped"};
+    const lg_counts *c = &run->counts;
+    double secs = res->seconds > 0 ? res->seconds : 1e-9;
+
+    printf("{\"mode\":\"%s\",\"tls\":\"%s\",\"requests\":%llu,\"errors\":%llu",
+           modes[o->mode], o->tls13 ? "1.3" : "1.2",
+           (unsigned long long)c->requests,
+           (unsigned long long)errors_total(run));
+    printf(",\"seconds\":%.3f,\"rps\":%.1f,\"p50_us\":%llu,\"p99_us\":%llu",
+           res->seconds, (double)c->requests / secs,
+           (unsigned long long)lg_hist_quantile(&run->hist, 0.50),
+           (unsigned long long)lg_hist_quantile(&run->hist, 0.99));
+    print_number("server_cpu_us_per_op",
+                 c->requests ? (double)res->cpu_us / (double)c->requests : 0,
+                 res->have_cpu > 0 && c->requests > 0, 1);
+    print_number("resumed_share",
+                 c->handshakes ? (double)c->resumed / (double)c->handshakes : 0,
+                 c->handshakes > 0, 4);
+    print_number("rss_per_conn_bytes", res->rss_per_conn, res->have_rss, 0);
+    print_number("server_cpu_share", (double)res->cpu_us / 1e6 / secs,
+                 res->have_cpu > 0, 3);
+    printf(",\"handshakes\":%llu,\"connects\":%llu,\"held\":%llu",
+           (unsigned long long)c->handshakes, (unsigned long long)c->connects,
+           (unsigned long long)(o->mode == LG_IDLE ? run->held : 0));
+    printf(",\"cipher\":\"%s\",\"group\":\"%s\",\"error_kinds\":{", run->cipher,
+           run->group);
+    for (int i = 0; i < LG_ERR_KINDS; i++)
+        printf("%s\"%s\":%llu", i ? "," : "", kinds[i],
+               (unsigned long long)run->errors[i]);
+    puts("}}");
+}
+
+int main(int argc, char **argv)
+{
+    options o;
+    lg_run run = {.epfd = -1};
+    result res = {0};
+    size_t nslots;
+    int rc = 1;
+
+    if (parse_options(argc, argv, &o) < 0)
+        return 2;
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+
+    nslots = o.mode == LG_IDLE ? o.connections : o.concurrency;
+    run.mode = o.mode;
+    run.servername = o.servername;
+    run.timeout_ns = (uint64_t)(o.timeout * NS_PER_S);
+    run.expect_length = o.expect_length;
+    run.max_inflight = o.concurrency;
+    if (raise_fd_limit(nslots) < 0 || resolve(&o, &run) < 0 ||
+        (run.ctx = make_ctx(&o)) == NULL)
+        goto done;
+    if (o.mode == LG_RESUME)
+        lg_run_enable_resumption(&run);
+    run.request_len = strlen(o.path) + strlen(o.servername) + 64;
+    if ((run.request = malloc(run.request_len)) == NULL)
+        goto done;
+    run.request_len = (size_t)snprintf(run.request, run.request_len,
+                                       "GET %s HTTP/1.1\r\nHost: %s\r\n"
+                                       "User-Agent: twoway-loadgen\r\n\r\n",
+                                       o.path, o.servername);
+    if (lg_run_init(&run, nslots) < 0)
+        goto done;
+    if ((o.mode == LG_IDLE ? measure_idle(&o, &run, &res)
+                           : measure_load(&o, &run, &res)) < 0)
+        goto done;
+    report(&o, &run, &res);
+    rc = interrupted ? 130 : 0;
+done:
+    lg_run_free(&run);
+    free(run.request);
+    SSL_CTX_free(run.ctx);
+    return rc;
+}

@@ -1,0 +1,403 @@
+/*
+ * errors.c - what went wrong, said so that the operator can fix it.
+ *
+ * Every failure to talk to the invoice server becomes one sentence and one
+ * exit code.  The sentence names the side that refused, the certificate
+ * (our FILE, or the server's subject, issuer and serial) and the fix:
+ *
+ *   - we refused the server (exit 4): the verify callback recorded the
+ *     X509 check and the certificate; libtwoway writes the sentence
+ *     (tw__reject), the same words invoice-server and `twoway-ca verify` use;
+ *   - the server refused us (exit 3): it sent a TLS alert (RFC 8446 section
+ *     6.2), recorded by the info callback; we explain it in terms of our
+ *     --cert file, which only we know;
+ *   - network (5), HTTP status (6), bad answer (7), our own files (2).
+ */
+#include "mail.h"
+#include "tw_internal.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/x509_vfy.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int mail_err_set(mail_err *e, enum mail_exit code, const char *fmt, ...)
+{
+    va_list ap;
+
+    e->exit = code;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int mail_err_retriable(const mail_err *e)
+{
+    return e->exit == MAIL_EXIT_NETWORK;
+}
+
+const char *mail_alert_name(int alert)
+{
+    switch (alert) {
+    case 10: return "unexpected_message";
+    case 20: return "bad_record_mac";
+    case 22: return "record_overflow";
+    case 40: return "handshake_failure";
+    case 42: return "bad_certificate";
+    case 43: return "unsupported_certificate";
+    case 44: return "certificate_revoked";
+    case 45: return "certificate_expired";
+    case 46: return "certificate_unknown";
+    case 47: return "illegal_parameter";
+    case 48: return "unknown_ca";
+    case 49: return "access_denied";
+    case 50: return "decode_error";
+    case 51: return "decrypt_error";
+    case 70: return "protocol_version";
+    case 71: return "insufficient_security";
+    case 80: return "internal_error";
+    case 86: return "inappropriate_fallback";
+    case 90: return "user_canceled";
+    case 109: return "missing_extension";
+    case 110: return "unsupported_extension";
+    case 112: return "unrecognized_name";
+    case 113: return "bad_certificate_status_response";
+    case 115: return "unknown_psk_identity";
+    case 116: return "certificate_required";
+    case 120: return "no_application_protocol";
+    default: return "unknown_alert";
+    }
+}
+
+/* "host:port" of a URL, for network sentences. */
+static void host_port(const char *url, char *buf, size_t len)
+{
+    CURLU *u = curl_url();
+    char *host = NULL, *port = NULL;
+
+    snprintf(buf, len, "%s", url);
+    if (u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) ==
+            CURLUE_OK)
+        snprintf(buf, len, "%s:%s", host, port);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+}
+
+/* The server refused us: its alert, explained with our certificate. */
+static int refused_by_peer(mail_err *e, int alert, const mail_tls_options *o,
+                           const mail_self *self)
+{
+    const char *subject = tw_identity_subject(self->id);
+    const char *issuer = tw_identity_issuer(self->id);
+    char when[32], why[1200];
+
+    mail_rfc3339(tw_identity_not_after(self->id), when);
+    switch (alert) {
+    case 48: /* unknown_ca */
+        snprintf(why, sizeof(why), "it does not trust the CA that signed %s "
+                 "(issuer %s): get a certificate from the CA the invoice "
+                 "server trusts, or have it trust %s", o->cert, issuer, issuer);
+        break;
+    case 45: /* certificate_expired */
+        if (tw_identity_not_after(self->id) < time(NULL))
+            snprintf(why, sizeof(why), "%s (%s) expired on %s: issue a new "
+                     "certificate", o->cert, subject, when);
+        else
+            snprintf(why, sizeof(why), "it says %s (%s, valid until %s) has "
+                     "expired: check the invoice server's clock", o->cert,
+                     subject, when);
+        break;
+    case 44: /* certificate_revoked */
+        snprintf(why, sizeof(why), "%s (%s, serial %s) was revoked by its CA "
+                 "%s: issue a new certificate", o->cert, subject,
+                 tw_identity_serial(self->id), issuer);
+        break;
+    case 43: /* unsupported_certificate */
+        snprintf(why, sizeof(why), "%s (%s) may not be used by a TLS client: "
+                 "issue it with --client (extendedKeyUsage clientAuth)",
+                 o->cert, subject);
+        break;
+    case 42: /* bad_certificate */
+    case 46: /* certificate_unknown */
+        snprintf(why, sizeof(why), "it finds %s (%s, issuer %s) unacceptable "
+                 "(not yet valid, weak key or signature, wrong purpose?): "
+                 "check it with `twoway-ca verify --ca CAFILE --purpose client "
+                 "%s`", o->cert, subject, issuer, o->cert);
+        break;
+    case 116: /* certificate_required */
+        snprintf(why, sizeof(why), "it requires a client certificate and did "
+                 "not get %s: check --cert and --key", o->cert);
+        break;
+    case 49: /* access_denied */
+        snprintf(why, sizeof(why), "it does not let %s (%s) in: ask its "
+                 "operator to allow this identity", o->cert, subject);
+        break;
+    case 51: /* decrypt_error */
+        snprintf(why, sizeof(why), "our signature did not verify: does %s "
+                 "belong to %s?", o->key, o->cert);
+        break;
+    case 70: /* protocol_version */
+    case 71: /* insufficient_security */
+        snprintf(why, sizeof(why), "no TLS version or cipher in common "
+                 "(mail-server speaks TLS 1.2 and 1.3)");
+        break;
+    case 40: /* handshake_failure */
+        snprintf(why, sizeof(why), "no cipher, key type or signature "
+                 "algorithm in common with %s (%s), or it wanted a client "
+                 "certificate it did not get", o->cert,
+                 tw_identity_key_type(self->id));
+        break;
+    default:
+        snprintf(why, sizeof(why), "the handshake failed on its side; its "
+                 "log says why");
+    }
+    return mail_err_set(e, MAIL_EXIT_REFUSED_BY_PEER,
+                        "the invoice server rejected our certificate (TLS "
+                        "alert %s): %s", mail_alert_name(alert), why);
+}
+
+/* Subject and SANs of a certificate, for "is this the right server?". */
+static void describe_identity(X509 *cert, char *buf, size_t len)
+{
+    static const char *const prefix[TW_SAN_TYPES] = {"DNS", "IP", "URI",
+                                                     "email"};
+    unsigned char *der = NULL;
+    int n = cert ? i2d_X509(cert, &der) : -1;
+    tw_identity *id = n > 0 ? tw_identity_from_der(der, (size_t)n, NULL)
+                            : NULL;
+    size_t used;
+
+    OPENSSL_free(der);
+    if (id == NULL) {
+        snprintf(buf, len, "an unreadable certificate");
+        return;
+    }
+    snprintf(buf, len, "%s (issuer %s, serial %s", tw_identity_subject(id),
+             tw_identity_issuer(id), tw_identity_serial(id));
+    for (int t = 0; t < TW_SAN_TYPES; t++)
+        for (size_t i = 0; i < tw_identity_san_count(id, t); i++) {
+            used = strlen(buf);
+            snprintf(buf + used, len - used, ", %s:%s", prefix[t],
+                     tw_identity_san(id, t, i));
+        }
+    used = strlen(buf);
+    snprintf(buf + used, len - used, ")");
+    tw_identity_free(id);
+}
+
+/* We refused the server: the check the verify callback recorded. */
+static int we_refused(mail_err *e, const mail_tls_seen *s, int x509_error,
+                      const mail_tls_options *o, const mail_self *self)
+{
+    enum tw_reason reason = tw__reason_from_x509(x509_error);
+    X509 *cert = s->verify_cert ? s->verify_cert : s->server_cert;
+    const char *role = s->verify_cert && s->verify_depth > 0
+                           ? "the invoice server's issuing CA's"
+                           : "the invoice server's";
+    tw_err err;
+
+    tw__reject(&err, reason, cert, role,
+               reason == TW_REASON_NAME_MISMATCH
+                   ? self->host : X509_verify_cert_error_string(x509_error));
+    if (reason == TW_REASON_UNKNOWN_CA)
+        return mail_err_set(e, MAIL_EXIT_PEER_REFUSED, "%s (--ca %s)", err.msg,
+                            o->ca);
+    if (reason == TW_REASON_CRL_UNUSABLE && o->crl != NULL)
+        return mail_err_set(e, MAIL_EXIT_PEER_REFUSED, "%s (--crl %s)",
+                            err.msg, o->crl);
+    return mail_err_set(e, MAIL_EXIT_PEER_REFUSED, "%s", err.msg);
+}
+
+static int expectation_failed(mail_err *e, const mail_tls_seen *s,
+                              const mail_tls_options *o, const char *url)
+{
+    char who[1024], rules[512] = "";
+
+    describe_identity(s->server_cert, who, sizeof(who));
+    for (int i = 0; i < o->nexpect; i++) {
+        size_t used = strlen(rules);
+
+        snprintf(rules + used, sizeof(rules) - used, "%s'%s'",
+                 i ? " or " : "", o->expect[i]);
+    }
+    return mail_err_set(e, MAIL_EXIT_PEER_REFUSED,
+                        "the invoice server's certificate %s does not match "
+                        "--expect-server %s: is %s the right server? Fix "
+                        "--url, or --expect-server if the server's identity "
+                        "changed", who, rules, url);
+}
+
+/* Whether curl's message says the peer does not speak TLS at all. */
+static int not_tls(const char *msg)
+{
+    return strstr(msg, "wrong version number") != NULL ||
+           strstr(msg, "packet length too long") != NULL ||
+           strstr(msg, "record layer failure") != NULL ||
+           strstr(msg, "http request") != NULL;
+}
+
+int mail_err_transfer(mail_err *e, const mail_transfer *t,
+                      const mail_tls_options *o, const mail_self *self)
+{
+    const mail_tls_seen *s = t->seen;
+    const char *curl_msg = t->curl_message && t->curl_message[0]
+                               ? t->curl_message
+                               : curl_easy_strerror(t->curl_code);
+    char where[300];
+
+    host_port(t->url, where, sizeof(where));
+    if (s->expectation_failed)
+        return expectation_failed(e, s, o, t->url);
+    if (s->verify_error != 0)
+        return we_refused(e, s, s->verify_error, o, self);
+    if (s->alert_received > 0)
+        return refused_by_peer(e, s->alert_received, o, self);
+    if (t->too_big || t->curl_code == CURLE_FILESIZE_EXCEEDED)
+        return mail_err_set(e, MAIL_EXIT_RESPONSE, "the answer of %s is "
+                            "larger than %u MiB: refused (is --url the "
+                            "invoice server?)", t->url,
+                            MAIL_MAX_RESPONSE / (1024 * 1024));
+    switch (t->curl_code) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+        /* libcurl's own checks after the handshake (the host name). */
+        return we_refused(e, s, t->verify_result != X509_V_OK
+                                    ? (int)t->verify_result
+                                    : X509_V_ERR_HOSTNAME_MISMATCH,
+                          o, self);
+    case CURLE_COULDNT_RESOLVE_HOST:
+        return mail_err_set(e, MAIL_EXIT_NETWORK, "cannot find the invoice "
+                            "server %s (%s): check the host name in --url "
+                            "and DNS", where, curl_msg);
+    case CURLE_COULDNT_CONNECT:
+        return mail_err_set(e, MAIL_EXIT_NETWORK, "cannot connect to the "
+                            "invoice server at %s (%s): is it running, and "
+                            "is the port in --url right?", where, curl_msg);
+    case CURLE_OPERATION_TIMEDOUT:
+        return mail_err_set(e, MAIL_EXIT_NETWORK, "the invoice server at %s "
+                            "did not answer in time (%s): is it overloaded, "
+                            "or is a firewall dropping the connection?",
+                            where, curl_msg);
+    case CURLE_SSL_CONNECT_ERROR:
+        if (not_tls(curl_msg))
+            return mail_err_set(e, MAIL_EXIT_RESPONSE, "%s does not speak "
+                                "TLS (%s): is --url's port the invoice "
+                                "server's HTTPS port?", where, curl_msg);
+        return mail_err_set(e, MAIL_EXIT_NETWORK, "the TLS handshake with "
+                            "the invoice server at %s failed without a "
+                            "reason from either side (%s): the connection "
+                            "was cut", where, curl_msg);
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+        return mail_err_set(e, MAIL_EXIT_NETWORK, "the invoice server at %s "
+                            "closed the connection without an answer or a "
+                            "TLS alert (%s)%s", where, curl_msg,
+                            s->handshake_done
+                                ? ": if this repeats, look in its log for a "
+                                  "refusal of our certificate"
+                                : "");
+    case CURLE_SSL_CERTPROBLEM:
+        return mail_err_set(e, MAIL_EXIT_USAGE, "cannot use --cert %s / --key "
+                            "%s: %s", o->cert, o->key, curl_msg);
+    case CURLE_SSL_CACERT_BADFILE:
+        return mail_err_set(e, MAIL_EXIT_USAGE, "cannot use --ca %s: %s",
+                            o->ca, curl_msg);
+    case CURLE_SSL_CRL_BADFILE:
+        return mail_err_set(e, MAIL_EXIT_USAGE, "cannot use --crl %s: %s",
+                            o->crl ? o->crl : "?", curl_msg);
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        return mail_err_set(e, MAIL_EXIT_USAGE, "cannot use the URL %s: %s",
+                            t->url, curl_msg);
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_BAD_CONTENT_ENCODING:
+    case CURLE_PARTIAL_FILE:
+        return mail_err_set(e, MAIL_EXIT_RESPONSE, "the invoice server at %s "
+                            "sent a broken HTTP answer (%s)", where, curl_msg);
+    default:
+        return mail_err_set(e, MAIL_EXIT_OTHER, "talking to the invoice "
+                            "server at %s failed: %s", where, curl_msg);
+    }
+}
+
+static const char *status_text(long status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return status >= 300 && status < 400 ? "a redirect" : "";
+    }
+}
+
+/* What the server said: its JSON "reason" (or "error"), else the start of
+ * the body with anything unprintable replaced. */
+static void server_words(const char *body, size_t len, char *buf, size_t n)
+{
+    json_t *root = json_loadb(body, len, 0, NULL);
+    json_t *reason = json_object_get(root, "reason");
+    size_t j = 0;
+
+    if (!json_is_string(reason))
+        reason = json_object_get(root, "error");
+    if (json_is_string(reason)) {
+        body = json_string_value(reason);
+        len = strlen(body);
+    }
+    for (size_t i = 0; i < len && j + 1 < n && i < 300; i++) {
+        unsigned char c = (unsigned char)body[i];
+
+        buf[j++] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+    }
+    buf[j] = '\0';
+    json_decref(root);
+}
+
+int mail_err_http(mail_err *e, long status, const char *body, size_t len,
+                  const char *url, const mail_tls_options *o,
+                  const mail_self *self)
+{
+    char words[400], hint[600] = "";
+
+    server_words(body, len, words, sizeof(words));
+    if (status == 403) {
+        const char *org = tw_identity_field(self->id, "O", 0);
+
+        snprintf(hint, sizeof(hint), ". Our certificate %s (%s) is not "
+                 "allowed this: ask the invoice server's operator for a rule "
+                 "such as --allow 'read %s%s'", o->cert,
+                 tw_identity_subject(self->id), org ? "O=" : "CN=",
+                 org ? org : tw_identity_field(self->id, "CN", 0)
+                     ? tw_identity_field(self->id, "CN", 0) : "...");
+    } else if (status == 404) {
+        snprintf(hint, sizeof(hint), ": is --url the invoice server's "
+                 "address?");
+    } else if (status >= 300 && status < 400) {
+        snprintf(hint, sizeof(hint), ": mail-server does not follow "
+                 "redirects; give the final address in --url");
+    }
+    return mail_err_set(e, MAIL_EXIT_HTTP, "the invoice server answered %s "
+                        "with HTTP %ld %s%s%s%s", url, status,
+                        status_text(status), words[0] ? ": " : "", words,
+                        hint);
+}
