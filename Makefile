@@ -9,7 +9,7 @@ JOBS       ?= $(shell nproc)
 FUZZ_SECONDS ?= 10
 PREFIX     ?= /usr/local
 
-.PHONY: all build deps test test-normal test-asan test-valgrind fuzz fuzz-run \
+.PHONY: all build deps demo test test-normal test-asan test-valgrind fuzz fuzz-run \
         install clean
 
 all: build
@@ -21,6 +21,11 @@ build:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	      -DCMAKE_INSTALL_PREFIX=$(PREFIX)
 	cmake --build $(BUILD) -j$(JOBS)
+
+# The seed tutorial's story, end to end, in demo/.
+demo: deps
+	$(MAKE) build
+	scripts/demo.sh $(BUILD)
 
 # Every test, twice (normal, then ASan+UBSan), the integration path under
 # Valgrind, and a short run of every fuzz target.

@@ -204,18 +204,6 @@ int tw_certgen_add_cn_as_dns(tw_certgen *g, tw_err *err)
     return rc;
 }
 
-int tw__certgen_add_general_name(tw_certgen *g, const GENERAL_NAME *gn,
-                                 tw_err *err)
-{
-    GENERAL_NAME *copy = GENERAL_NAME_dup(gn);
-
-    if (copy == NULL || sk_GENERAL_NAME_push(g->sans, copy) == 0) {
-        GENERAL_NAME_free(copy);
-        return tw__err_nomem(err);
-    }
-    return 0;
-}
-
 int tw_certgen_set_purposes(tw_certgen *g, int purposes, tw_err *err)
 {
     if (purposes == 0 ||

@@ -11,6 +11,8 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
+#include <arpa/inet.h>
+#include <stdio.h>
 #include <string.h>
 
 #define CSR_FILE_MAX (256 * 1024)
@@ -54,6 +56,56 @@ static int check_key_strength(EVP_PKEY *pub, const char *path, tw_err *err)
     return 0;
 }
 
+/* Add one requested name through the same checks as a name given on the
+ * command line, so a CSR cannot slip in "*", spaces or an embedded NUL. */
+static int add_requested_name(tw_certgen *g, const GENERAL_NAME *gn,
+                              const char *path, tw_err *err)
+{
+    static const char *const kind[] = {"DNS name", "IP address", "URI",
+                                       "email address"};
+    char text[512], ip[INET6_ADDRSTRLEN];
+    const ASN1_STRING *s = NULL;
+    enum tw_san_type type;
+    int len;
+
+    switch (gn->type) {
+    case GEN_DNS: type = TW_SAN_DNS; s = gn->d.dNSName; break;
+    case GEN_URI: type = TW_SAN_URI; s = gn->d.uniformResourceIdentifier; break;
+    case GEN_EMAIL: type = TW_SAN_EMAIL; s = gn->d.rfc822Name; break;
+    case GEN_IPADD:
+        type = TW_SAN_IP;
+        len = ASN1_STRING_length(gn->d.iPAddress);
+        if ((len != 4 && len != 16) ||
+            inet_ntop(len == 4 ? AF_INET : AF_INET6,
+                      ASN1_STRING_get0_data(gn->d.iPAddress), ip,
+                      sizeof(ip)) == NULL)
+            return tw__err(err, TW_ERR_INPUT,
+                           "%s asks for a malformed IP address name", path);
+        snprintf(text, sizeof(text), "%s", ip);
+        break;
+    default:
+        return 0; /* only names: other forms are dropped */
+    }
+    if (s != NULL) {
+        len = ASN1_STRING_length(s);
+        if (len <= 0 || (size_t)len >= sizeof(text) ||
+            memchr(ASN1_STRING_get0_data(s), '\0', (size_t)len) != NULL)
+            return tw__err(err, TW_ERR_INPUT,
+                           "%s asks for a malformed %s (empty, too long or "
+                           "with a NUL byte)", path, kind[type]);
+        memcpy(text, ASN1_STRING_get0_data(s), (size_t)len);
+        text[len] = '\0';
+    }
+    if (tw_certgen_add_san(g, type, text, err) < 0) {
+        char why[TW_ERR_MSG_MAX];
+
+        snprintf(why, sizeof(why), "%s", err ? err->msg : "");
+        return tw__err(err, TW_ERR_INPUT, "%s asks for a name that cannot be "
+                       "certified: %s", path, why);
+    }
+    return 0;
+}
+
 static int copy_extensions(tw_certgen *g, X509_REQ *req, const char *path,
                            tw_err *err)
 {
@@ -75,11 +127,8 @@ static int copy_extensions(tw_certgen *g, X509_REQ *req, const char *path,
     for (int i = 0; sans != NULL && i < sk_GENERAL_NAME_num(sans); i++) {
         const GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
 
-        /* Only names: DNS, IP, URI, email.  Other forms are dropped. */
-        if (gn->type == GEN_DNS || gn->type == GEN_IPADD ||
-            gn->type == GEN_URI || gn->type == GEN_EMAIL)
-            if (tw__certgen_add_general_name(g, gn, err) < 0)
-                goto done;
+        if (add_requested_name(g, gn, path, err) < 0)
+            goto done;
     }
     rc = 0;
 done:

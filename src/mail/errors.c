@@ -90,9 +90,14 @@ static void host_port(const char *url, char *buf, size_t len)
     curl_url_cleanup(u);
 }
 
+int mail_alert_is_about_us(int alert)
+{
+    return (alert >= 42 && alert <= 49 && alert != 47) || alert == 116;
+}
+
 /* The server refused us: its alert, explained with our certificate. */
-static int refused_by_peer(mail_err *e, int alert, const mail_tls_options *o,
-                           const mail_self *self)
+int mail_err_refused(mail_err *e, int alert, const mail_tls_options *o,
+                     const mail_self *self)
 {
     const char *subject = tw_identity_subject(self->id);
     const char *issuer = tw_identity_issuer(self->id);
@@ -258,7 +263,7 @@ int mail_err_transfer(mail_err *e, const mail_transfer *t,
     if (s->verify_error != 0)
         return we_refused(e, s, s->verify_error, o, self);
     if (s->alert_received > 0)
-        return refused_by_peer(e, s->alert_received, o, self);
+        return mail_err_refused(e, s->alert_received, o, self);
     if (t->too_big || t->curl_code == CURLE_FILESIZE_EXCEEDED)
         return mail_err_set(e, MAIL_EXIT_RESPONSE, "the answer of %s is "
                             "larger than %u MiB: refused (is --url the "

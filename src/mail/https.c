@@ -98,8 +98,10 @@ static void on_info(const SSL *ssl, int where, int ret)
 
     if (h == NULL)
         return;
-    if (where & SSL_CB_HANDSHAKE_DONE)
+    if (where & SSL_CB_HANDSHAKE_DONE) {
         h->seen.handshake_done = 1;
+        h->seen.version = SSL_version(ssl);
+    }
     /* A fatal alert the server sent: it refused something of ours. */
     if ((where & SSL_CB_READ_ALERT) && (ret >> 8) == SSL3_AL_FATAL &&
         h->seen.alert_received < 0)
@@ -239,6 +241,37 @@ void mail_body_free(mail_body *b)
     b->len = 0;
 }
 
+/*
+ * In TLS 1.3 the server checks our certificate after our side of the
+ * handshake is done.  A server that closes the socket at once after its
+ * alert, with our request still unread, makes its kernel answer with a
+ * reset that destroys the alert on the way: we only see "connection reset".
+ * To still say why, shake hands once more, limited to TLS 1.2, where the
+ * refusal comes inside the handshake; no request is sent on that
+ * connection (CURLOPT_CONNECT_ONLY), it only asks.  Returns the alert about
+ * our certificate, or -1.
+ */
+static int probe_refusal(mail_https *h, const char *url)
+{
+    CURL *probe = curl_easy_duphandle(h->curl);
+    int alert = -1;
+
+    if (probe == NULL)
+        return -1;
+    seen_reset(&h->seen);
+    if (curl_easy_setopt(probe, CURLOPT_URL, url) == CURLE_OK &&
+        curl_easy_setopt(probe, CURLOPT_CONNECT_ONLY, 1L) == CURLE_OK &&
+        curl_easy_setopt(probe, CURLOPT_SSLVERSION,
+                         (long)(CURL_SSLVERSION_TLSv1_2 |
+                                CURL_SSLVERSION_MAX_TLSv1_2)) == CURLE_OK &&
+        curl_easy_perform(probe) != CURLE_OK &&
+        mail_alert_is_about_us(h->seen.alert_received))
+        alert = h->seen.alert_received;
+    curl_easy_cleanup(probe);
+    seen_reset(&h->seen);
+    return alert;
+}
+
 /* One attempt: 0 with the body in h, or -1 with `e`. */
 static int attempt(mail_https *h, const char *url, mail_err *e)
 {
@@ -259,9 +292,20 @@ static int attempt(mail_https *h, const char *url, mail_err *e)
                            .seen = &h->seen, .too_big = h->too_big,
                            .url = url};
 
+        int cut_after_tls13 = h->seen.handshake_done &&
+                              h->seen.version == TLS1_3_VERSION &&
+                              h->seen.alert_received < 0 &&
+                              (rc == CURLE_SEND_ERROR ||
+                               rc == CURLE_RECV_ERROR ||
+                               rc == CURLE_GOT_NOTHING);
+        int alert;
+
         curl_easy_getinfo(h->curl, CURLINFO_SSL_VERIFYRESULT, &verify);
         t.verify_result = verify;
-        return mail_err_transfer(e, &t, h->o, h->self);
+        mail_err_transfer(e, &t, h->o, h->self);
+        if (cut_after_tls13 && (alert = probe_refusal(h, url)) > 0)
+            mail_err_refused(e, alert, h->o, h->self);
+        return -1;
     }
     curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &status);
     if (status < 200 || status > 299)

@@ -125,6 +125,7 @@ typedef struct mail_tls_seen {
     int expectation_failed; /* --expect-server did not match */
     int alert_received;     /* fatal alert from the server, -1 when none */
     int handshake_done;
+    int version;            /* TLS version of the handshake (0x0304...) */
 } mail_tls_seen;
 
 /* Everything known about a failed transfer to the invoice server. */
@@ -141,6 +142,11 @@ typedef struct mail_transfer {
  * (file, subject, issuer), the fix, and the exit code. */
 int mail_err_transfer(mail_err *e, const mail_transfer *t,
                       const mail_tls_options *o, const mail_self *self);
+/* The server refused us with TLS alert `alert` (exit 3). */
+int mail_err_refused(mail_err *e, int alert, const mail_tls_options *o,
+                     const mail_self *self);
+/* Whether a TLS alert is about our certificate. */
+int mail_alert_is_about_us(int alert);
 /* An HTTP error status: the server's JSON `reason` when it gave one. */
 int mail_err_http(mail_err *e, long status, const char *body, size_t len,
                   const char *url, const mail_tls_options *o,

@@ -13,7 +13,7 @@
  *   DOWN     cannot connect, TLS fails, the sender is refused...: no other
  *            message would fare better, so the pass stops (after retries
  *            with backoff for network failures).
- * The server's own words (the last reply line, seen through the debug
+ * The server's own words (its first refusal line, seen through the debug
  * callback) go into the sentence.
  */
 #include "sync.h"
@@ -30,7 +30,7 @@ struct mail_smtp {
     char from[MAIL_ADDR_MAX + 3];
     char where[300];   /* host:port, never the credentials of the URL */
     char errbuf[CURL_ERROR_SIZE];
-    char reply[512];   /* the SMTP server's last reply line */
+    char reply[512];   /* the SMTP server's first refusal, or "" */
     const char *msg;   /* the message being uploaded */
     size_t len, off;
 };
@@ -88,7 +88,8 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *userdata)
     return n;
 }
 
-/* Keep the server's last reply line: "550 5.1.1 <x@y>: no such user". */
+/* Keep the server's first refusal (a 4xx or 5xx reply line) of the
+ * transfer, "550 5.1.1 <x@y>: no such user", not the "221 Bye" after it. */
 static int on_debug(CURL *curl, curl_infotype type, char *data, size_t size,
                     void *userdata)
 {
@@ -96,7 +97,8 @@ static int on_debug(CURL *curl, curl_infotype type, char *data, size_t size,
     size_t n = 0;
 
     (void)curl;
-    if (type != CURLINFO_HEADER_IN)
+    if (type != CURLINFO_HEADER_IN || s->reply[0] != '\0' || size < 3 ||
+        (data[0] != '4' && data[0] != '5'))
         return 0;
     while (size > 0 && (data[size - 1] == '\n' || data[size - 1] == '\r'))
         size--;

@@ -145,7 +145,7 @@ fatal:
 }
 
 /* Every invoice of one page; 0 when all of them are sent now. */
-static int mail_page(sync_ctx *c, mail_smtp *smtp, const mail_page *page,
+static int send_page(sync_ctx *c, mail_smtp *smtp, const mail_page *page,
                      pass *p, int *stop)
 {
     int all_sent = 1;
@@ -215,7 +215,7 @@ static pass run_pass(sync_ctx *c)
         }
         mail_body_free(&body);
         free(url);
-        if (mail_page(c, smtp, &page, &p, &stop) < 0)
+        if (send_page(c, smtp, &page, &p, &stop) < 0)
             may_advance = 0;
         if (!stop && page.next != NULL) {
             if (may_advance &&

@@ -288,6 +288,29 @@ static void ca_true_is_refused(void **state)
     refused(path, TW_ERR_INPUT, expected, 1);
 }
 
+/* Names in a CSR pass the same checks as names on the command line. */
+static void bad_requested_names_are_refused(void **state)
+{
+    struct fx *f = *state;
+    const char *bad[] = {"DNS:*", "DNS:a b.example", "email:no-at-sign",
+                         "URI:no-scheme"};
+    char path[4096], expected[4400];
+
+    th_path(path, f->dir, "badname.csr");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        unlink(path);
+        write_req(path,
+                  make_req(&(struct req_spec){
+                               .subject = "/CN=mail",
+                               .exts = {{"subjectAltName", bad[i]}}},
+                           f->key->pkey, f->key->pkey),
+                  1);
+        snprintf(expected, sizeof(expected),
+                 "%s asks for a name that cannot be certified: ", path);
+        refused(path, TW_ERR_INPUT, expected, 0);
+    }
+}
+
 static void broken_signature_is_refused(void **state)
 {
     struct fx *f = *state;
@@ -440,6 +463,7 @@ int main(void)
         T(der_csr_without_extensions),
         T(ca_false_is_fine),
         T(ca_true_is_refused),
+        T(bad_requested_names_are_refused),
         T(broken_signature_is_refused),
         T(weak_rsa_key_is_refused),
         T(empty_subject_is_refused),

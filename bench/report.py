@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""bench/report.py - bench/compare's tables (and plot) from loadgen's JSON lines.
+
+Each input line is one measured window: loadgen's JSON plus "server", "row"
+and "rep".  Every figure is the median over the repetitions; ratios are to
+nginx's median in the same run.  The crypto floor comes from the text of
+`openssl speed ecdhp256 ecdsap256 ecdhx25519 rsa2048`.
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+SERVERS = ["twoway", "nginx", "node"]
+NAMES = {"twoway": "twoway", "nginx": "nginx", "node": "Node.js"}
+
+# row id, label, target ratio to nginx (None: no target), plot label
+CPU_ROWS = [
+    ("full13", "Full handshake, TLS 1.3", 0.7, "full 1.3"),
+    ("full12", "Full handshake, TLS 1.2", 0.8, "full 1.2"),
+    ("resume13", "Resumed handshake, TLS 1.3", 0.6, "resumed 1.3"),
+    ("resume12", "Resumed handshake, TLS 1.2", 0.6, "resumed 1.2"),
+    ("keepalive", "Keep-alive request ¹", 1.0, "keep-alive"),
+    ("full13rsa", "Full handshake, TLS 1.3, RSA-2048 ²", None, "full 1.3 RSA"),
+]
+
+
+def load(path):
+    rows = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            d = json.loads(line)
+            rows.setdefault((d["row"], d["server"]), []).append(d)
+    return rows
+
+
+def median_of(windows, key):
+    vals = [w[key] for w in windows if not w.get("failed") and w.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def fmt_num(v, digits=0):
+    if v is None:
+        return "n/a"
+    if digits == 0:
+        return f"{v:,.0f}"
+    return f"{v:,.{digits}f}"
+
+
+def fmt_ratio(v, base):
+    if v is None or not base:
+        return "n/a"
+    return f"{v / base:.2f}×"
+
+
+def speed_floor(path):
+    """Microseconds per operation from `openssl speed` output."""
+    text = open(path).read()
+    out = {}
+    m = re.search(r"256 bits ecdsa \(nistp256\)\s+\S+\s+\S+\s+([\d.]+)\s+([\d.]+)", text)
+    if m:
+        out["ecdsa_sign"] = 1e6 / float(m.group(1))
+        out["ecdsa_verify"] = 1e6 / float(m.group(2))
+    m = re.search(r"256 bits ecdh \(nistp256\)\s+\S+\s+([\d.]+)", text)
+    if m:
+        out["ecdh_p256"] = 1e6 / float(m.group(1))
+    m = re.search(r"bits ecdh \(X25519\)\s+\S+\s+([\d.]+)", text)
+    if m:
+        out["ecdh_x25519"] = 1e6 / float(m.group(1))
+    m = re.search(r"rsa 2048 bits\s+\S+\s+\S+\s+([\d.]+)\s+([\d.]+)", text)
+    if m:
+        out["rsa_sign"] = 1e6 / float(m.group(1))
+        out["rsa_verify"] = 1e6 / float(m.group(2))
+    return out
+
+
+def table(rows, speed, idle_sizes):
+    lines = []
+    env = os.environ
+    lines.append(f"Machine: {env.get('BENCH_CPU', '?')}, {env.get('BENCH_CORES', '?')} cores; "
+                 f"{env.get('BENCH_SOFTWARE', '')}.  ")
+    lines.append(f"Each server alone on CPU 0, loadgen on CPU 1; "
+                 f"{env.get('BENCH_SETTINGS', '')}; ECDSA P-256 certificates unless marked. "
+                 f"Run {time.strftime('%Y-%m-%d')}.")
+    lines.append("")
+    lines.append("| Server CPU per operation (µs) | twoway | nginx | Node.js "
+                 "| twoway ÷ nginx | Node.js ÷ nginx | target | met |")
+    lines.append("|---|--:|--:|--:|--:|--:|--:|:-:|")
+    plot = []
+    for row, label, target, plot_label in CPU_ROWS:
+        med = {s: median_of(rows.get((row, s), []), "server_cpu_us_per_op") for s in SERVERS}
+        cells = []
+        for s in SERVERS:
+            cell = fmt_num(med[s])
+            share = median_of(rows.get((row, s), []), "resumed_share")
+            if row.startswith("resume") and share is not None and share < 0.99:
+                cell += f" ({share:.0%} resumed)"
+            cells.append(cell)
+        tw, ng, nd = med["twoway"], med["nginx"], med["node"]
+        if target is None:
+            tgt, met = "–", ("yes" if tw and nd and tw < nd else "no") + " ³"
+        else:
+            tgt = f"≤ {target:.1f}×"
+            met = "yes" if (tw and ng and nd and tw / ng <= target and tw < nd) else "no"
+        lines.append(f"| {label} | {' | '.join(cells)} | {fmt_ratio(tw, ng)} "
+                     f"| {fmt_ratio(nd, ng)} | {tgt} | {met} |")
+        plot.append((plot_label, med))
+    lines.append("")
+    lines.append("| Memory per idle connection (KiB) | twoway | nginx | Node.js "
+                 "| twoway ÷ nginx | Node.js ÷ nginx | target | met |")
+    lines.append("|---|--:|--:|--:|--:|--:|--:|:-:|")
+    for n in idle_sizes:
+        med = {s: median_of(rows.get((f"idle{n}", s), []), "rss_per_conn_bytes") for s in SERVERS}
+        kib = {s: (v / 1024 if v is not None else None) for s, v in med.items()}
+        tw, ng, nd = med["twoway"], med["nginx"], med["node"]
+        met = "yes" if (tw is not None and ng and nd and tw / ng <= 1.0 and tw < nd) else "no"
+        lines.append(f"| {n:,} connections | {fmt_num(kib['twoway'], 1)} | {fmt_num(kib['nginx'], 1)} "
+                     f"| {fmt_num(kib['node'], 1)} | {fmt_ratio(tw, ng)} | {fmt_ratio(nd, ng)} "
+                     f"| ≤ 1.0× | {met} |")
+    lines.append("")
+    if {"ecdsa_sign", "ecdsa_verify", "ecdh_p256", "ecdh_x25519"} <= speed.keys():
+        hs = lambda dh: dh + speed["ecdsa_sign"] + 2 * speed["ecdsa_verify"]
+        lines.append("Crypto floor (`openssl speed -seconds 1`, CPU 0): one ECDHE + one ECDSA P-256 "
+                     "sign + two ECDSA verifies per mTLS handshake = "
+                     f"**{hs(speed['ecdh_p256']):,.0f} µs** with P-256 ECDHE "
+                     f"({speed['ecdh_p256']:.0f} + {speed['ecdsa_sign']:.0f} + "
+                     f"2 × {speed['ecdsa_verify']:.0f}); "
+                     f"{hs(speed['ecdh_x25519']):,.0f} µs with X25519, the group the loads negotiated.")
+        if "rsa_sign" in speed:
+            rsa = speed["ecdh_x25519"] + speed["rsa_sign"] + 2 * speed["rsa_verify"]
+            lines.append(f"With RSA-2048 certificates: {rsa:,.0f} µs (X25519 + "
+                         f"{speed['rsa_sign']:.0f} + 2 × {speed['rsa_verify']:.1f}).")
+        lines.append("")
+    lines.append("¹ twoway answers `GET /invoices/00095234` from SQLite; nginx returns the "
+                 "seed's JSON from its configuration (`return 200`); Node.js runs the seed's "
+                 "handler.  ² No target in issue 6; shown for PRODUCT.md.  "
+                 "³ Better than Node.js only.  \"met\" also asks twoway to beat Node.js.")
+    lines.append("")
+    # Secondary: throughput, latency, resumption, errors.
+    lines.append("| Window medians | server | req/s | p50 µs | p99 µs | resumed | server CPU busy | errors (all windows) |")
+    lines.append("|---|---|--:|--:|--:|--:|--:|--:|")
+    for row, label, _, _ in CPU_ROWS + [(f"idle{n}", f"Idle, {n:,} connections", None, None)
+                                         for n in idle_sizes]:
+        for s in SERVERS:
+            ws = rows.get((row, s), [])
+            if not ws:
+                continue
+            share = median_of(ws, "resumed_share")
+            busy = median_of(ws, "server_cpu_share")
+            errors = sum(w.get("errors", 0) for w in ws) + sum(1 for w in ws if w.get("failed"))
+            lines.append(f"| {label.rstrip(' ¹²')} | {NAMES[s]} | {fmt_num(median_of(ws, 'rps'))} "
+                         f"| {fmt_num(median_of(ws, 'p50_us'))} | {fmt_num(median_of(ws, 'p99_us'))} "
+                         f"| {'–' if share is None else f'{share:.0%}'} "
+                         f"| {'–' if busy is None else f'{busy:.0%}'} | {errors} |")
+    return "\n".join(lines) + "\n", plot
+
+
+def draw(plot, png):
+    with tempfile.TemporaryDirectory() as d:
+        data = os.path.join(d, "cpu.dat")
+        with open(data, "w") as f:
+            for label, med in plot:
+                vals = " ".join(f"{med[s]:.1f}" if med[s] else "NaN" for s in SERVERS)
+                f.write(f'"{label}" {vals}\n')
+        script = f"""
+set terminal pngcairo size 960,540 font "sans,11"
+set output '{png}'
+set title 'Server CPU time per operation (lower is better; median of windows)'
+set ylabel 'µs of server CPU per operation (log scale)'
+set logscale y
+set yrange [1:*]
+set grid ytics
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set key top left
+plot '{data}' using 2:xtic(1) title 'twoway' lc rgb '#1f77b4', \\
+     '' using 3 title 'nginx' lc rgb '#2ca02c', \\
+     '' using 4 title 'Node.js' lc rgb '#d62728'
+"""
+        subprocess.run(["gnuplot"], input=script, text=True, check=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--speed")
+    ap.add_argument("--out")
+    ap.add_argument("--png")
+    a = ap.parse_args()
+    rows = load(a.results)
+    idle_sizes = sorted({int(r[4:]) for r, _ in rows if r.startswith("idle")})
+    speed = speed_floor(a.speed) if a.speed else {}
+    text, plot = table(rows, speed, idle_sizes)
+    sys.stdout.write(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text)
+    if a.png:
+        draw(plot, a.png)
+
+
+if __name__ == "__main__":
+    main()
