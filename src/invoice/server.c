@@ -173,9 +173,11 @@ static void supervise(inv_server *srv, int sigfd)
     }
 }
 
-static void drain(inv_server *srv)
+/* Returns 1 when every worker finished (their state may be freed). */
+static int drain(inv_server *srv)
 {
     struct timespec deadline;
+    int all = 1;
 
     atomic_store(&srv->draining, 1);
     for (int i = 0; i < srv->nworkers; i++)
@@ -183,9 +185,36 @@ static void drain(inv_server *srv)
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += DRAIN_MAX_MS / 1000;
     for (int i = 0; i < srv->nworkers; i++)
-        if (pthread_timedjoin_np(srv->workers[i].thread, NULL, &deadline) != 0)
+        if (pthread_timedjoin_np(srv->workers[i].thread, NULL, &deadline) != 0) {
             inv_log(srv, "worker %d did not finish in %d s; exiting anyway", i,
                     DRAIN_MAX_MS / 1000);
+            all = 0;
+        }
+    return all;
+}
+
+static void server_free(inv_server *srv, int sigfd)
+{
+    for (int i = 0; srv->workers != NULL && i < srv->nworkers; i++) {
+        inv_worker *w = &srv->workers[i];
+
+        if (w->listen_fd >= 0)
+            close(w->listen_fd);
+        if (w->wake_fd >= 0)
+            close(w->wake_fd);
+        tw_loop_free(w->loop);
+        store_close(w->store);
+        store_queue_free(w->queue);
+    }
+    free(srv->workers);
+    if (srv->access_log != NULL && srv->access_log != stdout)
+        fclose(srv->access_log);
+    if (sigfd >= 0)
+        close(sigfd);
+    tw_server_free(srv->tls);
+    tw_config_free(srv->cfg);
+    pthread_mutex_destroy(&srv->log_lock);
+    free(srv);
 }
 
 int inv_server_run(const inv_options *o)
@@ -225,10 +254,6 @@ int inv_server_run(const inv_options *o)
             return 1;
         }
     }
-    if ((srv->writer = store_writer_start(o->db, &err)) == NULL) {
-        fprintf(stderr, "invoice-server: --db: %s\n", err.msg);
-        return 1;
-    }
     /* Workers inherit this mask: only the main thread takes signals. */
     signal(SIGPIPE, SIG_IGN);
     sigemptyset(&mask);
@@ -238,6 +263,11 @@ int inv_server_run(const inv_options *o)
     pthread_sigmask(SIG_BLOCK, &mask, NULL);
     if ((sigfd = signalfd(-1, &mask, SFD_CLOEXEC)) < 0) {
         fprintf(stderr, "invoice-server: signalfd: %s\n", strerror(errno));
+        return 1;
+    }
+    /* Threads start only now, so every one of them has the mask. */
+    if ((srv->writer = store_writer_start(o->db, &err)) == NULL) {
+        fprintf(stderr, "invoice-server: --db: %s\n", err.msg);
         return 1;
     }
     srv->nworkers = o->workers;
@@ -266,8 +296,10 @@ int inv_server_run(const inv_options *o)
     inv_log(srv, "listening on https://%s/ (%d workers, TLS 1.2-1.3, "
             "database %s)", where, srv->nworkers, o->db);
     supervise(srv, sigfd);
-    drain(srv);
+    if (!drain(srv))
+        return 0; /* a stuck worker still uses its state: just exit */
     store_writer_stop(srv->writer);
     inv_log(srv, "stopped");
+    server_free(srv, sigfd);
     return 0;
 }

@@ -122,8 +122,10 @@ static void *worker_main(void *arg)
     inv_worker *w = arg;
 
     tw_loop_run(w->loop);
-    if (w->listen_fd >= 0)
+    if (w->listen_fd >= 0) {
         close(w->listen_fd);
+        w->listen_fd = -1;
+    }
     while (w->conns != NULL)
         inv_conn_close(w->conns);
     return NULL;

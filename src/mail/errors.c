@@ -301,13 +301,20 @@ int mail_err_transfer(mail_err *e, const mail_transfer *t,
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING:
+        if (!s->handshake_done)
+            return mail_err_set(e, MAIL_EXIT_NETWORK, "the invoice server "
+                                "at %s closed the connection (%s)", where,
+                                curl_msg);
+        /* Some servers (Node.js with rejectUnauthorized) check the client
+         * certificate after the handshake and just hang up. */
         return mail_err_set(e, MAIL_EXIT_NETWORK, "the invoice server at %s "
-                            "closed the connection without an answer or a "
-                            "TLS alert (%s)%s", where, curl_msg,
-                            s->handshake_done
-                                ? ": if this repeats, look in its log for a "
-                                  "refusal of our certificate"
-                                : "");
+                            "closed the connection right after the TLS "
+                            "handshake, without an answer or a TLS alert "
+                            "(%s): a server that checks client certificates "
+                            "after the handshake does this when it refuses "
+                            "ours; check that it trusts the CA that signed %s "
+                            "(issuer %s), and look in its log", where,
+                            curl_msg, o->cert, tw_identity_issuer(self->id));
     case CURLE_SSL_CERTPROBLEM:
         return mail_err_set(e, MAIL_EXIT_USAGE, "cannot use --cert %s / --key "
                             "%s: %s", o->cert, o->key, curl_msg);

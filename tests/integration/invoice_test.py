@@ -13,8 +13,9 @@ SIGTERM draining and TLS resumption against revocation.
 Environment:
     TW_WRAP   a command prefix to run invoice-server under, e.g.
               "valgrind -q --error-exitcode=99"; timeouts are stretched.
-    TW_QUICK  1 skips the slowest parts (the 200 half-open connections and
-              the long load loops are shortened).
+    TW_QUICK  1 skips the slowest parts (the 200 half-open connections;
+              the reload load loop is shortened).
+    TW_KEEP   1 keeps the temp directory (server logs, certificates).
 
 Each check prints "ok   NAME" or "FAIL NAME: detail"; the last line is
 "N passed, M failed" and the exit status is 1 when any check failed.
@@ -40,6 +41,7 @@ import time
 
 WRAP = shlex.split(os.environ.get("TW_WRAP", ""))
 QUICK = os.environ.get("TW_QUICK", "") == "1"
+KEEP = os.environ.get("TW_KEEP", "") == "1"  # keep the temp dir (debugging)
 SLOW = 6 if WRAP else 1  # timeouts stretch under valgrind and friends
 WORKERS = "2"
 
@@ -193,6 +195,12 @@ class Server:
         wait_for(lambda: pat.search(self.since(mark)) or not self.alive(), timeout * SLOW)
         return pat.search(self.since(mark))
 
+    def why(self, mark):
+        """Detail for a missing log line: the server's state, new stderr."""
+        state = "running" if self.alive() else "the server exited with status %s" % (
+            self.proc.poll() if self.proc else None)
+        return "%s; new stderr: %r" % (state, self.since(mark)[-300:])
+
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
@@ -226,10 +234,15 @@ class Server:
             fail(name, "still running %d s after SIGTERM; killed" % (15 * SLOW))
             return
         log = self.log()
-        bad = re.search(r"(ERROR: \w+Sanitizer|runtime error:|==\d+== (Invalid|Conditional|Mismatched|Syscall))", log)
+        bad = re.search(r"(ERROR: \w+Sanitizer|runtime error:|==\d+== (Invalid|Conditional|"
+                        r"Mismatched|Syscall|Use of uninit|[\d,]+ (\([^)]*\) )?bytes in [\d,]+ blocks are definitely))",
+                        log)
         if rc != 0:
             how = "killed by signal %d" % -rc if rc < 0 else "exit %d" % rc
-            fail(name, "%s, expected exit 0; stderr tail: %s" % (how, log[-300:]))
+            if bad:  # a memory checker's report: show where it starts
+                fail(name, "%s, expected exit 0; %s" % (how, log[bad.start():bad.start() + 500]))
+            else:
+                fail(name, "%s, expected exit 0; stderr tail: %s" % (how, log[-300:]))
         elif bad:
             fail(name, "exit 0 but stderr has a memory error report: %s"
                  % log[bad.start():bad.start() + 300])
@@ -399,19 +412,24 @@ def probe_refused(port, ctx, session=None):
         # TLS 1.3: the client's handshake ends before the server has judged
         # its certificate, so listen first: the alert comes now.  Sending at
         # once would race it (data after the server's close gets a reset).
-        s.settimeout(1.0 * SLOW)
+        s.settimeout(3.0 * SLOW)
         try:
-            data += s.recv(65536)
-        except (socket.timeout, TimeoutError):
-            pass
-        s.settimeout(10 * SLOW)
-        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
+            first = s.recv(65536)
+            if not first:
                 err = "clean EOF without an alert"
-                break
-            data += chunk
+        except (socket.timeout, TimeoutError):
+            first = None  # not refused yet: ask for an invoice
+        if first:
+            data += first
+        if first is None or first:
+            s.settimeout(10 * SLOW)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    err = "clean EOF without an alert"
+                    break
+                data += chunk
     except (ssl.SSLError, OSError) as e:
         err = "%s: %s" % (type(e).__name__, e)
     finally:
@@ -442,6 +460,7 @@ def expect_refused(name, srv, ctx, reason, facts, session=None):
         data, err, lport = probe_refused(srv.port, ctx, session)
     except OSError as e:
         fail(name + ": no HTTP bytes, TLS alert", "cannot connect: %s" % e)
+        fail("%s: one refusal line, reason=%s" % (name, reason), "cannot connect: %s" % e)
         return
     if data:
         fail(name + ": no HTTP bytes, TLS alert", "received %d bytes: %r"
@@ -714,7 +733,7 @@ def good_client_checks(tag, srv, cert, key, ca, tmp):
               and "status 200" in r.stderr,
               "exit %d, stdout %r, stderr %r" % (r.returncode, r.stdout[:200], r.stderr[:300]))
     else:
-        print("# node not found: the Node.js client checks are skipped", flush=True)
+        print("# node not found: the Node.js client checks are skipped", file=sys.stderr, flush=True)
 
 
 def section_seed(tmp, seed):
@@ -778,7 +797,7 @@ def section_main(tmp, p):
         malformed(srv, p)
         keepalive_pipelining(srv, p)
         if QUICK:
-            print("# TW_QUICK: the 200 half-open connections check is skipped", flush=True)
+            print("# TW_QUICK: the 200 half-open connections check is skipped", file=sys.stderr, flush=True)
         else:
             half_open(srv, p)
         metrics_after(srv, p)
@@ -1077,7 +1096,7 @@ def metrics_after(srv, p):
     if not hs:
         problems.append("twoway_handshakes_total is %r" % hs)
     for reason in ("unknown_ca", "expired", "not_yet_valid", "revoked", "wrong_usage",
-                   "no_certificate"):
+                   "bad_certificate", "no_certificate"):
         v = metric(t, "twoway_refusals_total", '{reason="%s"}' % reason)
         if v is None or v < 2:
             problems.append("refusals{reason=%s} is %r, expected >= 2" % (reason, v))
@@ -1144,7 +1163,8 @@ read dns=*.svc.abc.example
 read uri=spiffe://abc.example/svc/*
 read sha256=%s
 read spki=%s
-read O="Two Words Inc."   # a quoted value
+# a quoted value
+read O="Two Words Inc."
 write O=MailServer OU=Writers
 metrics CN=prometheus
 """ % (fp, spki))
@@ -1399,7 +1419,7 @@ def section_reload(tmp, p):
         p.tw("crl", "--ca", "abc", "--out", crl)
         srv.signal(signal.SIGHUP)
         m = srv.wait_log(r"reloaded", mark, timeout=10)
-        check("reload: SIGHUP -> stderr says reloaded", m, srv.since(mark)[-300:])
+        check("reload: SIGHUP -> stderr says reloaded", m, srv.why(mark))
         time.sleep((0.5 if QUICK else 1.0) * SLOW)
         for lp in loops:
             lp.finish()
@@ -1434,7 +1454,7 @@ def section_reload(tmp, p):
         srv.signal(signal.SIGHUP)
         m = srv.wait_log(r"reload .*failed, keeping generation", mark, timeout=10)
         check("reload: garbage CRL + SIGHUP -> 'reload ... failed, keeping generation'",
-              m, srv.since(mark)[-300:])
+              m, srv.why(mark))
         still_serves("reload: after the failed reload the server still serves",
                      srv.port, p.ctx("mail"))
         expect_refused("reload: after the failed reload the revoked client is still refused",
@@ -1533,7 +1553,7 @@ def section_resumption(tmp, p):
         p.tw("crl", "--ca", "abc", "--out", crl)
         srv.signal(signal.SIGHUP)
         check("resumption: revoke + SIGHUP -> reloaded",
-              srv.wait_log(r"reloaded", mark, timeout=10), srv.since(mark)[-300:])
+              srv.wait_log(r"reloaded", mark, timeout=10), srv.why(mark))
         facts = cert_facts(p.c["res-client"]["cert"])
         for vname, (ctx, sess) in sessions.items():
             expect_refused("resumption: TLS %s resumption after revocation" % vname, srv, ctx,
@@ -1597,10 +1617,13 @@ def main():
                      "%s: %s" % (type(e).__name__, e))
             finally:
                 cleanup_servers()
-        print("# %.0f s" % (time.monotonic() - started), flush=True)
+        print("# %.0f s" % (time.monotonic() - started), file=sys.stderr, flush=True)
     finally:
         cleanup_servers()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if KEEP:
+            print("# TW_KEEP: the files are in %s" % tmp, file=sys.stderr, flush=True)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
         print("%d passed, %d failed" % (_passed, _failed), flush=True)
     return 1 if _failed else 0
 
