@@ -500,6 +500,15 @@ TW_API void tw_conn_free(tw_conn *c);
 TW_API const tw_err *tw_conn_err(const tw_conn *c);
 /* The verified peer's identity after the handshake (NULL before). */
 TW_API const tw_identity *tw_conn_peer(const tw_conn *c);
+/*
+ * Server connections: when the server was reloaded since this connection
+ * began, check the peer's certificate again under the current CA, CRL,
+ * expiry and purpose, and apply the current policy from now on.  Cheap when
+ * nothing changed (call it before each request).  0 when the peer still
+ * passes; -1 with tw_conn_err() (TW_ERR_PEER_REJECTED and a reason) when it
+ * no longer does: answer with a refusal and close.
+ */
+TW_API int tw_conn_refresh(tw_conn *c) TW_MUST_CHECK;
 /* After a handshake that failed because we refused the peer's certificate:
  * that certificate's identity (a new object the caller frees), or NULL
  * when the peer sent none or the failure was something else. */

@@ -206,6 +206,24 @@ static int save_pending(inv_conn *c, const char *data, size_t len)
     return 0;
 }
 
+static void refused_after_reload(inv_conn *c)
+{
+    const tw_err *e = tw_conn_err(c->tls);
+    const tw_identity *id = tw_conn_peer(c->tls);
+    inv_server *srv = c->w->srv;
+
+    inv_log(srv, "refused peer=%s reason=%s subject=\"%s\" issuer=\"%s\" "
+            "serial=%s: %s (after a reload)", c->peer,
+            tw_reason_name(e->reason), tw_identity_subject(id),
+            tw_identity_issuer(id), tw_identity_serial(id), e->msg);
+    if ((unsigned)e->reason < INV_REASONS)
+        atomic_fetch_add(&srv->metrics.refusals[e->reason], 1);
+    c->keep_alive = 0;
+    inv_reply_error(c, 403, e->msg);
+    c->state = CONN_CLOSING;
+    save_pending(c, NULL, 0);
+}
+
 /* Parse and answer requests in data; returns -1 when the connection must
  * stop reading (closing), else 0. */
 static int consume(inv_conn *c, const char *data, size_t len)
@@ -233,6 +251,12 @@ static int consume(inv_conn *c, const char *data, size_t len)
         if (c->req.complete) {
             c->keep_alive = http_should_keep_alive(&c->req.parser) &&
                             !atomic_load(&srv->draining);
+            if (tw_conn_refresh(c->tls) < 0) {
+                /* Reloaded since the handshake, and the client no longer
+                 * passes (revoked by the new CRL, CA changed, expired). */
+                refused_after_reload(c);
+                return -1;
+            }
             inv_route(c);
             if (c->waiting)
                 break;

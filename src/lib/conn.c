@@ -5,6 +5,7 @@
 #include "tls_internal.h"
 
 #include <openssl/err.h>
+#include <openssl/x509v3.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -198,4 +199,47 @@ tw_identity *tw_conn_refused_identity(const tw_conn *c)
     if (c->verify_cert == NULL)
         return NULL;
     return tw__identity_from_x509(c->verify_cert, NULL);
+}
+
+/*
+ * A reload must reach connections that are already open: a client revoked
+ * by the new CRL is refused at its next request, not at its next
+ * handshake.  Nothing changed: one atomic load.  Changed (once per reload
+ * per connection): verify the peer's certificate again under the current
+ * trust store, CRL and purpose, and adopt the current policy.
+ */
+int tw_conn_refresh(tw_conn *c)
+{
+    X509_STORE_CTX *ctx;
+    X509 *peer;
+    tw__gen *g;
+    int ok, code;
+
+    if (c->server == NULL || !c->done ||
+        c->gen->id == tw__server_current_id(c->server))
+        return 0;
+    g = tw__server_current(c->server);
+    peer = SSL_get0_peer_certificate(c->ssl);
+    if ((ctx = X509_STORE_CTX_new()) == NULL) {
+        tw__gen_unref(g);
+        return tw__err_nomem(&c->err);
+    }
+    ok = peer != NULL &&
+         X509_STORE_CTX_init(ctx, tw__trust_store(g->trust), peer,
+                             SSL_get_peer_cert_chain(c->ssl)) == 1 &&
+         X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) == 1;
+    if (ok) {
+        X509_VERIFY_PARAM_set_auth_level(X509_STORE_CTX_get0_param(ctx), 2);
+        ok = X509_verify_cert(ctx) == 1;
+    }
+    code = X509_STORE_CTX_get_error(ctx);
+    X509_STORE_CTX_free(ctx);
+    ERR_clear_error();
+    tw__gen_unref(c->gen);
+    c->gen = g; /* the current policy applies from now on */
+    if (!ok)
+        return tw__reject(&c->err, tw__reason_from_x509(code), peer,
+                          "the client's",
+                          X509_verify_cert_error_string(code));
+    return 0;
 }

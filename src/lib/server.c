@@ -12,6 +12,7 @@
 struct tw_server {
     pthread_mutex_t lock;
     tw__gen *cur;
+    atomic_uint cur_id; /* cur->id, readable without the lock */
     tw__ticket_key key; /* random ticket key, used without a keys file */
 };
 
@@ -30,6 +31,7 @@ tw_server *tw_server_new(const tw_config *cfg, tw_err *err)
         return NULL;
     }
     srv->cur->id = 1;
+    atomic_store(&srv->cur_id, 1);
     return srv;
 }
 
@@ -43,12 +45,18 @@ int tw_server_reload(tw_server *srv, const tw_config *cfg, tw_err *err)
     old = srv->cur;
     g->id = old->id + 1;
     srv->cur = g;
+    atomic_store(&srv->cur_id, g->id);
     pthread_mutex_unlock(&srv->lock);
     tw__gen_unref(old);
     return 0;
 }
 
-static tw__gen *current(tw_server *srv)
+unsigned tw__server_current_id(const tw_server *srv)
+{
+    return atomic_load(&srv->cur_id);
+}
+
+tw__gen *tw__server_current(tw_server *srv)
 {
     tw__gen *g;
 
@@ -60,16 +68,12 @@ static tw__gen *current(tw_server *srv)
 
 unsigned tw_server_generation(const tw_server *srv)
 {
-    tw__gen *g = current((tw_server *)srv);
-    unsigned id = g->id;
-
-    tw__gen_unref(g);
-    return id;
+    return tw__server_current_id(srv);
 }
 
 int tw_server_has_policy(const tw_server *srv)
 {
-    tw__gen *g = current((tw_server *)srv);
+    tw__gen *g = tw__server_current((tw_server *)srv);
     int has = g->policy != NULL;
 
     tw__gen_unref(g);
@@ -78,7 +82,7 @@ int tw_server_has_policy(const tw_server *srv)
 
 time_t tw_server_cert_not_after(const tw_server *srv)
 {
-    tw__gen *g = current((tw_server *)srv);
+    tw__gen *g = tw__server_current((tw_server *)srv);
     time_t t = g->cert_not_after;
 
     tw__gen_unref(g);
@@ -87,7 +91,7 @@ time_t tw_server_cert_not_after(const tw_server *srv)
 
 time_t tw_server_crl_next_update(const tw_server *srv)
 {
-    tw__gen *g = current((tw_server *)srv);
+    tw__gen *g = tw__server_current((tw_server *)srv);
     time_t t = g->crl_next_update;
 
     tw__gen_unref(g);
@@ -96,7 +100,11 @@ time_t tw_server_crl_next_update(const tw_server *srv)
 
 tw_conn *tw_server_accept(tw_server *srv, int fd, tw_err *err)
 {
-    return tw__conn_new(current(srv), fd, 1, NULL, err);
+    tw_conn *c = tw__conn_new(tw__server_current(srv), fd, 1, NULL, err);
+
+    if (c != NULL)
+        c->server = srv;
+    return c;
 }
 
 void tw_server_free(tw_server *srv)

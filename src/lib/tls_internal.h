@@ -77,8 +77,13 @@ struct tw_conn {
     int expectation_failed;
     char *host;
     struct tw_client *client; /* client connections: where sessions go */
+    struct tw_server *server; /* server connections: for tw_conn_refresh */
     tw_err err;
 };
+
+/* server.c: the current generation (a new reference) and its id (no lock). */
+tw__gen *tw__server_current(struct tw_server *srv);
+unsigned tw__server_current_id(const struct tw_server *srv);
 
 struct tw_client {
     pthread_mutex_t lock;

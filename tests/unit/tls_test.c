@@ -437,12 +437,19 @@ static void reload_and_resumption(void **state)
         assert_int_equal(tw_server_reload(srv, sc, &err), -1);
         assert_non_null(strstr(err.msg, p->crl));
         assert_int_equal(tw_server_generation(srv), 1);
+        assert_int_equal(tw_conn_refresh(first.s), 0);
         /* Revoke the client: its ticket must not resume; the full
          * handshake then refuses it. */
         write_crl(p, p->client);
         assert_int_equal(tw_server_reload(srv, sc, &err), 0);
         assert_int_equal(tw_server_generation(srv), 2);
         assert_int_equal(tw_conn_generation(first.s), 1);
+        /* The open connection learns of the revocation at its next
+         * request, not only at its next handshake. */
+        assert_int_equal(tw_conn_refresh(first.s), -1);
+        assert_string_equal(tw_reason_name(tw_conn_err(first.s)->reason),
+                            "revoked");
+        assert_int_equal(tw_conn_generation(first.s), 2);
         pair_open(&third, srv, cli, "localhost");
         pump(&third);
         assert_int_equal(third.s_rc, -1);
