@@ -6,7 +6,9 @@
 # Server certificate from ZXC Inc. is refused - and both sides say why;
 # curl and openssl s_client work too; a revoked certificate is refused.
 #
-# usage: scripts/demo.sh [BUILD_DIR]     (run from the project root)
+# usage: scripts/demo.sh [BUILD_DIR]
+#   DEMO_DIR   where to tell it (default: demo/ in the project root)
+#   DEMO_PORT  the Invoice Server's port (default 3100 when free, else any)
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,12 +16,15 @@ build=$(cd "${1:-$root/build}" && pwd)
 ca_bin="$build/src/ca/twoway-ca"
 server_bin="$build/src/invoice/invoice-server"
 mail_bin="$build/src/mail/mail-server"
-demo="$root/demo"
+demo="${DEMO_DIR:-$root/demo}"
 server_pid=""
 step=0
 
-bold=$(tput bold 2>/dev/null || true)
-plain=$(tput sgr0 2>/dev/null || true)
+bold="" plain=""
+if [ -t 1 ]; then
+    bold=$(tput bold 2>/dev/null || true)
+    plain=$(tput sgr0 2>/dev/null || true)
+fi
 
 cleanup() {
     if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
@@ -70,9 +75,9 @@ run twoway-ca issue --ca ca-wrong --out mail-server/zxc --subject "/CN=localhost
 say "ABC publishes its (still empty) revocation list."
 run twoway-ca crl --ca ca --out ca/crl.pem
 
-port=3100
-if (exec 3<>/dev/tcp/127.0.0.1/3100) 2>/dev/null; then
-    port=0 # 3100 is taken: let the kernel pick a free port
+port=${DEMO_PORT:-3100}
+if [ "$port" != 0 ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    port=0 # taken: let the kernel pick a free port
 fi
 say "The Invoice Server starts on 127.0.0.1; only certificates with O=MailServer may read."
 show "invoice-server --cert invoice-server/cert.pem --key invoice-server/key.pem --ca ca/ca.cert.pem --crl ca/crl.pem --listen 127.0.0.1:$port --db invoice-server/invoices.db --allow 'read O=MailServer' --workers 1 &"
@@ -124,6 +129,7 @@ printf 'GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' |
         -cert mail-server/cert.pem -key mail-server/key.pem -CAfile ca/ca.cert.pem \
         -quiet > "$demo/.out" 2>/dev/null
 sed 's/^/   /' "$demo/.out"
+echo
 grep -q '00095234' "$demo/.out" || die "openssl s_client did not get the invoice"
 
 say "ABC revokes the Mail Server's certificate, publishes the CRL, and the Invoice Server reloads (SIGHUP)."
@@ -165,4 +171,4 @@ printf '   ca/             ABC Inc.: ca.cert.pem, ca.key.pem (0600), ca.db, crl.
 printf '   ca-wrong/       ZXC Inc.: its CA\n'
 printf '   invoice-server/ cert.pem, key.pem, ca.cert.pem, invoices.db, server.log\n'
 printf '   mail-server/    cert.pem, key.pem, ca.cert.pem (revoked now); zxc/ (signed by ZXC)\n'
-printf 'Try: %s list --ca demo/ca\n' "build/src/ca/twoway-ca"
+printf 'Try: %s list --ca %s/ca\n' "$ca_bin" "$demo"

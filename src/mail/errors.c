@@ -393,14 +393,20 @@ int mail_err_http(mail_err *e, long status, const char *body, size_t len,
 
     server_words(body, len, words, sizeof(words));
     if (status == 403) {
-        const char *org = tw_identity_field(self->id, "O", 0);
+        /* Suggest a rule for our identity: by organisation, else by CN. */
+        const char *field = "O", *value = tw_identity_field(self->id, "O", 0);
 
+        if (value == NULL) {
+            field = "CN";
+            value = tw_identity_field(self->id, "CN", 0);
+        }
         snprintf(hint, sizeof(hint), ". Our certificate %s (%s) is not "
                  "allowed this: ask the invoice server's operator for a rule "
-                 "such as --allow 'read %s%s'", o->cert,
-                 tw_identity_subject(self->id), org ? "O=" : "CN=",
-                 org ? org : tw_identity_field(self->id, "CN", 0)
-                     ? tw_identity_field(self->id, "CN", 0) : "...");
+                 "such as --allow 'read %s=%s%s%s'", o->cert,
+                 tw_identity_subject(self->id), field,
+                 value && strchr(value, ' ') ? "\"" : "",
+                 value ? value : "...",
+                 value && strchr(value, ' ') ? "\"" : "");
     } else if (status == 404) {
         snprintf(hint, sizeof(hint), ": is --url the invoice server's "
                  "address?");

@@ -53,8 +53,8 @@ static const char usage_main[] =
     "  fetch   print the invoice server's answer (default https://localhost:3100/)\n"
     "  sync    mail every invoice not mailed yet, once or every SECONDS\n"
     "\n"
-    "`mail-server COMMAND --help` shows a command's options; see\n"
-    "mail-server(8).\n\n" EXIT_CODES;
+    "`mail-server COMMAND --help` shows a command's options, and\n"
+    "`mail-server --version` the version; see mail-server(8).\n\n" EXIT_CODES;
 
 static const char usage_fetch[] =
     "usage: mail-server fetch --cert FILE --key FILE --ca FILE [--url URL]\n"
@@ -280,6 +280,10 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         fputs(usage_main, stdout);
+        return MAIL_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("mail-server %s\n", TW_VERSION);
         return MAIL_EXIT_OK;
     }
     if (strcmp(argv[1], "fetch") != 0 && strcmp(argv[1], "sync") != 0) {

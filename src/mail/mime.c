@@ -233,7 +233,9 @@ static int q_literal(unsigned char c)
  * most 75 characters (section 2) and each holding whole characters
  * (section 5); the rules for a phrase also suit unstructured text.  Spaces
  * are encoded ("_") because white space between encoded-words is dropped
- * when decoding.
+ * when decoding (section 6.2).  A name too long for one word is split
+ * after one of its spaces when it has one, so that a decoder which keeps
+ * that white space (some do) still shows whole words.
  */
 static void header_encoded(header *h, const char *text)
 {
@@ -243,7 +245,8 @@ static void header_encoded(header *h, const char *text)
     char word[80];
 
     while (*s) {
-        size_t n = plen;
+        const unsigned char *after_space = NULL;
+        size_t n = plen, n_after_space = 0;
 
         memcpy(word, prefix, plen);
         while (*s) {
@@ -256,8 +259,13 @@ static void header_encoded(header *h, const char *text)
                 }
             for (size_t i = 0; i < clen; i++)
                 need += q_literal(s[i]) || s[i] == ' ' ? 1 : 3;
-            if (n - plen + need > budget)
+            if (n - plen + need > budget) {
+                if (after_space != NULL) {
+                    s = after_space;
+                    n = n_after_space;
+                }
                 break;
+            }
             for (size_t i = 0; i < clen; i++) {
                 if (s[i] == ' ')
                     word[n++] = '_';
@@ -267,6 +275,10 @@ static void header_encoded(header *h, const char *text)
                     n += (size_t)snprintf(word + n, 4, "=%02X", s[i]);
             }
             s += clen;
+            if (s[-1] == ' ' && *s != '\0') {
+                after_space = s;
+                n_after_space = n;
+            }
         }
         memcpy(word + n, "?=", 2);
         header_word(h, word, n + 2);
@@ -281,10 +293,17 @@ static void header_encoded(header *h, const char *text)
 static void header_text(header *h, const char *text, int phrase)
 {
     int plain = strstr(text, "=?") == NULL && text[0] != '\0';
+    size_t word = 0;
 
-    for (const unsigned char *c = (const unsigned char *)text; *c && plain; c++)
-        if (*c < 0x20 || *c > 0x7e || (phrase && *c != ' ' && !is_atext(*c)))
+    /* Plain words cannot be folded inside: one longer than an encoded-word
+     * is encoded, so that it can be split. */
+    for (const unsigned char *c = (const unsigned char *)text; *c && plain;
+         c++) {
+        word = *c == ' ' ? 0 : word + 1;
+        if (*c < 0x20 || *c > 0x7e || word > 75 ||
+            (phrase && *c != ' ' && !is_atext(*c)))
             plain = 0;
+    }
     if (!plain) {
         header_encoded(h, text);
         return;
