@@ -85,6 +85,10 @@ TW_API void tw_err_clear(tw_err *err);
 TW_API const char *tw_error_class_name(enum tw_error_class cls);
 TW_API const char *tw_reason_name(enum tw_reason reason);
 
+/* The name of a TLS alert (RFC 8446 section 6.2) by its code:
+ * "unknown_ca" for 48, "certificate_revoked" for 44; "unknown_alert". */
+TW_API const char *tw_tls_alert_name(int code);
+
 /* ------------------------------------------------------------------ keys */
 
 typedef struct tw_key tw_key;

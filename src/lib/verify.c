@@ -53,8 +53,7 @@ int tw__verify_cb(int ok, X509_STORE_CTX *store)
     return 1;
 }
 
-/* TLS alert descriptions (RFC 8446 section 6.2), by code. */
-static const char *alert_name(int code)
+const char *tw_tls_alert_name(int code)
 {
     switch (code) {
     case 10: return "unexpected_message";
@@ -155,7 +154,7 @@ static int rejected_by_peer(tw_conn *c, int alert)
     }
     tw__err_reason(&c->err, TW_ERR_REJECTED_BY_PEER, reason,
                    "%s rejected our certificate (TLS alert %s): %s", peer,
-                   alert_name(alert), why);
+                   tw_tls_alert_name(alert), why);
     tw__free(subject);
     tw__free(issuer);
     return -1;
