@@ -63,7 +63,8 @@ void inv_conn_close(inv_conn *c)
 {
     if (c->fd < 0)
         return;
-    if (c->state == CONN_ACTIVE && c->out.len == 0)
+    if ((c->state == CONN_ACTIVE || c->state == CONN_CLOSING) &&
+        c->out_off >= c->out.len)
         (void)tw_conn_shutdown(c->tls); /* best effort close_notify */
     tw_loop_del_fd(c->w->loop, c->fd, TW_LOOP_READABLE | TW_LOOP_WRITABLE);
     close(c->fd);
@@ -86,6 +87,7 @@ void inv_conn_accept(inv_worker *w, int fd, const struct sockaddr *sa)
 
     if (w->nconns >= w->max_conns) {
         close(fd); /* over --max-connections: bounded, not queued */
+        atomic_fetch_add(&w->srv->metrics.over_limit, 1);
         return;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -137,7 +139,29 @@ static void handshake_failed(inv_conn *c)
     } else if (e->cls == TW_ERR_REJECTED_BY_PEER) {
         inv_log(srv, "handshake peer=%s: %s", c->peer, e->msg);
     }
-    inv_conn_close(c);
+    /* The alert is on its way; closing now, with the client's request
+     * unread, would turn into a reset that the client sees first. */
+    shutdown(c->fd, SHUT_WR);
+    c->state = CONN_LINGER;
+    c->deadline_ms = tw_loop_now_ms() + 1000;
+    set_mask(c, TW_LOOP_READABLE);
+}
+
+/* Read and drop what a refused client still sends, until it closes. */
+static void linger(inv_conn *c)
+{
+    for (;;) {
+        ssize_t n = read(c->fd, c->w->scratch, sizeof(c->w->scratch));
+
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n < 0 && errno == EINTR)
+            continue;
+        inv_conn_close(c);
+        return;
+    }
 }
 
 /* Write what is queued; 1 when all is written, 0 when blocked, -1 when the
@@ -277,6 +301,10 @@ static void conn_drive(inv_conn *c)
     inv_worker *w = c->w;
     inv_server *srv = w->srv;
 
+    if (c->state == CONN_LINGER) {
+        linger(c);
+        return;
+    }
     if (c->state == CONN_HANDSHAKE) {
         int rc = tw_conn_handshake(c->tls);
 

@@ -27,6 +27,7 @@ const char *inv_status_text(int status)
     case 411: return "Length Required";
     case 413: return "Content Too Large";
     case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
@@ -114,7 +115,7 @@ static int header_done(inv_conn *c)
         if (vlen == 12 && strncasecmp(value, "100-continue", 12) == 0)
             r->expect_continue = 1;
         else
-            return fail(c, 400, "unsupported Expect header");
+            return fail(c, 417, "only 'Expect: 100-continue' is supported");
     }
     return 0;
 }

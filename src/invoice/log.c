@@ -64,11 +64,21 @@ void inv_log_access(inv_conn *c, int status, size_t bytes)
     inv_server *srv = c->w->srv;
     const tw_identity *id = tw_conn_peer(c->tls);
     json_t *o;
-    char ts[32], *text;
+    char ts[32], *text, path[1024];
     long long now = tw_loop_now_ms();
+    size_t n;
 
     if (srv->access_log == NULL)
         return;
+    /* The target as the client sent it, with bytes that are not printable
+     * ASCII shown as '?': JSON needs UTF-8, and logs need no surprises. */
+    n = c->req.url_len < sizeof(path) - 1 ? c->req.url_len : sizeof(path) - 1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)c->req.head[i];
+
+        path[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+    }
+    path[n] = '\0';
     timestamp(ts, sizeof(ts));
     o = json_object();
     json_object_set_new(o, "time", json_string(ts));
@@ -79,9 +89,7 @@ void inv_log_access(inv_conn *c, int status, size_t bytes)
                                         : json_null());
     json_object_set_new(o, "method",
                         json_string(http_method_str(c->req.parser.method)));
-    json_object_set_new(o, "path", json_stringn_nocheck(c->req.head ? c->req.head
-                                                                    : "",
-                                                        c->req.url_len));
+    json_object_set_new(o, "path", json_string(path));
     json_object_set_new(o, "status", json_integer(status));
     json_object_set_new(o, "bytes", json_integer((json_int_t)bytes));
     json_object_set_new(o, "duration_ms",

@@ -43,6 +43,9 @@ void inv_metrics_render(inv_server *srv, inv_buf *b)
                       "# HELP twoway_connections_total Connections accepted.\n"
                       "# TYPE twoway_connections_total counter\n"
                       "twoway_connections_total %llu\n"
+                      "# HELP twoway_connections_refused_over_limit_total Connections closed at once: --max-connections reached.\n"
+                      "# TYPE twoway_connections_refused_over_limit_total counter\n"
+                      "twoway_connections_refused_over_limit_total %llu\n"
                       "# HELP twoway_connections_open Connections open now.\n"
                       "# TYPE twoway_connections_open gauge\n"
                       "twoway_connections_open %llu\n"
@@ -60,6 +63,7 @@ void inv_metrics_render(inv_server *srv, inv_buf *b)
                       "twoway_crl_next_update_timestamp_seconds %lld\n",
                    atomic_load(&m->reloads), atomic_load(&m->reload_failures),
                    atomic_load(&m->connections),
+                   atomic_load(&m->over_limit),
                    atomic_load(&m->open_connections),
                    atomic_load(&m->bytes_out), tw_server_generation(srv->tls),
                    (long long)tw_server_cert_not_after(srv->tls),

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -54,6 +55,38 @@ static int parse_listen(inv_server *srv, const char *text)
         return -1;
     srv->addrlen = sizeof(*s4);
     return 0;
+}
+
+/* SO_REUSEPORT would let a second server share the port and split the
+ * connections with it: check first that nobody listens there. */
+static int port_in_use(const inv_server *srv)
+{
+    int fd = socket(srv->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1, busy;
+
+    if (fd < 0)
+        return 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    busy = bind(fd, (const struct sockaddr *)&srv->addr, srv->addrlen) != 0 &&
+           errno == EADDRINUSE;
+    close(fd);
+    return busy;
+}
+
+/* Enough file descriptors for --max-connections (and the files besides). */
+static void raise_fd_limit(inv_server *srv)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)srv->opt.max_conns + 256;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < want)
+        fprintf(stderr, "invoice-server: only %llu file descriptors allowed "
+                "(ulimit -n): fewer than --max-connections %d needs\n",
+                (unsigned long long)rl.rlim_cur, srv->opt.max_conns);
 }
 
 static void addr_text(const inv_server *srv, char *buf, size_t len)
@@ -102,24 +135,29 @@ err:
     return NULL;
 }
 
-/* The newest modification time of the files a reload re-reads. */
+/* A signature of the files a reload re-reads: any change of a file's
+ * inode, size or modification time (older too, as `cp -p` makes) changes
+ * it. */
 static long long files_mtime(const inv_options *o)
 {
     const char *files[] = {o->cert, o->key, o->ca, o->crl, o->policy,
                            o->ticket_keys};
-    long long newest = 0;
+    unsigned long long sig = 1469598103934665603ULL;
 
     for (size_t i = 0; i < sizeof(files) / sizeof(*files); i++) {
         struct stat st;
-        long long t;
+        unsigned long long parts[4] = {0, 0, 0, 0};
 
-        if (files[i] == NULL || stat(files[i], &st) != 0)
-            continue;
-        t = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
-        if (t > newest)
-            newest = t;
+        if (files[i] != NULL && stat(files[i], &st) == 0) {
+            parts[0] = (unsigned long long)st.st_ino;
+            parts[1] = (unsigned long long)st.st_size;
+            parts[2] = (unsigned long long)st.st_mtim.tv_sec;
+            parts[3] = (unsigned long long)st.st_mtim.tv_nsec;
+        }
+        for (int j = 0; j < 4; j++)
+            sig = (sig ^ parts[j]) * 1099511628211ULL; /* FNV-1a style */
     }
-    return newest;
+    return (long long)sig;
 }
 
 static void reload(inv_server *srv, const char *why)
@@ -235,6 +273,12 @@ int inv_server_run(const inv_options *o)
                 "(e.g. 127.0.0.1:3100 or [::1]:3100)\n", o->listen);
         return 2;
     }
+    if (port_in_use(srv)) {
+        fprintf(stderr, "invoice-server: --listen %s: the address is in use "
+                "(is another invoice-server running?)\n", o->listen);
+        return 1;
+    }
+    raise_fd_limit(srv);
     if (store_init(o->db, &err) < 0) {
         fprintf(stderr, "invoice-server: --db: %s\n", err.msg);
         return 1;
@@ -296,8 +340,12 @@ int inv_server_run(const inv_options *o)
     inv_log(srv, "listening on https://%s/ (%d workers, TLS 1.2-1.3, "
             "database %s)", where, srv->nworkers, o->db);
     supervise(srv, sigfd);
-    if (!drain(srv))
-        return 0; /* a stuck worker still uses its state: just exit */
+    if (!drain(srv)) {
+        /* A stuck worker still uses its state: leave without running exit
+         * handlers under its feet. */
+        inv_log(srv, "stopped (forced)");
+        _exit(0);
+    }
     store_writer_stop(srv->writer);
     inv_log(srv, "stopped");
     server_free(srv, sigfd);

@@ -43,7 +43,7 @@ typedef struct inv_metrics {
     atomic_ullong requests[6]; /* by status class: 1xx..5xx, [0] other */
     atomic_ullong handshakes, resumed, refusals[INV_REASONS];
     atomic_ullong reloads, reload_failures, connections, open_connections;
-    atomic_ullong bytes_out;
+    atomic_ullong bytes_out, over_limit;
 } inv_metrics;
 
 /* ------------------------------------------------------------ server */
@@ -94,7 +94,10 @@ void inv_worker_wake(inv_worker *w);
 
 /* --------------------------------------------------------- connections */
 
-enum inv_conn_state { CONN_HANDSHAKE, CONN_ACTIVE, CONN_CLOSING };
+/* LINGER: refused in the handshake; the alert is sent and our side shut
+ * down, and what the client still sends is read and dropped for a moment,
+ * so the close does not become a reset that swallows the alert. */
+enum inv_conn_state { CONN_HANDSHAKE, CONN_ACTIVE, CONN_CLOSING, CONN_LINGER };
 
 /* The request being read. */
 typedef struct inv_request {

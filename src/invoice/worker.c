@@ -16,11 +16,24 @@
 
 #define SWEEP_MS 250
 
+static void on_accept(tw_loop *loop, int fd, void *data, int mask);
+
+/* Out of file descriptors: stop accepting for a moment instead of spinning
+ * on a listener that stays readable. */
+static long long resume_accept(tw_loop *loop, long long id, void *data)
+{
+    inv_worker *w = data;
+
+    (void)id;
+    if (w->listen_fd >= 0)
+        tw_loop_add_fd(loop, w->listen_fd, TW_LOOP_READABLE, on_accept, w);
+    return TW_LOOP_NOMORE;
+}
+
 static void on_accept(tw_loop *loop, int fd, void *data, int mask)
 {
     inv_worker *w = data;
 
-    (void)loop;
     (void)mask;
     /* Accept a batch, not one: fewer wake-ups under load. */
     for (int i = 0; i < 64; i++) {
@@ -30,9 +43,17 @@ static void on_accept(tw_loop *loop, int fd, void *data, int mask)
                           SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (cfd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                errno != ECONNABORTED)
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+                errno == ENOMEM) {
+                inv_log(w->srv, "accept: %s: pausing new connections for "
+                        "100 ms (raise `ulimit -n` or lower "
+                        "--max-connections)", strerror(errno));
+                tw_loop_del_fd(loop, fd, TW_LOOP_READABLE);
+                tw_loop_add_timer(loop, 100, resume_accept, w);
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK &&
+                       errno != EINTR && errno != ECONNABORTED) {
                 inv_log(w->srv, "accept: %s", strerror(errno));
+            }
             return;
         }
         inv_conn_accept(w, cfd, (struct sockaddr *)&sa);

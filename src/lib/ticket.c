@@ -175,7 +175,8 @@ static int session_still_good(const tw__gen *g, SSL_SESSION *sess)
         X509_CRL_get0_by_serial(g->crl, &rev,
                                 X509_get0_serialNumber(peer)) == 1)
         return 0;
-    if (g->crl != NULL && X509_cmp_current_time(X509_CRL_get0_nextUpdate(g->crl)) <= 0)
+    if (g->crl != NULL && X509_CRL_get0_nextUpdate(g->crl) != NULL &&
+        X509_cmp_current_time(X509_CRL_get0_nextUpdate(g->crl)) <= 0)
         return 0; /* a stale CRL fails full handshakes too */
     return 1;
 }
