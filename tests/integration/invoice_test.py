@@ -1409,6 +1409,16 @@ def section_reload(tmp, p):
         r, err = try_request(srv.port, p.ctx("rel-victim"), "GET", "/healthz")
         check("reload: the second client is served before its revocation",
               r is not None and r.status == 200, err or repr(r))
+        # It also keeps a keep-alive connection open across the reload.
+        victim = None
+        try:
+            victim = HttpConn(srv.port, p.ctx("rel-victim"))
+            r = victim.request("GET", "/healthz")
+            check("reload: the second client's keep-alive connection is served",
+                  r.status == 200, repr(r))
+        except Exception as e:  # noqa: BLE001
+            fail("reload: the second client's keep-alive connection is served",
+                 "%s: %s" % (type(e).__name__, e))
         loops = [Loop(srv.port, p.ctx("mail"), True), Loop(srv.port, p.ctx("mail"), False)]
         time.sleep(0.5 * SLOW)
         before = [lp.ok for lp in loops]
@@ -1443,6 +1453,22 @@ def section_reload(tmp, p):
         except Exception as e:  # noqa: BLE001
             fail("reload: new connections get the new server certificate",
                  "%s: %s" % (type(e).__name__, e))
+        # The connection opened before the reload is checked again at its
+        # next request: revoked now, so 403 naming the reason, then closed.
+        try:
+            r = victim.request("GET", "/healthz") if victim else None
+            check("reload: the revoked client's open connection gets 403 'revoked'",
+                  r is not None and r.status == 403 and b"revoked" in r.body,
+                  repr(r))
+        except Exception as e:  # noqa: BLE001
+            fail("reload: the revoked client's open connection gets 403 'revoked'",
+                 "%s: %s" % (type(e).__name__, e))
+        finally:
+            if victim:
+                victim.close()
+        check("reload: the refusal after the reload is logged",
+              srv.wait_log(r"refused .*reason=revoked .*after a reload", mark, timeout=5),
+              srv.why(mark))
         facts = cert_facts(p.c["rel-victim"]["cert"])
         for v, vname in ((V12, "1.2"), (V13, "1.3")):
             expect_refused("reload: revoked-by-the-new-CRL client TLS %s" % vname, srv,
