@@ -46,7 +46,9 @@ int tw__verify_cb(int ok, X509_STORE_CTX *store)
             c->expectation_failed = 1;
             if (c->verify_cert == NULL && X509_up_ref(cert) == 1)
                 c->verify_cert = cert;
-            X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+            /* CERT_REJECTED makes OpenSSL send bad_certificate, which the server
+             * can explain, rather than a bare handshake_failure. */
+            X509_STORE_CTX_set_error(store, X509_V_ERR_CERT_REJECTED);
             return 0;
         }
     }
@@ -122,8 +124,9 @@ static int rejected_by_peer(tw_conn *c, int alert)
     case 46:
         reason = TW_REASON_BAD_CERTIFICATE;
         snprintf(why, sizeof(why), "it found our certificate %s unacceptable "
-                 "(not yet valid, weak key or signature?): check it with "
-                 "`twoway-ca verify`", s);
+                 "(not yet valid, weak key or signature, or not the identity "
+                 "it expects?): check it with `twoway-ca verify` and the "
+                 "peer's expectation", s);
         break;
     case 116:
         reason = TW_REASON_NO_CERTIFICATE;

@@ -40,39 +40,6 @@ int mail_err_retriable(const mail_err *e)
     return e->exit == MAIL_EXIT_NETWORK;
 }
 
-const char *mail_alert_name(int alert)
-{
-    switch (alert) {
-    case 10: return "unexpected_message";
-    case 20: return "bad_record_mac";
-    case 22: return "record_overflow";
-    case 40: return "handshake_failure";
-    case 42: return "bad_certificate";
-    case 43: return "unsupported_certificate";
-    case 44: return "certificate_revoked";
-    case 45: return "certificate_expired";
-    case 46: return "certificate_unknown";
-    case 47: return "illegal_parameter";
-    case 48: return "unknown_ca";
-    case 49: return "access_denied";
-    case 50: return "decode_error";
-    case 51: return "decrypt_error";
-    case 70: return "protocol_version";
-    case 71: return "insufficient_security";
-    case 80: return "internal_error";
-    case 86: return "inappropriate_fallback";
-    case 90: return "user_canceled";
-    case 109: return "missing_extension";
-    case 110: return "unsupported_extension";
-    case 112: return "unrecognized_name";
-    case 113: return "bad_certificate_status_response";
-    case 115: return "unknown_psk_identity";
-    case 116: return "certificate_required";
-    case 120: return "no_application_protocol";
-    default: return "unknown_alert";
-    }
-}
-
 /* "host:port" of a URL, for network sentences. */
 static void host_port(const char *url, char *buf, size_t len)
 {
@@ -165,7 +132,7 @@ int mail_err_refused(mail_err *e, int alert, const mail_tls_options *o,
     }
     return mail_err_set(e, MAIL_EXIT_REFUSED_BY_PEER,
                         "the invoice server rejected our certificate (TLS "
-                        "alert %s): %s", mail_alert_name(alert), why);
+                        "alert %s): %s", tw_tls_alert_name(alert), why);
 }
 
 /* Subject and SANs of a certificate, for "is this the right server?". */

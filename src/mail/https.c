@@ -86,7 +86,7 @@ static int on_verify(int ok, X509_STORE_CTX *store)
     if (h->self->expect != NULL && X509_STORE_CTX_get_error_depth(store) == 0 &&
         cert != NULL && !expected(h, cert)) {
         h->seen.expectation_failed = 1;
-        X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+        X509_STORE_CTX_set_error(store, X509_V_ERR_CERT_REJECTED); /* alert bad_certificate */
         return 0;
     }
     return 1;

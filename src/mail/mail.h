@@ -78,7 +78,7 @@ typedef struct mail_options {
 int mail_fetch(const mail_options *o);
 int mail_sync(const mail_options *o);
 
-/* ------------------------------------------------ inputs.c: before connecting */
+/* --------------------------------------------- inputs.c: before connecting */
 
 /* What we learnt about our own certificate while checking the files. */
 typedef struct mail_self {
@@ -94,7 +94,7 @@ int mail_inputs_check(const mail_tls_options *o, const char *url,
                       mail_self *self, mail_err *e);
 void mail_self_clear(mail_self *self);
 
-/* ------------------------------------------------- https.c: the invoice server */
+/* --------------------------------------------- https.c: the invoice server */
 
 /* A response body, capped at MAIL_MAX_RESPONSE. */
 typedef struct mail_body {
@@ -114,7 +114,7 @@ int mail_https_get(mail_https *h, const char *url, mail_body *out,
 void mail_https_free(mail_https *h);
 void mail_body_free(mail_body *b);
 
-/* ----------------------------------------- errors.c: failures into sentences */
+/* --------------------------------------- errors.c: failures into sentences */
 
 /* What the TLS callbacks saw during one transfer. */
 typedef struct mail_tls_seen {
@@ -153,10 +153,8 @@ int mail_err_http(mail_err *e, long status, const char *body, size_t len,
                   const mail_self *self);
 /* Whether `e` is worth retrying (a network failure). */
 int mail_err_retriable(const mail_err *e);
-/* The RFC 8446 name of a TLS alert ("unknown_ca"). */
-const char *mail_alert_name(int alert);
 
-/* ----------------------------------------------- signals.c: stopping cleanly */
+/* --------------------------------------------- signals.c: stopping cleanly */
 
 /* Set by SIGTERM/SIGINT once mail_signals_install ran. */
 extern volatile sig_atomic_t mail_stop;

@@ -49,13 +49,13 @@ static void put(mbuf *b, const char *s, size_t n)
     b->p[b->len] = '\0';
 }
 
-static void puts_(mbuf *b, const char *s)
+static void put_str(mbuf *b, const char *s)
 {
     put(b, s, strlen(s));
 }
 
 MAIL_PRINTF(2, 3)
-static void printf_(mbuf *b, const char *fmt, ...)
+static void put_fmt(mbuf *b, const char *fmt, ...)
 {
     char tmp[1024];
     va_list ap;
@@ -74,7 +74,8 @@ static void printf_(mbuf *b, const char *fmt, ...)
 static int is_atext(int c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9') || (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c));
+           (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
 }
 
 int mail_addr_valid(const char *addr)
@@ -161,7 +162,7 @@ int mail_message_id(const char *number, const char *host, char *buf,
     mbuf b = {0};
     int rc = -1;
 
-    puts_(&b, "<invoice-");
+    put_str(&b, "<invoice-");
     /* id-left is a dot-atom-text (RFC 5322 section 3.6.4): anything else,
      * '.' and the escape character '%' included, is written %XX, which
      * keeps different numbers different. */
@@ -169,9 +170,9 @@ int mail_message_id(const char *number, const char *host, char *buf,
         if (is_atext(*c) && *c != '%')
             put(&b, (const char *)c, 1);
         else
-            printf_(&b, "%%%02X", *c);
+            put_fmt(&b, "%%%02X", *c);
     }
-    printf_(&b, "@%s>", host);
+    put_fmt(&b, "@%s>", host);
     if (!b.failed && b.len < len) {
         memcpy(buf, b.p, b.len + 1);
         rc = 0;
@@ -192,8 +193,8 @@ static header header_begin(mbuf *b, const char *name)
 {
     header h = {b, strlen(name) + 1};
 
-    puts_(b, name);
-    puts_(b, ":");
+    put_str(b, name);
+    put_str(b, ":");
     return h;
 }
 
@@ -201,17 +202,17 @@ static header header_begin(mbuf *b, const char *name)
 static void header_word(header *h, const char *word, size_t len)
 {
     if (h->col + 1 + len > LINE_MAX_CHARS && h->col > 1) {
-        puts_(h->b, "\r\n");
+        put_str(h->b, "\r\n");
         h->col = 0;
     }
-    puts_(h->b, " ");
+    put_str(h->b, " ");
     put(h->b, word, len);
     h->col += 1 + len;
 }
 
 static void header_end(header *h)
 {
-    puts_(h->b, "\r\n");
+    put_str(h->b, "\r\n");
 }
 
 /* Bytes of the UTF-8 character that starts with `c` (1 for stray bytes). */
@@ -332,7 +333,7 @@ static void header_date(mbuf *b, time_t now)
         b->failed = 1;
         return;
     }
-    printf_(b, "Date: %s, %02d %s %04d %02d:%02d:%02d +0000\r\n",
+    put_fmt(b, "Date: %s, %02d %s %04d %02d:%02d:%02d +0000\r\n",
             days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
             tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
@@ -362,18 +363,18 @@ static void body_text(mbuf *b, const mail_invoice *inv)
     const char *sep = inv->firstname[0] && inv->lastname[0] ? " " : "";
 
     if (inv->firstname[0] || inv->lastname[0])
-        printf_(b, "Hello %s%s%s,\n\n", inv->firstname, sep, inv->lastname);
+        put_fmt(b, "Hello %s%s%s,\n\n", inv->firstname, sep, inv->lastname);
     else
-        puts_(b, "Hello,\n\n");
-    printf_(b, "here is your invoice %s.\n\n", inv->number);
-    printf_(b, "    Invoice number:  %s\n", inv->number);
+        put_str(b, "Hello,\n\n");
+    put_fmt(b, "here is your invoice %s.\n\n", inv->number);
+    put_fmt(b, "    Invoice number:  %s\n", inv->number);
     if (inv->price[0])
-        printf_(b, "    Amount due:      %s\n", inv->price);
+        put_fmt(b, "    Amount due:      %s\n", inv->price);
     if (inv->created_at[0])
-        printf_(b, "    Issued:          %s\n", inv->created_at);
-    printf_(b, "    Billed to:       %s%s%s <%s>\n", inv->firstname, sep,
+        put_fmt(b, "    Issued:          %s\n", inv->created_at);
+    put_fmt(b, "    Billed to:       %s%s%s <%s>\n", inv->firstname, sep,
             inv->lastname, inv->email);
-    puts_(b, "\nThank you.\n\n-- \n"
+    put_str(b, "\nThank you.\n\n-- \n"
              "This message was sent automatically; please do not reply.\n");
 }
 
@@ -406,7 +407,7 @@ static void body_qp(mbuf *out, const char *text)
         int at_eol = c[1] == '\n' || c[1] == '\0';
 
         if (*c == '\n') {
-            puts_(out, "\r\n");
+            put_str(out, "\r\n");
             col = 0;
             continue;
         }
@@ -419,7 +420,7 @@ static void body_qp(mbuf *out, const char *text)
         }
         /* Room for the token and, unless the line ends here, a soft "=". */
         if (col + n > QP_LINE_MAX - (at_eol ? 0 : 1)) {
-            puts_(out, "=\r\n");
+            put_str(out, "=\r\n");
             col = 0;
         }
         put(out, tok, n);
@@ -431,7 +432,7 @@ static void body_plain(mbuf *out, const char *text)
 {
     for (const char *c = text; *c; c++) {
         if (*c == '\n')
-            puts_(out, "\r\n");
+            put_str(out, "\r\n");
         else
             put(out, c, 1);
     }
@@ -466,12 +467,12 @@ char *mail_render(const mail_invoice *inv, const mail_sender *from,
     h = header_begin(&b, "Message-ID");
     header_word(&h, message_id, strlen(message_id));
     header_end(&h);
-    puts_(&b, "MIME-Version: 1.0\r\n"
+    put_str(&b, "MIME-Version: 1.0\r\n"
               "Content-Type: text/plain; charset=utf-8\r\n");
-    printf_(&b, "Content-Transfer-Encoding: %s\r\n",
+    put_fmt(&b, "Content-Transfer-Encoding: %s\r\n",
             qp ? "quoted-printable" : "7bit");
     /* RFC 3834: a machine wrote this; auto-responders should stay quiet. */
-    puts_(&b, "Auto-Submitted: auto-generated\r\n\r\n");
+    put_str(&b, "Auto-Submitted: auto-generated\r\n\r\n");
     if (qp)
         body_qp(&b, text.p);
     else

@@ -35,7 +35,7 @@ int mail_page_invoice(const mail_page *p, size_t idx, mail_invoice *inv,
                       char *why, size_t why_len);
 void mail_page_free(mail_page *p);
 
-/* ---------------------------------------------------------- mime.c: messages */
+/* -------------------------------------------------------- mime.c: messages */
 
 #define MAIL_ADDR_MAX 254 /* RFC 5321 section 4.5.3.1.3, path minus <> */
 
@@ -64,7 +64,7 @@ int mail_message_id(const char *number, const char *host, char *buf,
 char *mail_render(const mail_invoice *inv, const mail_sender *from,
                   const char *message_id, time_t now, size_t *len);
 
-/* ---------------------------------------------------------- smtp.c: delivery */
+/* -------------------------------------------------------- smtp.c: delivery */
 
 typedef struct mail_smtp mail_smtp;
 
@@ -83,7 +83,7 @@ enum mail_smtp_result mail_smtp_send(mail_smtp *s, const char *rcpt,
                                      const char *msg, size_t len, mail_err *e);
 void mail_smtp_free(mail_smtp *s);
 
-/* ------------------------------------------------------ state.c: what was sent */
+/* -------------------------------------------------- state.c: what was sent */
 
 typedef struct mail_state mail_state;
 
