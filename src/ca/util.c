@@ -35,12 +35,9 @@ int ca_fail_err(const char *cmd, const tw_err *err)
 
 int ca_parse_days(const char *cmd, const char *text, int max)
 {
-    char *end;
     long v;
 
-    errno = 0;
-    v = strtol(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || v < 1 || v > max) {
+    if (tw__parse_long(text, 1, max, &v) < 0) {
         ca_fail(cmd, "--days '%s' is not a number of days from 1 to %d", text,
                 max);
         return -1;

@@ -2,6 +2,7 @@
  * options.c - invoice-server's command line.
  */
 #include "server.h"
+#include "tw_internal.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -51,17 +52,11 @@ static const char usage[] =
 static int parse_num(const char *opt, const char *text, long min, long max,
                      long *out)
 {
-    char *end;
-    long v;
-
-    errno = 0;
-    v = strtol(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || v < min || v > max) {
-        fprintf(stderr, "invoice-server: %s '%s' is not a number from %ld to "
-                "%ld\n", opt, text, min, max);
+    if (tw__parse_long(text, min, max, out) < 0) {
+        fprintf(stderr, "invoice-server: %s '%s' is not a number from %ld to %ld\n",
+                opt, text, min, max);
         return -1;
     }
-    *out = v;
     return 0;
 }
 

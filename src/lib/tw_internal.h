@@ -141,6 +141,10 @@ tw_identity *tw__identity_from_x509(X509 *x, tw_err *err);
 X509_STORE *tw__trust_store(const tw_trust *t);
 STACK_OF(X509) *tw__trust_cas(const tw_trust *t);
 
+/* parse.c: a decimal number that is all of `text` and within [min, max];
+ * 0, or -1. */
+int tw__parse_long(const char *text, long min, long max, long *out);
+
 /* Hex of a byte string into `out` (2*len+1 bytes), upper or lower case. */
 void tw__hex(const unsigned char *in, size_t len, char *out, int upper);
 

@@ -3,6 +3,7 @@
  * options into mail_options and hands them to fetch.c or sync.c.
  */
 #include "mail.h"
+#include "tw_internal.h"
 
 #include <curl/curl.h>
 
@@ -133,17 +134,11 @@ static int sync_only(int opt)
 static int parse_num(const char *opt, const char *text, long min, long max,
                      long *out)
 {
-    char *end;
-    long v;
-
-    errno = 0;
-    v = strtol(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || v < min || v > max) {
-        fprintf(stderr, "mail-server: %s '%s' is not a number from %ld to "
-                "%ld\n", opt, text, min, max);
+    if (tw__parse_long(text, min, max, out) < 0) {
+        fprintf(stderr, "mail-server: %s '%s' is not a number from %ld to %ld\n",
+                opt, text, min, max);
         return -1;
     }
-    *out = v;
     return 0;
 }
 
