@@ -53,6 +53,10 @@ void tw__gen_unref(tw__gen *g)
     tw_trust_free(g->trust);
     tw_policy_free(g->policy);
     tw_policy_free(g->expect);
+    if (g->vcache != NULL) {
+        tw__vcache_destroy(g->vcache);
+        tw__free(g->vcache);
+    }
     OPENSSL_cleanse(g->keys, sizeof(g->keys));
     tw__free(g);
 }
@@ -230,6 +234,15 @@ tw__gen *tw__gen_new(const tw_config *cfg, int is_server,
         (g->trust = tw_trust_load(cfg->ca_file, cfg->crl_file, err)) == NULL ||
         use_trust(g, err) < 0 || load_policy(g, cfg, err) < 0)
         goto err;
+    if (is_server) {
+        /* Verified client chains, remembered for this generation only. */
+        if ((g->vcache = tw__malloc(sizeof(*g->vcache))) == NULL) {
+            tw__err_nomem(err);
+            goto err;
+        }
+        tw__vcache_init(g->vcache);
+        SSL_CTX_set_cert_verify_callback(g->ctx, tw__vcache_verify, g);
+    }
     if (is_server && cfg->ticket_keys_file != NULL) {
         if (tw__ticket_keys_load(cfg->ticket_keys_file, g->keys, &g->nkeys,
                                  err) < 0)

@@ -32,6 +32,20 @@ typedef struct tw__ticket_key {
 
 #define TW__TICKET_KEYS_MAX 16
 
+/* vcache.c: verified client chains, per generation (see there). */
+#define TW__VCACHE_SLOTS 4096
+#define TW__VCACHE_LOCKS 64
+typedef struct tw__vcache {
+    struct {
+        unsigned char fp[32]; /* SHA-256 of the client certificate */
+        time_t from, until;   /* when the verification holds */
+    } slots[TW__VCACHE_SLOTS];
+    pthread_mutex_t locks[TW__VCACHE_LOCKS];
+} tw__vcache;
+void tw__vcache_init(tw__vcache *vc);
+void tw__vcache_destroy(tw__vcache *vc);
+int tw__vcache_verify(X509_STORE_CTX *xs, void *arg);
+
 typedef struct tw__gen {
     atomic_int refs;
     unsigned id;
@@ -46,6 +60,7 @@ typedef struct tw__gen {
     tw__ticket_key keys[TW__TICKET_KEYS_MAX];
     size_t nkeys;
     time_t cert_not_after, crl_next_update;
+    tw__vcache *vcache;     /* servers only; NULL for clients */
 } tw__gen;
 
 /* Build a generation from cfg.  `keys`/`nkeys`: ticket keys to use when the
