@@ -3,9 +3,11 @@
  */
 #include "ca.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char usage[] =
     "usage: twoway-ca crl --ca DIR --out FILE [--days N]\n"
@@ -81,7 +83,7 @@ int cmd_crl(int argc, char **argv)
     int days = 30, c, rc;
     ca_dir ca = {0};
     tw_revoked *list = NULL;
-    char *names = NULL;
+    char *names = NULL, *staged = NULL;
     size_t count = 0;
     uint64_t number;
     tw_err err;
@@ -117,23 +119,43 @@ int cmd_crl(int argc, char **argv)
         cadb_rollback(ca.db);
         goto fail;
     }
-    /* The number is drawn and the CRL written before COMMIT: a failed write
-     * rolls the number back, so numbers only grow and are never skipped. */
+    /* The number is drawn and the CRL written beside FILE before COMMIT,
+     * and FILE gets it only after COMMIT: a failure anywhere rolls the
+     * number back and leaves FILE as it was, so a published CRL number is
+     * never used twice. */
+    if ((staged = tw__malloc(strlen(out) + sizeof(".new"))) == NULL) {
+        tw__err_nomem(&err);
+        cadb_rollback(ca.db);
+        goto fail;
+    }
+    sprintf(staged, "%s.new", out);
+    unlink(staged);
     if (cadb_next_crl_number(ca.db, &number, &err) < 0 ||
-        tw_crl_write_file(ca.cert, ca.key, list, count, number, days, out,
+        tw_crl_write_file(ca.cert, ca.key, list, count, number, days, staged,
                           &err) < 0) {
         cadb_rollback(ca.db);
         goto fail;
     }
     if (cadb_commit(ca.db, &err) < 0)
         goto fail;
+    if (rename(staged, out) != 0) {
+        tw__err(&err, TW_ERR_IO, "CRL #%llu is in %s but cannot be renamed "
+                "to %s: %s", (unsigned long long)number, staged, out,
+                strerror(errno));
+        tw__free(staged);
+        staged = NULL; /* keep it: it is the published CRL */
+        goto fail;
+    }
     printf("wrote CRL #%llu with %zu revoked -> %s\n",
            (unsigned long long)number, count, out);
     rc = CA_EXIT_OK;
     goto done;
 fail:
     ca_fail("crl", "%s", err.msg);
+    if (staged != NULL)
+        unlink(staged);
 done:
+    tw__free(staged);
     tw__free(list);
     tw__free(names);
     ca_dir_close(&ca);
