@@ -380,12 +380,11 @@ static int measure_load(const options *o, lg_run *run, result *res)
     return 0;
 }
 
-static size_t idle_target;
-
 static int all_held(const lg_run *run)
 {
     /* Also give up when failures outnumber the connections asked for. */
-    return run->held >= idle_target || errors_total(run) >= idle_target;
+    return run->held >= run->idle_target ||
+           errors_total(run) >= run->idle_target;
 }
 
 static int nothing_in_flight(const lg_run *run)
@@ -399,7 +398,7 @@ static int measure_idle(const options *o, lg_run *run, result *res)
     uint64_t t0, t1, cpu0 = 0, cpu1 = 0, rss0 = 0, rss1 = 0, timeout;
     size_t held;
 
-    idle_target = o->connections;
+    run->idle_target = o->connections;
     timeout = (uint64_t)(o->timeout * NS_PER_S);
     if (o->warmup > 0) {
         run->mode = LG_FULL;

@@ -121,6 +121,7 @@ typedef struct lg_run {
     uint64_t errors[LG_ERR_KINDS];
     int error_reported[LG_ERR_KINDS];
     uint64_t held;         /* idle: connections done with their request */
+    uint64_t idle_target;  /* idle: connections to hold */
     char cipher[64], group[32];
 } lg_run;
 

@@ -163,7 +163,14 @@ def table(rows, speed, idle_sizes):
     return "\n".join(lines) + "\n", plot
 
 
-def draw(plot, png):
+def draw(plot, png, floor_us=None):
+    """Grouped bars, log scale; a dashed line at the crypto floor."""
+    floor = ""
+    if floor_us:
+        floor = (f"set arrow from graph 0, first {floor_us:.0f} to graph 1, first {floor_us:.0f} "
+                 f"nohead dt 2 lw 1.5 lc rgb '#444444' front\n"
+                 f"set label 'crypto floor (ECDSA mTLS)' "
+                 f"at graph 0.63, first {floor_us * 0.8:.0f} font ',9' tc rgb '#444444' front\n")
     with tempfile.TemporaryDirectory() as d:
         data = os.path.join(d, "cpu.dat")
         with open(data, "w") as f:
@@ -183,7 +190,7 @@ set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9
 set key top left
-plot '{data}' using 2:xtic(1) title 'twoway' lc rgb '#1f77b4', \\
+{floor}plot '{data}' using 2:xtic(1) title 'twoway' lc rgb '#1f77b4', \\
      '' using 3 title 'nginx' lc rgb '#2ca02c', \\
      '' using 4 title 'Node.js' lc rgb '#d62728'
 """
@@ -206,7 +213,10 @@ def main():
         with open(a.out, "w") as f:
             f.write(text)
     if a.png:
-        draw(plot, a.png)
+        floor = None
+        if {"ecdsa_sign", "ecdsa_verify", "ecdh_x25519"} <= speed.keys():
+            floor = speed["ecdh_x25519"] + speed["ecdsa_sign"] + 2 * speed["ecdsa_verify"]
+        draw(plot, a.png, floor)
 
 
 if __name__ == "__main__":
