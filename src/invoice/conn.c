@@ -53,7 +53,7 @@ static void unlink_conn(inv_conn *c)
 static void conn_free(inv_conn *c)
 {
     tw_conn_free(c->tls);
-    inv_request_free(&c->req);
+    inv_request_free(c->w, &c->req);
     inv_buf_free(&c->out);
     free(c->pending_in);
     free(c);
@@ -114,7 +114,7 @@ void inv_conn_accept(inv_worker *w, int fd, const struct sockaddr *sa)
         free(c);
         return;
     }
-    inv_request_reset(&c->req);
+    inv_request_reset(c->w, &c->req);
     c->state = CONN_HANDSHAKE;
     c->deadline_ms = tw_loop_now_ms() + srv->opt.handshake_timeout_ms;
     c->next = w->conns;
@@ -195,7 +195,7 @@ static int flush(inv_conn *c)
 
 static void request_done(inv_conn *c)
 {
-    inv_request_reset(&c->req);
+    inv_request_reset(c->w, &c->req);
     if (!c->keep_alive) {
         c->state = CONN_CLOSING;
         return;

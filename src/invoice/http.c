@@ -35,21 +35,35 @@ const char *inv_status_text(int status)
     }
 }
 
-void inv_request_reset(inv_request *r)
+static void head_release(inv_worker *w, inv_request *r)
 {
-    char *head = r->head;
+    if (r->head == NULL)
+        return;
+    if (w->head_pool_n < (int)(sizeof(w->head_pool) / sizeof(*w->head_pool)))
+        w->head_pool[w->head_pool_n++] = r->head;
+    else
+        free(r->head);
+    r->head = NULL;
+}
 
+void inv_request_reset(inv_worker *w, inv_request *r)
+{
+    head_release(w, r);
     inv_buf_free(&r->body);
     memset(r, 0, sizeof(*r));
-    r->head = head; /* kept for the next request on this connection */
     http_parser_init(&r->parser, HTTP_REQUEST);
 }
 
-void inv_request_free(inv_request *r)
+void inv_request_free(inv_worker *w, inv_request *r)
 {
-    free(r->head);
-    r->head = NULL;
+    head_release(w, r);
     inv_buf_free(&r->body);
+}
+
+void inv_head_pool_free(inv_worker *w)
+{
+    while (w->head_pool_n > 0)
+        free(w->head_pool[--w->head_pool_n]);
 }
 
 static inv_conn *conn_of(http_parser *p)
@@ -72,8 +86,14 @@ static int head_append(inv_conn *c, const char *at, size_t len)
     inv_request *r = &c->req;
     size_t max = c->w->srv->opt.max_head;
 
-    if (r->head == NULL && (r->head = malloc(max + 1)) == NULL)
-        return fail(c, 500, "out of memory");
+    if (r->head == NULL) {
+        inv_worker *w = c->w;
+
+        r->head = w->head_pool_n > 0 ? w->head_pool[--w->head_pool_n]
+                                     : malloc(max + 1);
+        if (r->head == NULL)
+            return fail(c, 500, "out of memory");
+    }
     if (r->head_len + len > max)
         return fail(c, 431, "the request line and headers are too large");
     memcpy(r->head + r->head_len, at, len);

@@ -241,6 +241,7 @@ static void server_free(inv_server *srv, int sigfd)
         if (w->wake_fd >= 0)
             close(w->wake_fd);
         tw_loop_free(w->loop);
+        inv_head_pool_free(w);
         store_close(w->store);
         store_queue_free(w->queue);
     }

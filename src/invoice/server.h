@@ -83,6 +83,10 @@ struct inv_worker {
     store_queue *queue;
     inv_conn *conns; /* doubly linked list of open connections */
     store_done_fn *post_done; /* answers a POST (inv_conn_post_done) */
+    /* Request-head buffers of --max-head bytes, lent to connections only
+     * while they read a request: idle connections hold none. */
+    char *head_pool[64];
+    int head_pool_n;
     int nconns, max_conns;
     char scratch[16384]; /* TLS reads land here before parsing */
 };
@@ -146,8 +150,11 @@ void inv_conn_sweep(inv_worker *w, long long now_ms);
 void inv_conn_post_done(void *ctx, store_result *r);
 
 /* http.c */
-void inv_request_reset(inv_request *r);
-void inv_request_free(inv_request *r);
+/* Ready for the next request; the head buffer goes back to w's pool. */
+void inv_request_reset(inv_worker *w, inv_request *r);
+void inv_request_free(inv_worker *w, inv_request *r);
+/* Free the pool (the worker is done). */
+void inv_head_pool_free(inv_worker *w);
 /* Feed bytes; returns how many were consumed (stops after a complete
  * request or an error: r->complete / r->error_status). */
 size_t inv_request_feed(inv_conn *c, const char *data, size_t len);

@@ -96,6 +96,17 @@ int tw_conn_handshake(tw_conn *c)
         return want(c, ret, "handshake");
     if ((peer = SSL_get0_peer_certificate(c->ssl)) == NULL)
         return tw__reject(&c->err, TW_REASON_NO_CERTIFICATE, NULL, NULL, NULL);
+    /* A resumed session skipped the chain check: the certificate must still
+     * be within its dates (the CRL and CA are those of this generation,
+     * whose cache the session came from). */
+    if (c->is_server && SSL_session_reused(c->ssl) &&
+        (X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0 ||
+         (c->gen->crl != NULL && X509_CRL_get0_nextUpdate(c->gen->crl) != NULL &&
+          X509_cmp_current_time(X509_CRL_get0_nextUpdate(c->gen->crl)) <= 0)))
+        return tw__reject(&c->err,
+                          X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0
+                              ? TW_REASON_EXPIRED : TW_REASON_CRL_UNUSABLE,
+                          peer, "the client's", "the CRL is past its nextUpdate");
     if ((c->peer = tw__identity_from_x509(peer, &c->err)) == NULL)
         return -1;
     c->done = 1;

@@ -17,6 +17,9 @@
 /* TLS 1.2 suites: forward secrecy and AEAD only. */
 #define TLS12_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL"
 #define GROUPS "X25519:P-256:P-384"
+/* Server session cache: entries and lifetime (seconds). */
+#define SESSION_CACHE_SIZE 20000
+#define SESSION_TIMEOUT 3600
 
 static pthread_once_t index_once = PTHREAD_ONCE_INIT;
 static int ctx_gen_index = -1, ssl_conn_index = -1;
@@ -177,9 +180,12 @@ static int set_tls_options(tw__gen *g, const tw_config *cfg, tw_err *err)
     SSL_CTX_set_security_level(ctx, 2);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
+    /* NO_AUTO_CHAIN: send the chain from the certificate file as it is,
+     * instead of rebuilding it from the trust store on every handshake. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS |
                               SSL_MODE_ENABLE_PARTIAL_WRITE |
-                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_NO_AUTO_CHAIN);
     if (SSL_CTX_set_min_proto_version(ctx, cfg->min_version) != 1 ||
         SSL_CTX_set_max_proto_version(ctx, cfg->max_version) != 1 ||
         SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1 ||
@@ -190,15 +196,36 @@ static int set_tls_options(tw__gen *g, const tw_config *cfg, tw_err *err)
         SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
         /* Required when peers are verified and sessions resumed. */
         SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"twoway", 6);
-        /* Stateless tickets only: no server-side cache to grow. */
-        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
         if (cfg->tickets == 0) {
+            SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
             SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
             SSL_CTX_set_num_tickets(ctx, 0);
-        } else {
+        } else if (cfg->ticket_keys_file != NULL) {
+            /* Stateless tickets, so that instances sharing the keys resume
+             * each other's sessions; the ticket callback checks each one
+             * against the current CRL, expiry and trust anchors. */
+            SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
             SSL_CTX_set_num_tickets(ctx, (size_t)cfg->tickets);
             if (tw__ticket_install(ctx, err) < 0)
                 return -1;
+        } else {
+            /* A bounded in-memory session cache: resuming finds the session
+             * by id instead of decrypting and parsing a ticket, and making a
+             * TLS 1.3 ticket does not serialise the client certificate
+             * (OpenSSL 3.0 parses it back for each stateless ticket).  The
+             * cache belongs to this generation's SSL_CTX, so a reload
+             * starts it empty: no session outlives a CRL or CA change.
+             * Expiry is checked on each resumption (tw_conn_handshake). */
+            SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+            /* A client that closes without close_notify (many do) would
+             * otherwise count as a fatal error and lose its session.
+             * Requests are framed by HTTP, so an early EOF truncates
+             * nothing the server acts on. */
+            SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+            SSL_CTX_sess_set_cache_size(ctx, SESSION_CACHE_SIZE);
+            SSL_CTX_set_timeout(ctx, SESSION_TIMEOUT);
+            SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+            SSL_CTX_set_num_tickets(ctx, (size_t)cfg->tickets);
         }
     } else {
         SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER);

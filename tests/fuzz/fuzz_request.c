@@ -168,7 +168,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     c.fd = -1;
     c.tls = peer_conn;
     snprintf(c.peer, sizeof(c.peer), "127.0.0.1:1");
-    inv_request_reset(&c.req);
+    inv_request_reset(&w, &c.req);
     for (int n = 0; n < 16 && left > 0; n++) {
         size_t used = inv_request_feed(&c, p, left);
 
@@ -193,9 +193,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (c.out.len < 12 || memcmp(c.out.data, "HTTP/1.1 ", 9) != 0)
             abort(); /* every request gets a response */
         inv_buf_free(&c.out);
-        inv_request_reset(&c.req);
+        inv_request_reset(&w, &c.req);
     }
-    inv_request_free(&c.req);
+    inv_request_free(&w, &c.req);
     inv_buf_free(&c.out);
     return 0;
 }

@@ -405,12 +405,22 @@ static void write_crl(struct pki *p, const tw_cert *revoked)
     tw_identity_free(id);
 }
 
+/* Resumption from the session cache (default) or from tickets (with a
+ * shared ticket keys file), on TLS 1.2 and 1.3; a reload that revokes the
+ * client ends resumption for it either way. */
 static void reload_and_resumption(void **state)
 {
     struct pki *p = *state;
-    int versions[] = {TW_TLS_1_2, TW_TLS_1_3};
+    int versions[] = {TW_TLS_1_2, TW_TLS_1_3, TW_TLS_1_2, TW_TLS_1_3};
+    char keys[4096];
 
-    for (int v = 0; v < 2; v++) {
+    th_path(keys, p->dir, "ticket.keys");
+    th_write(keys, "000102030405060708090a0b0c0d0e0f"
+                   "101112131415161718191a1b1c1d1e1f"
+                   "202122232425262728292a2b2c2d2e2f"
+                   "303132333435363738393a3b3c3d3e3f"
+                   "404142434445464748494a4b4c4d4e4f\n", 161);
+    for (int v = 0; v < 4; v++) {
         tw_config *sc = server_config(p, NULL);
         tw_config *cc = client_config(p, p->client_cert, p->client_key,
                                       versions[v]);
@@ -419,6 +429,8 @@ static void reload_and_resumption(void **state)
         struct pair first, second, third;
         tw_err err;
 
+        if (v >= 2)
+            assert_int_equal(tw_config_set_ticket_keys_file(sc, keys), 0);
         assert_non_null(srv = tw_server_new(sc, &err));
         assert_non_null(cli = tw_client_new(cc, &err));
         assert_int_equal(tw_server_generation(srv), 1);
