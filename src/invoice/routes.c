@@ -126,7 +126,18 @@ static void get_invoice(inv_conn *c, const char *number, size_t len)
     }
     memcpy(num, number, len);
     num[len] = '\0';
+    if (c->w->cache != NULL) {
+        const char *json;
+        size_t n;
+
+        if (inv_cache_get(c->w->cache, num, &json, &n)) {
+            inv_reply(c, 200, JSON, json, n, NULL);
+            return;
+        }
+    }
     rc = store_get(c->w->store, num, &b, &err);
+    if (rc == 1 && c->w->cache != NULL)
+        inv_cache_put(c->w->cache, num, b.data, b.len);
     if (rc == 1)
         reply_buf(c, 200, &b, JSON);
     else if (rc == 0)

@@ -242,6 +242,10 @@ static void server_free(inv_server *srv, int sigfd)
             close(w->wake_fd);
         tw_loop_free(w->loop);
         inv_head_pool_free(w);
+        if (w->cache != NULL) {
+            inv_cache_free(w->cache);
+            free(w->cache);
+        }
         store_close(w->store);
         store_queue_free(w->queue);
     }

@@ -5,6 +5,7 @@
 #ifndef TW_INVOICE_SERVER_H
 #define TW_INVOICE_SERVER_H
 
+#include "cache.h"
 #include "loop.h"
 #include "store.h"
 #include "twoway.h"
@@ -87,6 +88,7 @@ struct inv_worker {
      * while they read a request: idle connections hold none. */
     char *head_pool[64];
     int head_pool_n;
+    inv_cache *cache;      /* rendered invoices by number (cache.c) */
     int nconns, max_conns;
     char scratch[16384]; /* TLS reads land here before parsing */
 };

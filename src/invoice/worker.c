@@ -170,6 +170,7 @@ int inv_worker_start(inv_worker *w)
                     &srv->addrlen);
     }
     w->post_done = inv_conn_post_done;
+    w->cache = calloc(1, sizeof(*w->cache)); /* NULL: serve without */
     w->max_conns = (srv->opt.max_conns + srv->nworkers - 1) / srv->nworkers;
     if ((w->loop = tw_loop_new(srv->opt.max_conns + 1024)) == NULL ||
         (w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {

@@ -132,6 +132,7 @@ static void setup(void)
         die("store", err.msg);
     w.srv = &srv;
     w.loop = tw_loop_new(64);
+    w.cache = calloc(1, sizeof(*w.cache));
     tw_cert_free(ca_cert);
     tw_cert_free(scert);
     tw_cert_free(ccert);
