@@ -4,10 +4,12 @@
  * bodies, answered from a real SQLite store and writer thread, for a peer
  * whose identity comes from a real in-process mTLS handshake.
  */
+#define _XOPEN_SOURCE 700 /* nftw */
 #include "server.h"
 #include "tw_internal.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,9 +99,26 @@ static void handshake(const char *ca, const char *scert, const char *skey,
     tw_config_free(cc);
 }
 
+static char scratch[] = "/tmp/twfuzz.XXXXXX";
+
+static int remove_entry(const char *path, const struct stat *st, int flag,
+                        struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* The scratch directory (PKI, database) goes when the fuzzer exits. */
+static void remove_scratch(void)
+{
+    nftw(scratch, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
 static void setup(void)
 {
-    char dir[] = "/tmp/twfuzz.XXXXXX", ca[256], cak[256], sc[256], sk[256];
+    char *dir = scratch, ca[256], cak[256], sc[256], sk[256];
     char cc[256], ck[256], db[300];
     tw_key *ca_key, *skey, *ckey;
     tw_cert *ca_cert, *scert, *ccert;
@@ -107,6 +126,7 @@ static void setup(void)
 
     if (mkdtemp(dir) == NULL)
         die("mkdtemp", "failed");
+    atexit(remove_scratch);
     if ((ca_key = tw_key_generate(NULL, &err)) == NULL ||
         (skey = tw_key_generate(NULL, &err)) == NULL ||
         (ckey = tw_key_generate(NULL, &err)) == NULL)
