@@ -70,13 +70,38 @@ static int query_param(const url_parts *u, const char *name, char *buf,
     return 0;
 }
 
+/* Whether the peer has `role`, decided once per connection and policy
+ * generation (a reload, adopted by tw_conn_refresh, decides again). */
+static int has_role(inv_conn *c, const char *role)
+{
+    static const char *const roles[] = {"read", "write", "metrics"};
+    unsigned gen = tw_conn_generation(c->tls);
+    int bit = 0;
+
+    for (int i = 0; i < 3; i++)
+        if (strcmp(role, roles[i]) == 0)
+            bit = 1 << i;
+    if (bit == 0)
+        return tw_conn_allows(c->tls, role, NULL);
+    if (c->roles_gen != gen) {
+        c->roles_gen = gen;
+        c->roles_known = c->roles = 0;
+    }
+    if (!(c->roles_known & bit)) {
+        c->roles_known |= bit;
+        if (tw_conn_allows(c->tls, role, NULL))
+            c->roles |= bit;
+    }
+    return (c->roles & bit) != 0;
+}
+
 /* Whether the peer has `role`; answers 403 (and logs it) when not. */
 static int require(inv_conn *c, const char *role)
 {
     const tw_identity *id = tw_conn_peer(c->tls);
     char reason[1024];
 
-    if (tw_conn_allows(c->tls, role, NULL))
+    if (has_role(c, role))
         return 1;
     snprintf(reason, sizeof(reason),
              "the client certificate %s (issuer %s, serial %s) has no '%s' "

@@ -134,6 +134,8 @@ struct inv_conn {
     size_t out_off;      /* bytes of out already written */
     char post_number[INV_NUMBER_MAX + 1]; /* the POST with the writer */
     int mask;            /* what the loop watches fd for */
+    unsigned roles_gen;  /* generation roles_known/roles were decided in */
+    int roles_known, roles; /* bits of routes.c's roles, decided once */
     char *pending_in;    /* pipelined bytes not yet parsed */
     size_t pending_len;
     int keep_alive, waiting; /* waiting: a POST is with the writer */

@@ -67,6 +67,7 @@ void tw_conn_free(tw_conn *c)
     X509_free(c->verify_cert);
     tw_identity_free(c->peer);
     tw__free(c->host);
+    tw__free(c->err);
     tw__gen_unref(c->gen);
     tw__free(c);
 }
@@ -95,20 +96,24 @@ int tw_conn_handshake(tw_conn *c)
     if ((ret = SSL_do_handshake(c->ssl)) != 1)
         return want(c, ret, "handshake");
     if ((peer = SSL_get0_peer_certificate(c->ssl)) == NULL)
-        return tw__reject(&c->err, TW_REASON_NO_CERTIFICATE, NULL, NULL, NULL);
+        return tw__reject(tw__conn_errbuf(c), TW_REASON_NO_CERTIFICATE, NULL,
+                          NULL, NULL);
     /* A resumed session skipped the chain check: the certificate must still
      * be within its dates (the CRL and CA are those of this generation,
      * whose cache the session came from). */
     if (c->is_server && SSL_session_reused(c->ssl) &&
         (X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0 ||
-         (c->gen->crl != NULL && X509_CRL_get0_nextUpdate(c->gen->crl) != NULL &&
+         (c->gen->crl != NULL &&
+          X509_CRL_get0_nextUpdate(c->gen->crl) != NULL &&
           X509_cmp_current_time(X509_CRL_get0_nextUpdate(c->gen->crl)) <= 0)))
-        return tw__reject(&c->err,
-                          X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0
-                              ? TW_REASON_EXPIRED : TW_REASON_CRL_UNUSABLE,
-                          peer, "the client's", "the CRL is past its nextUpdate");
-    if ((c->peer = tw__identity_from_x509(peer, &c->err)) == NULL)
-        return -1;
+        return tw__reject(
+            tw__conn_errbuf(c),
+            X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0
+                ? TW_REASON_EXPIRED : TW_REASON_CRL_UNUSABLE,
+            peer, "the client's", "the CRL is past its nextUpdate");
+    if ((c->peer = tw__identity_from_x509(peer, NULL)) == NULL)
+        return tw__err(tw__conn_errbuf(c), TW_ERR_INTERNAL,
+                       "cannot read the peer's certificate (out of memory?)");
     c->done = 1;
     return 0;
 }
@@ -155,9 +160,22 @@ int tw_conn_shutdown(tw_conn *c)
     return want(c, ret, "shutdown");
 }
 
+tw_err *tw__conn_errbuf(tw_conn *c)
+{
+    static _Thread_local tw_err fallback; /* out of memory: keep going */
+
+    if (c->err == NULL && (c->err = tw__calloc(1, sizeof(*c->err))) == NULL) {
+        tw_err_clear(&fallback);
+        return &fallback;
+    }
+    return c->err;
+}
+
 const tw_err *tw_conn_err(const tw_conn *c)
 {
-    return &c->err;
+    static const tw_err none = {TW_ERR_NONE, TW_REASON_NONE, ""};
+
+    return c->err != NULL ? c->err : &none;
 }
 
 const tw_identity *tw_conn_peer(const tw_conn *c)
@@ -233,7 +251,7 @@ int tw_conn_refresh(tw_conn *c)
     peer = SSL_get0_peer_certificate(c->ssl);
     if ((ctx = X509_STORE_CTX_new()) == NULL) {
         tw__gen_unref(g);
-        return tw__err_nomem(&c->err);
+        return tw__err_nomem(tw__conn_errbuf(c));
     }
     ok = peer != NULL &&
          X509_STORE_CTX_init(ctx, tw__trust_store(g->trust), peer,
@@ -249,7 +267,7 @@ int tw_conn_refresh(tw_conn *c)
     tw__gen_unref(c->gen);
     c->gen = g; /* the current policy applies from now on */
     if (!ok)
-        return tw__reject(&c->err, tw__reason_from_x509(code), peer,
+        return tw__reject(tw__conn_errbuf(c), tw__reason_from_x509(code), peer,
                           "the client's",
                           X509_verify_cert_error_string(code));
     return 0;

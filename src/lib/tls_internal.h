@@ -93,7 +93,8 @@ struct tw_conn {
     char *host;
     struct tw_client *client; /* client connections: where sessions go */
     struct tw_server *server; /* server connections: for tw_conn_refresh */
-    tw_err err;
+    tw_err *err; /* allocated on the first failure: idle connections are
+                    the common case and need no 768-byte sentence */
 };
 
 /* server.c: the current generation (a new reference) and its id (no lock). */
@@ -106,7 +107,8 @@ struct tw_client {
     SSL_SESSION *session; /* the newest session, offered for resumption */
 };
 
-/* conn.c */
+/* conn.c: where a connection's failure is written. */
+tw_err *tw__conn_errbuf(tw_conn *c);
 tw_conn *tw__conn_new(tw__gen *g, int fd, int is_server, const char *host,
                       tw_err *err);
 

@@ -46,8 +46,8 @@ int tw__verify_cb(int ok, X509_STORE_CTX *store)
             c->expectation_failed = 1;
             if (c->verify_cert == NULL && X509_up_ref(cert) == 1)
                 c->verify_cert = cert;
-            /* CERT_REJECTED makes OpenSSL send bad_certificate, which the server
-             * can explain, rather than a bare handshake_failure. */
+            /* CERT_REJECTED makes OpenSSL send bad_certificate, which
+             * the server can explain, rather than a handshake_failure. */
             X509_STORE_CTX_set_error(store, X509_V_ERR_CERT_REJECTED);
             return 0;
         }
@@ -89,6 +89,7 @@ const char *tw_tls_alert_name(int code)
 /* The peer refused us: explain the alert in terms of our certificate. */
 static int rejected_by_peer(tw_conn *c, int alert)
 {
+    tw_err *e = tw__conn_errbuf(c); /* only failures get here */
     const char *peer = c->is_server ? "the client" : "the server";
     X509 *own = SSL_get_certificate(c->ssl);
     char *subject = own ? tw__name_text(X509_get_subject_name(own)) : NULL;
@@ -155,7 +156,7 @@ static int rejected_by_peer(tw_conn *c, int alert)
     default:
         snprintf(why, sizeof(why), "the handshake failed on its side");
     }
-    tw__err_reason(&c->err, TW_ERR_REJECTED_BY_PEER, reason,
+    tw__err_reason(e, TW_ERR_REJECTED_BY_PEER, reason,
                    "%s rejected our certificate (TLS alert %s): %s", peer,
                    tw_tls_alert_name(alert), why);
     tw__free(subject);
@@ -165,13 +166,14 @@ static int rejected_by_peer(tw_conn *c, int alert)
 
 static int we_rejected(tw_conn *c)
 {
+    tw_err *e = tw__conn_errbuf(c); /* only failures get here */
     const char *role = c->is_server ? "the client's" : "the server's";
     char detail[600];
 
     if (c->expectation_failed) {
         char *subject = tw__name_text(X509_get_subject_name(c->verify_cert));
 
-        tw__err_reason(&c->err, TW_ERR_PEER_REJECTED, TW_REASON_POLICY_DENIED,
+        tw__err_reason(e, TW_ERR_PEER_REJECTED, TW_REASON_POLICY_DENIED,
                        "%s certificate %s is not the one expected (it does "
                        "not match the expected identity): is this the right "
                        "server?", role, subject ? subject : "?");
@@ -183,13 +185,14 @@ static int we_rejected(tw_conn *c)
     else
         snprintf(detail, sizeof(detail), "%s",
                  X509_verify_cert_error_string(c->verify_error));
-    return tw__reject(&c->err, tw__reason_from_x509(c->verify_error),
+    return tw__reject(e, tw__reason_from_x509(c->verify_error),
                       c->verify_cert,
                       c->verify_depth == 0 ? role : "the issuing CA's", detail);
 }
 
 int tw__conn_fail(tw_conn *c, int ret, const char *what)
 {
+    tw_err *out = tw__conn_errbuf(c); /* only failures get here */
     int ssl_err = SSL_get_error(c->ssl, ret);
     unsigned long e;
     int saved_errno = errno;
@@ -212,33 +215,33 @@ int tw__conn_fail(tw_conn *c, int ret, const char *what)
         switch (r) {
         case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
             ERR_clear_error();
-            return tw__reject(&c->err, TW_REASON_NO_CERTIFICATE, NULL, NULL,
+            return tw__reject(out, TW_REASON_NO_CERTIFICATE, NULL, NULL,
                               NULL);
         case SSL_R_UNSUPPORTED_PROTOCOL:
         case SSL_R_NO_PROTOCOLS_AVAILABLE:
         case SSL_R_WRONG_VERSION_NUMBER:
         case SSL_R_VERSION_TOO_LOW:
             ERR_clear_error();
-            return tw__err_reason(&c->err, TW_ERR_PROTOCOL, TW_REASON_PROTOCOL,
+            return tw__err_reason(out, TW_ERR_PROTOCOL, TW_REASON_PROTOCOL,
                                   "the peer offered only TLS versions below "
                                   "1.2 (twoway speaks TLS 1.2 and 1.3)");
         case SSL_R_HTTP_REQUEST:
             ERR_clear_error();
-            return tw__err_reason(&c->err, TW_ERR_PROTOCOL, TW_REASON_PROTOCOL,
+            return tw__err_reason(out, TW_ERR_PROTOCOL, TW_REASON_PROTOCOL,
                                   "the peer sent plain HTTP to the TLS port: "
                                   "use https://");
         case SSL_R_NO_SHARED_CIPHER:
             ERR_clear_error();
-            return tw__err_reason(&c->err, TW_ERR_PROTOCOL, TW_REASON_PROTOCOL,
+            return tw__err_reason(out, TW_ERR_PROTOCOL, TW_REASON_PROTOCOL,
                                   "no cipher in common with the peer");
         case SSL_R_NO_RENEGOTIATION:
             ERR_clear_error();
-            return tw__err_reason(&c->err, TW_ERR_PROTOCOL, TW_REASON_PROTOCOL,
+            return tw__err_reason(out, TW_ERR_PROTOCOL, TW_REASON_PROTOCOL,
                                   "the peer asked to renegotiate, which "
                                   "twoway refuses");
         default:
             ERR_clear_error();
-            return tw__err_reason(&c->err, TW_ERR_PROTOCOL, TW_REASON_PROTOCOL,
+            return tw__err_reason(out, TW_ERR_PROTOCOL, TW_REASON_PROTOCOL,
                                   "TLS %s failed: %s", what,
                                   ERR_reason_error_string(e)
                                       ? ERR_reason_error_string(e)
@@ -248,13 +251,13 @@ int tw__conn_fail(tw_conn *c, int ret, const char *what)
     if (ssl_err == SSL_ERROR_ZERO_RETURN ||
         (ssl_err == SSL_ERROR_SYSCALL && saved_errno == 0) ||
         (ssl_err == SSL_ERROR_SSL))
-        return tw__err(&c->err, TW_ERR_CLOSED,
+        return tw__err(out, TW_ERR_CLOSED,
                        "the peer closed the connection during the TLS %s",
                        what);
     if (ssl_err == SSL_ERROR_SYSCALL)
-        return tw__err(&c->err,
+        return tw__err(out,
                        saved_errno == ECONNRESET || saved_errno == EPIPE
                            ? TW_ERR_CLOSED : TW_ERR_IO,
                        "TLS %s: %s", what, strerror(saved_errno));
-    return tw__err(&c->err, TW_ERR_PROTOCOL, "TLS %s failed", what);
+    return tw__err(out, TW_ERR_PROTOCOL, "TLS %s failed", what);
 }
