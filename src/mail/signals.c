@@ -8,22 +8,45 @@
 #include "mail.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 volatile sig_atomic_t mail_stop = 0;
 
+/* The handler also writes to a pipe that sleeps wait on: a signal that
+ * lands just before a sleep begins still ends it (the flag alone would be
+ * checked too early and the sleep would run its whole length). */
+static int stop_pipe[2] = {-1, -1};
+
 static void on_stop(int sig)
 {
+    int saved = errno;
+
     mail_stop = sig;
+    if (stop_pipe[1] >= 0 && write(stop_pipe[1], "x", 1) < 0) {
+        /* full or closed: the flag still says it */
+    }
     signal(sig, SIG_DFL);
+    errno = saved;
 }
 
 int mail_signals_install(void)
 {
     struct sigaction sa;
 
+    if (stop_pipe[0] < 0) {
+        if (pipe(stop_pipe) < 0)
+            return -1;
+        for (int i = 0; i < 2; i++) {
+            fcntl(stop_pipe[i], F_SETFL, O_NONBLOCK);
+            fcntl(stop_pipe[i], F_SETFD, FD_CLOEXEC);
+        }
+    }
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_stop;
     sigemptyset(&sa.sa_mask);
@@ -35,10 +58,29 @@ int mail_signals_install(void)
 
 int mail_sleep_ms(long ms)
 {
-    struct timespec left = {ms / 1000, (ms % 1000) * 1000000L};
+    struct timespec start, now;
 
-    while (!mail_stop && nanosleep(&left, &left) < 0 && errno == EINTR)
-        ;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while (!mail_stop) {
+        struct pollfd p = {.fd = stop_pipe[0], .events = POLLIN};
+        long done;
+
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        done = (now.tv_sec - start.tv_sec) * 1000L +
+               (now.tv_nsec - start.tv_nsec) / 1000000L;
+        if (done >= ms)
+            break;
+        if (stop_pipe[0] < 0) {
+            struct timespec left = {(ms - done) / 1000,
+                                    ((ms - done) % 1000) * 1000000L};
+
+            if (nanosleep(&left, NULL) == 0)
+                break;
+            continue;
+        }
+        if (poll(&p, 1, (int)(ms - done > 1000000 ? 1000000 : ms - done)) > 0)
+            break; /* a stop signal arrived */
+    }
     return mail_stop != 0;
 }
 
