@@ -405,7 +405,7 @@ static void a_subject_value_with_a_nul_is_dropped(void **state)
 {
     struct fx *f = *state;
     static const char nul_cn[] = "admin\0.evil";
-    X509 *x = th_raw_cert(X509_VERSION_3, "placeholder", f->ca->x509,
+    X509 *x = th_raw_cert(X509_VERSION_3, "replaced-below", f->ca->x509,
                           f->key->pkey, f->ca_key->pkey, "20200101000000Z",
                           "20991231235959Z", 99);
     X509_NAME *name = X509_NAME_new();
