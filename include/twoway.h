@@ -494,7 +494,10 @@ TW_API int tw_conn_handshake(tw_conn *c) TW_MUST_CHECK;
 TW_API long tw_conn_read(tw_conn *c, void *buf, size_t len) TW_MUST_CHECK;
 TW_API long tw_conn_write(tw_conn *c, const void *buf,
                           size_t len) TW_MUST_CHECK;
-/* Bytes already decrypted and waiting in the connection. */
+/* Nonzero when tw_conn_read() has data without the socket becoming
+ * readable: the bytes already decrypted, or 1 when a received record waits
+ * undecrypted in the connection's buffer.  Check it (or read until
+ * TW_WANT_READ) before waiting on the socket. */
 TW_API size_t tw_conn_pending(const tw_conn *c);
 /* Send close_notify: 0 done, TW_WANT_*, -1. */
 TW_API int tw_conn_shutdown(tw_conn *c);
@@ -502,8 +505,10 @@ TW_API int tw_conn_shutdown(tw_conn *c);
 TW_API void tw_conn_free(tw_conn *c);
 
 TW_API const tw_err *tw_conn_err(const tw_conn *c);
-/* The verified peer's identity after the handshake (NULL before). */
-TW_API const tw_identity *tw_conn_peer(const tw_conn *c);
+/* The verified peer's identity after the handshake (NULL before, or when
+ * out of memory).  Parsed from the certificate on the first call and kept
+ * until tw_conn_free: connections nobody asks about do not hold it. */
+TW_API const tw_identity *tw_conn_peer(tw_conn *c);
 /*
  * Server connections: when the server was reloaded since this connection
  * began, check the peer's certificate again under the current CA, CRL,

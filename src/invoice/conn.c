@@ -238,8 +238,9 @@ static void refused_after_reload(inv_conn *c)
 
     inv_log(srv, "refused peer=%s reason=%s subject=\"%s\" issuer=\"%s\" "
             "serial=%s: %s (after a reload)", c->peer,
-            tw_reason_name(e->reason), tw_identity_subject(id),
-            tw_identity_issuer(id), tw_identity_serial(id), e->msg);
+            tw_reason_name(e->reason), id ? tw_identity_subject(id) : "-",
+            id ? tw_identity_issuer(id) : "-",
+            id ? tw_identity_serial(id) : "-", e->msg);
     if ((unsigned)e->reason < INV_REASONS)
         atomic_fetch_add(&srv->metrics.refusals[e->reason], 1);
     c->keep_alive = 0;
@@ -300,6 +301,7 @@ static void conn_drive(inv_conn *c)
 {
     inv_worker *w = c->w;
     inv_server *srv = w->srv;
+    int drained = 0; /* the last read left nothing behind it */
 
     if (c->state == CONN_LINGER) {
         linger(c);
@@ -344,6 +346,14 @@ static void conn_drive(inv_conn *c)
                 return;
             continue;
         }
+        /* The loop is level-triggered: after a read that did not fill the
+         * buffer, with no record waiting in the TLS buffer, the next
+         * request is announced by epoll.  Reading again now would mostly
+         * cost a read(2) that says EAGAIN, once per request. */
+        if (drained && tw_conn_pending(c->tls) == 0) {
+            set_mask(c, TW_LOOP_READABLE);
+            return;
+        }
         n = tw_conn_read(c->tls, w->scratch, sizeof(w->scratch));
         if (n == TW_WANT_READ) {
             set_mask(c, TW_LOOP_READABLE);
@@ -357,6 +367,7 @@ static void conn_drive(inv_conn *c)
             inv_conn_close(c); /* closed by the client, or an error */
             return;
         }
+        drained = (size_t)n < sizeof(w->scratch);
         if (consume(c, w->scratch, (size_t)n) < 0 && c->fd < 0)
             return;
     }
@@ -374,7 +385,7 @@ void inv_conn_post_done(void *ctx, store_result *r)
     }
     if (r->status == 201 || r->status == 200) {
         snprintf(location, sizeof(location), "Location: /invoices/%s\r\n",
-                 c->post_number);
+                 r->number);
         inv_reply(c, r->status, "application/json",
                   r->body.data ? r->body.data : "", r->body.len, location);
     } else {

@@ -8,6 +8,7 @@
  */
 #include "server.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -128,8 +129,8 @@ static int header_done(inv_conn *c)
         if (vlen == 0 || vlen > INV_KEY_MAX)
             r->idem_key_bad = 1;
         else {
-            memcpy(r->idem_key, value, vlen);
-            r->idem_key[vlen] = '\0';
+            r->idem_key_off = (size_t)(value - r->head);
+            r->idem_key_len = vlen;
         }
     } else if (r->field_len == 6 && strncasecmp(r->field, "Expect", 6) == 0) {
         if (vlen == 12 && strncasecmp(value, "100-continue", 12) == 0)
@@ -255,21 +256,74 @@ size_t inv_request_feed(inv_conn *c, const char *data, size_t len)
     return used;
 }
 
+/* Copy n bytes to p; returns the end (the head is built without printf:
+ * this runs once per response). */
+static char *put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/* The decimal digits of n into buf (at least 20 bytes); their count. */
+static size_t format_size(size_t n, char *buf)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp), len;
+
+    do {
+        tmp[--i] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n > 0);
+    len = sizeof(tmp) - i;
+    memcpy(buf, tmp + i, len);
+    return len;
+}
+
+#define LIT(s) (s), sizeof(s) - 1
+
 int inv_reply(inv_conn *c, int status, const char *content_type,
               const char *body, size_t len, const char *extra_headers)
 {
-    int rc = inv_buf_printf(&c->out,
-                            "HTTP/1.1 %d %s\r\n"
-                            "Content-Type: %s\r\n"
-                            "Content-Length: %zu\r\n"
-                            "%s%s"
-                            "\r\n",
-                            status, inv_status_text(status), content_type, len,
-                            extra_headers ? extra_headers : "",
-                            c->keep_alive ? "" : "Connection: close\r\n");
+    const char *text;
+    size_t text_len, type_len = strlen(content_type);
+    size_t extra_len = extra_headers ? strlen(extra_headers) : 0;
+    char length[24], code[3];
+    size_t length_len = format_size(len, length), head_len;
+    char *p;
 
-    if (rc < 0 || inv_buf_append(&c->out, body, len) < 0)
+    if (status < 100 || status > 599)
+        status = 500;
+    text = inv_status_text(status);
+    text_len = strlen(text);
+    code[0] = (char)('0' + status / 100);
+    code[1] = (char)('0' + status / 10 % 10);
+    code[2] = (char)('0' + status % 10);
+    head_len = sizeof("HTTP/1.1 ") - 1 + 3 + 1 + text_len + 2 +
+               sizeof("Content-Type: ") - 1 + type_len + 2 +
+               sizeof("Content-Length: ") - 1 + length_len + 2 + extra_len +
+               (c->keep_alive ? 0 : sizeof("Connection: close\r\n") - 1) + 2;
+    if (len > SIZE_MAX - head_len ||
+        inv_buf_reserve(&c->out, head_len + len) < 0)
         return -1;
+    p = c->out.data + c->out.len;
+    p = put(p, LIT("HTTP/1.1 "));
+    p = put(p, code, 3);
+    p = put(p, " ", 1);
+    p = put(p, text, text_len);
+    p = put(p, LIT("\r\nContent-Type: "));
+    p = put(p, content_type, type_len);
+    p = put(p, LIT("\r\nContent-Length: "));
+    p = put(p, length, length_len);
+    p = put(p, LIT("\r\n"));
+    if (extra_len > 0)
+        p = put(p, extra_headers, extra_len);
+    if (!c->keep_alive)
+        p = put(p, LIT("Connection: close\r\n"));
+    p = put(p, LIT("\r\n"));
+    if (len > 0)
+        p = put(p, body, len);
+    *p = '\0';
+    c->out.len = (size_t)(p - c->out.data);
     inv_metrics_status(c->w->srv, status);
     inv_log_access(c, status, len);
     return 0;

@@ -25,8 +25,7 @@ static size_t buf_limit(const inv_buf *b)
     return b->max < SIZE_MAX / 2 ? b->max : SIZE_MAX / 2; /* no overflow */
 }
 
-/* Make room for `extra` more bytes plus the NUL that always ends data. */
-static int buf_reserve(inv_buf *b, size_t extra)
+int inv_buf_reserve(inv_buf *b, size_t extra)
 {
     size_t limit = buf_limit(b), need, ncap;
     char *ndata;
@@ -53,7 +52,7 @@ static int buf_reserve(inv_buf *b, size_t extra)
 
 int inv_buf_append(inv_buf *b, const void *data, size_t len)
 {
-    if (buf_reserve(b, len) < 0)
+    if (inv_buf_reserve(b, len) < 0)
         return -1;
     if (len > 0)
         memcpy(b->data + b->len, data, len);
@@ -67,7 +66,7 @@ int inv_buf_printf(inv_buf *b, const char *fmt, ...)
     va_list ap;
     int n;
 
-    if (buf_reserve(b, 0) < 0)
+    if (inv_buf_reserve(b, 0) < 0)
         return -1;
     va_start(ap, fmt);
     n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
@@ -75,7 +74,7 @@ int inv_buf_printf(inv_buf *b, const char *fmt, ...)
     if (n < 0)
         goto err;
     if ((size_t)n >= b->cap - b->len) {
-        if (buf_reserve(b, (size_t)n) < 0)
+        if (inv_buf_reserve(b, (size_t)n) < 0)
             goto err;
         va_start(ap, fmt);
         n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);

@@ -98,11 +98,15 @@ static int has_role(inv_conn *c, const char *role)
 /* Whether the peer has `role`; answers 403 (and logs it) when not. */
 static int require(inv_conn *c, const char *role)
 {
-    const tw_identity *id = tw_conn_peer(c->tls);
+    const tw_identity *id;
     char reason[1024];
 
     if (has_role(c, role))
         return 1;
+    if ((id = tw_conn_peer(c->tls)) == NULL) {
+        inv_reply_error(c, 500, "out of memory");
+        return 0;
+    }
     snprintf(reason, sizeof(reason),
              "the client certificate %s (issuer %s, serial %s) has no '%s' "
              "role: no policy rule grants it to this identity",
@@ -204,7 +208,7 @@ static void post_invoice(inv_conn *c)
 {
     inv_invoice inv;
     const char *field = NULL;
-    char why[256], reason[400];
+    char why[256], reason[400], key[INV_KEY_MAX + 1];
 
     if (c->req.idem_key_bad) {
         inv_reply_error(c, 400, "the Idempotency-Key header must be 1 to 128 "
@@ -218,9 +222,13 @@ static void post_invoice(inv_conn *c)
         inv_reply_error(c, 400, reason);
         return;
     }
-    snprintf(c->post_number, sizeof(c->post_number), "%s", inv.number);
+    key[0] = '\0';
+    if (c->req.idem_key_len > 0) { /* header_done kept it within INV_KEY_MAX */
+        memcpy(key, c->req.head + c->req.idem_key_off, c->req.idem_key_len);
+        key[c->req.idem_key_len] = '\0';
+    }
     if (store_writer_submit(c->w->srv->writer, c->w->queue, &inv,
-                            c->req.idem_key[0] ? c->req.idem_key : NULL,
+                            key[0] ? key : NULL,
                             c->w->post_done, c) < 0) {
         inv_reply_error(c, 503, "the server is shutting down");
         return;
@@ -234,9 +242,17 @@ static void whoami(inv_conn *c)
                                                      "email"};
     static const char *const roles[] = {"read", "write", "metrics"};
     const tw_identity *id = tw_conn_peer(c->tls);
-    json_t *o = json_object(), *sans = json_array(), *granted = json_array();
-    json_t *matched = json_object();
+    json_t *o, *sans, *granted, *matched;
     char *text;
+
+    if (id == NULL) {
+        inv_reply_error(c, 500, "out of memory");
+        return;
+    }
+    o = json_object();
+    sans = json_array();
+    granted = json_array();
+    matched = json_object();
 
     for (int t = 0; t < TW_SAN_TYPES; t++)
         for (size_t i = 0; i < tw_identity_san_count(id, t); i++)

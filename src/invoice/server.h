@@ -115,7 +115,8 @@ typedef struct inv_request {
     int last_was_value;
     char *field;         /* the header field being read, in head */
     size_t field_len;
-    char idem_key[INV_KEY_MAX + 1];
+    size_t idem_key_off; /* Idempotency-Key: head[off..off+len), len 0 = none */
+    size_t idem_key_len;
     int idem_key_bad, expect_continue;
     inv_buf body;
     int complete, error_status;
@@ -132,7 +133,6 @@ struct inv_conn {
     inv_request req;
     inv_buf out;
     size_t out_off;      /* bytes of out already written */
-    char post_number[INV_NUMBER_MAX + 1]; /* the POST with the writer */
     int mask;            /* what the loop watches fd for */
     unsigned roles_gen;  /* generation roles_known/roles were decided in */
     int roles_known, roles; /* bits of routes.c's roles, decided once */

@@ -37,6 +37,9 @@ typedef struct inv_buf {
     char *data;
     size_t len, cap, max;
 } inv_buf;
+/* Make room for `extra` more bytes plus the NUL that always ends data;
+ * -1 past the cap or out of memory. */
+int inv_buf_reserve(inv_buf *b, size_t extra);
 int inv_buf_append(inv_buf *b, const void *data, size_t len);
 int inv_buf_printf(inv_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -92,6 +95,7 @@ typedef struct store_result {
                         was used for another invoice; 500 on error */
     inv_buf body;    /* the stored invoice's JSON (201/200) or an error
                         sentence (409/500); the callback may steal data */
+    char number[INV_NUMBER_MAX + 1]; /* the invoice submitted */
 } store_result;
 typedef void store_done_fn(void *ctx, store_result *result);
 

@@ -577,6 +577,7 @@ int store_writer_submit(store_writer *w, store_queue *q,
     r->inv.lastname[INV_NAME_MAX] = '\0';
     r->inv.email[INV_EMAIL_MAX] = '\0';
     r->inv.currency[3] = '\0';
+    memcpy(r->result.number, r->inv.number, sizeof(r->result.number));
     if (idem_key != NULL && idem_key[0] != '\0') {
         snprintf(r->key, sizeof(r->key), "%s", idem_key);
         if (hash_invoice(&r->inv, r->hash) < 0) {

@@ -72,6 +72,17 @@ void tw_conn_free(tw_conn *c)
     tw__free(c);
 }
 
+/*
+ * SSL_get_error() needs this thread's error queue empty before each I/O
+ * call.  Peeking is a fraction of the cost of clearing (which walks all
+ * sixteen slots), and the queue is nearly always empty already.
+ */
+static void clear_errors(void)
+{
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();
+}
+
 static int want(tw_conn *c, int ret, const char *what)
 {
     switch (SSL_get_error(c->ssl, ret)) {
@@ -91,7 +102,7 @@ int tw_conn_handshake(tw_conn *c)
 
     if (c->done)
         return 0;
-    ERR_clear_error();
+    clear_errors();
     errno = 0;
     if ((ret = SSL_do_handshake(c->ssl)) != 1)
         return want(c, ret, "handshake");
@@ -111,9 +122,9 @@ int tw_conn_handshake(tw_conn *c)
             X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0
                 ? TW_REASON_EXPIRED : TW_REASON_CRL_UNUSABLE,
             peer, "the client's", "the CRL is past its nextUpdate");
-    if ((c->peer = tw__identity_from_x509(peer, NULL)) == NULL)
-        return tw__err(tw__conn_errbuf(c), TW_ERR_INTERNAL,
-                       "cannot read the peer's certificate (out of memory?)");
+    /* The identity is parsed when first asked for (tw_conn_peer): an idle
+     * connection holds the certificate OpenSSL keeps anyway, not a second,
+     * parsed copy of it. */
     c->done = 1;
     return 0;
 }
@@ -123,7 +134,7 @@ long tw_conn_read(tw_conn *c, void *buf, size_t len)
     size_t got = 0;
     int ret;
 
-    ERR_clear_error();
+    clear_errors();
     errno = 0;
     if ((ret = SSL_read_ex(c->ssl, buf, len, &got)) == 1)
         return (long)got;
@@ -137,7 +148,7 @@ long tw_conn_write(tw_conn *c, const void *buf, size_t len)
     size_t put = 0;
     int ret;
 
-    ERR_clear_error();
+    clear_errors();
     errno = 0;
     if ((ret = SSL_write_ex(c->ssl, buf, len, &put)) == 1)
         return (long)put;
@@ -146,14 +157,20 @@ long tw_conn_write(tw_conn *c, const void *buf, size_t len)
 
 size_t tw_conn_pending(const tw_conn *c)
 {
-    return (size_t)SSL_pending(c->ssl);
+    int n = SSL_pending(c->ssl);
+
+    /* With read-ahead a whole record can wait undecrypted in our buffer:
+     * the socket is then not readable, yet tw_conn_read has data. */
+    if (n > 0)
+        return (size_t)n;
+    return SSL_has_pending(c->ssl) ? 1 : 0;
 }
 
 int tw_conn_shutdown(tw_conn *c)
 {
     int ret;
 
-    ERR_clear_error();
+    clear_errors();
     ret = SSL_shutdown(c->ssl);
     if (ret >= 0)
         return 0; /* close_notify sent; we don't wait for the peer's */
@@ -178,34 +195,74 @@ const tw_err *tw_conn_err(const tw_conn *c)
     return c->err != NULL ? c->err : &none;
 }
 
-const tw_identity *tw_conn_peer(const tw_conn *c)
+const tw_identity *tw_conn_peer(tw_conn *c)
 {
+    X509 *peer;
+
+    if (c->peer != NULL || !c->done)
+        return c->peer;
+    if ((peer = SSL_get0_peer_certificate(c->ssl)) != NULL)
+        c->peer = tw__identity_from_x509(peer, NULL); /* NULL: no memory */
     return c->peer;
+}
+
+/*
+ * The peer's identity for one decision: the kept one, else parsed for this
+ * call only (*tmp, freed by the caller).  Roles are decided rarely (once
+ * per connection and role in invoice-server), identities are kept by few.
+ */
+static const tw_identity *peer_for_decision(const tw_conn *c,
+                                            tw_identity **tmp)
+{
+    X509 *peer;
+
+    *tmp = NULL;
+    if (c->peer != NULL || !c->done)
+        return c->peer;
+    if ((peer = SSL_get0_peer_certificate(c->ssl)) != NULL)
+        *tmp = tw__identity_from_x509(peer, NULL);
+    return *tmp;
 }
 
 int tw_conn_allows(const tw_conn *c, const char *role, const char **why)
 {
-    if (c->peer == NULL)
+    const tw_identity *id;
+    tw_identity *tmp;
+    int ok;
+
+    if (!c->done)
         return 0;
     if (c->gen->policy == NULL) {
         if (why != NULL)
             *why = "no policy: every certificate the CA signed";
         return 1;
     }
-    return tw_policy_allows(c->gen->policy, c->peer, role, why);
+    if ((id = peer_for_decision(c, &tmp)) == NULL)
+        return 0; /* out of memory: refuse, never grant */
+    ok = tw_policy_allows(c->gen->policy, id, role, why);
+    tw_identity_free(tmp);
+    return ok;
 }
 
 size_t tw_conn_roles(const tw_conn *c, char *buf, size_t len)
 {
+    const tw_identity *id;
+    tw_identity *tmp;
+    size_t n;
+
     if (len > 0)
         buf[0] = '\0';
-    if (c->peer == NULL)
+    if (!c->done)
         return 0;
     if (c->gen->policy == NULL) {
         snprintf(buf, len, "*");
         return 1;
     }
-    return tw_policy_roles(c->gen->policy, c->peer, buf, len);
+    if ((id = peer_for_decision(c, &tmp)) == NULL)
+        return 0;
+    n = tw_policy_roles(c->gen->policy, id, buf, len);
+    tw_identity_free(tmp);
+    return n;
 }
 
 const char *tw_conn_version(const tw_conn *c)

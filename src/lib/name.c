@@ -217,6 +217,13 @@ char *tw__name_text(const X509_NAME *name)
         out[used] = '\0';
         OPENSSL_free(value);
     }
+    /* Identities keep these strings as long as a connection lives. */
+    if (used + 1 < cap) {
+        char *fit = tw__realloc(out, used + 1);
+
+        if (fit != NULL)
+            out = fit;
+    }
     return out;
 }
 

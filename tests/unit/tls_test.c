@@ -6,6 +6,7 @@
 #include "unit_helpers.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 struct pki {
@@ -342,6 +343,7 @@ static void policy_roles(void **state)
     tw_client *cli;
     struct pair pr;
     const char *why = NULL;
+    const tw_identity *id;
     char roles[64];
     tw_err err;
 
@@ -358,6 +360,50 @@ static void policy_roles(void **state)
     assert_int_equal(tw_conn_allows(pr.s, "metrics", NULL), 0);
     assert_int_equal(tw_conn_roles(pr.s, roles, sizeof(roles)), 1);
     assert_string_equal(roles, "read");
+    /* The decisions above parsed the identity for themselves; asking for
+     * it parses it once and keeps it, and decisions then use the kept one. */
+    id = tw_conn_peer(pr.s);
+    assert_non_null(id);
+    assert_ptr_equal(tw_conn_peer(pr.s), id);
+    assert_string_equal(tw_identity_subject(id), "/CN=localhost/O=MailServer");
+    assert_int_equal(tw_conn_allows(pr.s, "read", NULL), 1);
+    assert_int_equal(tw_conn_allows(pr.s, "write", NULL), 0);
+    done(&pr, srv, cli);
+    tw_config_free(sc);
+    tw_config_free(cc);
+}
+
+/* Records are read ahead: two records arrive in one read(2), the socket is
+ * then empty, and tw_conn_pending says the second is still to be read. */
+static void pending_after_read_ahead(void **state)
+{
+    struct pki *p = *state;
+    tw_config *sc = server_config(p, NULL);
+    tw_config *cc = client_config(p, p->client_cert, p->client_key, TW_TLS_1_3);
+    tw_server *srv;
+    tw_client *cli;
+    struct pair pr;
+    struct pollfd pfd;
+    char buf[64];
+    tw_err err;
+
+    assert_non_null(srv = tw_server_new(sc, &err));
+    assert_non_null(cli = tw_client_new(cc, &err));
+    pair_open(&pr, srv, cli, "localhost");
+    pump(&pr);
+    assert_int_equal(pr.s_rc, 0);
+    assert_int_equal(tw_conn_pending(pr.s), 0);
+    assert_int_equal(tw_conn_write(pr.c, "first", 5), 5);
+    assert_int_equal(tw_conn_write(pr.c, "second", 6), 6);
+    assert_int_equal(tw_conn_read(pr.s, buf, sizeof(buf)), 5);
+    assert_memory_equal(buf, "first", 5);
+    pfd = (struct pollfd){.fd = pr.fds[0], .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, 0), 0); /* nothing left in the socket */
+    assert_true(tw_conn_pending(pr.s) > 0);
+    assert_int_equal(tw_conn_read(pr.s, buf, sizeof(buf)), 6);
+    assert_memory_equal(buf, "second", 6);
+    assert_int_equal(tw_conn_pending(pr.s), 0);
+    assert_int_equal(tw_conn_read(pr.s, buf, sizeof(buf)), TW_WANT_READ);
     done(&pr, srv, cli);
     tw_config_free(sc);
     tw_config_free(cc);
@@ -490,6 +536,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(no_certificate, setup, teardown),
         cmocka_unit_test_setup_teardown(client_refuses_server, setup, teardown),
         cmocka_unit_test_setup_teardown(policy_roles, setup, teardown),
+        cmocka_unit_test_setup_teardown(pending_after_read_ahead, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(config_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(reload_and_resumption, setup, teardown),
     };
