@@ -48,7 +48,7 @@ test-asan:
 # The integration tests again, each program run under Valgrind (memcheck;
 # any error or leak fails the run).
 test-valgrind: build
-	TW_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite" \
+	TW_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --soname-synonyms=somalloc=*tcmalloc* --suppressions=$(CURDIR)/tests/valgrind.supp" \
 	TW_QUICK=1 ctest --test-dir $(BUILD) --output-on-failure -L integration
 
 fuzz-run:

@@ -7,6 +7,7 @@ packages=(
   build-essential cmake pkg-config clang libclang-rt-14-dev llvm
   libssl-dev openssl libsqlite3-dev sqlite3
   libcurl4-openssl-dev curl libhttp-parser-dev libjansson-dev libcmocka-dev
+  libgoogle-perftools-dev
   valgrind nodejs nginx python3 python3-aiosmtpd procps gnuplot-nox
 )
 

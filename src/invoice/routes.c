@@ -20,6 +20,17 @@ static int split_url(const inv_request *r, url_parts *u)
 {
     struct http_parser_url pu;
 
+    /* The common case, a path alone: http_parser_execute has already
+     * checked each byte of the request target, so the path is all of it. */
+    if (r->url_len > 0 && r->head[0] == '/' &&
+        memchr(r->head, '?', r->url_len) == NULL &&
+        memchr(r->head, '#', r->url_len) == NULL) {
+        u->path = r->head;
+        u->path_len = r->url_len;
+        u->query = NULL;
+        u->query_len = 0;
+        return 0;
+    }
     http_parser_url_init(&pu);
     if (http_parser_parse_url(r->head, r->url_len, 0, &pu) != 0 ||
         !(pu.field_set & (1 << UF_PATH)))
