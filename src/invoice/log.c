@@ -62,7 +62,7 @@ void inv_log_refusal(inv_server *srv, const char *peer, const tw_conn *tls)
 void inv_log_access(inv_conn *c, int status, size_t bytes)
 {
     inv_server *srv = c->w->srv;
-    const tw_identity *id = tw_conn_peer(c->tls);
+    const tw_identity *id;
     json_t *o;
     char ts[32], *text, path[1024];
     long long now = tw_loop_now_ms();
@@ -70,6 +70,7 @@ void inv_log_access(inv_conn *c, int status, size_t bytes)
 
     if (srv->access_log == NULL)
         return;
+    id = tw_conn_peer(c->tls); /* parsed once per connection, then kept */
     /* The target as the client sent it, with bytes that are not printable
      * ASCII shown as '?': JSON needs UTF-8, and logs need no surprises. */
     n = c->req.url_len < sizeof(path) - 1 ? c->req.url_len : sizeof(path) - 1;
