@@ -99,7 +99,9 @@ def table(rows, speed, idle_sizes):
         med = {s: median_of(rows.get((row, s), []), "server_cpu_us_per_op") for s in SERVERS}
         cells = []
         for s in SERVERS:
-            cell = fmt_num(med[s])
+            # 9 µs and 10 µs would hide a 10 % difference: one decimal
+            # below 100 µs.
+            cell = fmt_num(med[s], 1 if med[s] is not None and med[s] < 100 else 0)
             share = median_of(rows.get((row, s), []), "resumed_share")
             if row.startswith("resume") and share is not None and share < 0.99:
                 cell += f" ({share:.0%} resumed)"

@@ -3,54 +3,14 @@
 #include "tw_internal.h"
 #include "unit_helpers.h"
 
-struct fx {
-    char *dir;
-    tw_key *key, *other;
-    tw_cert *ca;
-};
-
 static int group_setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-
-    f->key = th_key("ec-p256");
-    f->other = th_key("ed25519");
-    f->ca = th_ca("/O=ABC Inc./CN=Cert CA", f->key);
-    *state = f;
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    struct fx *f = *state;
-
-    tw_cert_free(f->ca);
-    tw_key_free(f->key);
-    tw_key_free(f->other);
-    free(f);
-    return 0;
-}
-
-static int setup(void **state)
-{
-    struct fx *f = *state;
-
-    f->dir = th_mkdtemp();
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-
-    th_rmdir(f->dir);
-    f->dir = NULL;
-    return 0;
+    return th_ca_group_setup(state, "/O=ABC Inc./CN=Cert CA", "ed25519");
 }
 
 static void pem_and_der_parse_to_the_same(void **state)
 {
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
     unsigned char *der = NULL;
     int der_len = i2d_X509(f->ca->x509, &der);
     tw_err err;
@@ -73,7 +33,7 @@ static void pem_and_der_parse_to_the_same(void **state)
 
 static void bad_bytes_are_input(void **state)
 {
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
     static const char bad_pem[] = "-----BEGIN CERTIFICATE-----\nAAAA\n"
                                   "-----END CERTIFICATE-----\n";
     unsigned char *der = NULL, *longer;
@@ -106,7 +66,7 @@ static void bad_bytes_are_input(void **state)
 
 static void load_file_names_the_file(void **state)
 {
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
     char path[4096], expected[4400], *pem;
     size_t len;
     tw_err err;
@@ -144,9 +104,9 @@ static void load_file_names_the_file(void **state)
 
 static void the_first_certificate_of_a_bundle(void **state)
 {
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
     char path[4096];
-    tw_cert *second = th_ca("/CN=second", f->other), *c;
+    tw_cert *second = th_ca("/CN=second", f->key), *c;
     tw_err err;
 
     th_path(path, f->dir, "bundle.pem");
@@ -160,10 +120,10 @@ static void the_first_certificate_of_a_bundle(void **state)
 
 static void written_0644_and_replaced(void **state)
 {
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
     char path[4096], *pem, *back;
     mode_t old = umask(077);
-    tw_cert *second = th_ca("/CN=second", f->other);
+    tw_cert *second = th_ca("/CN=second", f->key);
     tw_err err;
     int rc;
 
@@ -184,16 +144,16 @@ static void written_0644_and_replaced(void **state)
 
 static void matches_key(void **state)
 {
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
 
-    assert_true(tw_cert_matches_key(f->ca, f->key));
-    assert_false(tw_cert_matches_key(f->ca, f->other));
+    assert_true(tw_cert_matches_key(f->ca, f->ca_key));
+    assert_false(tw_cert_matches_key(f->ca, f->key));
     assert_int_equal(ERR_peek_error(), 0);
 }
 
 static void oversized_input_is_refused(void **state)
 {
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
     size_t big = 1024 * 1024 + 1;
     char *data = calloc(1, big);
     char path[4096], expected[4400];
@@ -213,7 +173,7 @@ static void oversized_input_is_refused(void **state)
 }
 
 struct once {
-    struct fx *f;
+    struct th_ca_fixture *f;
     char path[4096];
 };
 
@@ -243,7 +203,8 @@ static void allocation_failures_are_internal(void **state)
     th_alloc_fail_loop(load_once, &o);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) \
+    cmocka_unit_test_setup_teardown(fn, th_ca_test_setup, th_ca_test_teardown)
 
 int main(void)
 {
@@ -257,5 +218,5 @@ int main(void)
         T(oversized_input_is_refused),
         T(allocation_failures_are_internal),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, th_ca_group_teardown);
 }

@@ -3,47 +3,9 @@
 #include "tw_internal.h"
 #include "unit_helpers.h"
 
-struct fx {
-    char *dir;
-    tw_key *ca_key;
-    tw_cert *ca;
-};
-
 static int group_setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-
-    f->ca_key = th_key("ec-p256");
-    f->ca = th_ca("/O=ABC Inc./CN=CRL CA", f->ca_key);
-    *state = f;
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    struct fx *f = *state;
-
-    tw_cert_free(f->ca);
-    tw_key_free(f->ca_key);
-    free(f);
-    return 0;
-}
-
-static int setup(void **state)
-{
-    struct fx *f = *state;
-
-    f->dir = th_mkdtemp();
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-
-    th_rmdir(f->dir);
-    f->dir = NULL;
-    return 0;
+    return th_ca_group_setup(state, "/O=ABC Inc./CN=CRL CA", NULL);
 }
 
 static X509_CRL *read_crl(const char *path)
@@ -124,7 +86,7 @@ static int entry_reason(X509_CRL *crl, const char *serial_hex, time_t when)
 
 static void crl_holds_number_aki_and_entries(void **state)
 {
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
     const tw_revoked revoked[] = {
         {"0A1B", 1600000000, 1},              /* keyCompromise */
         {"ff", 1600000100, -1},               /* no reason */
@@ -191,7 +153,7 @@ static void crl_holds_number_aki_and_entries(void **state)
 
 static void an_empty_crl_and_a_zero_number(void **state)
 {
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
     char path[4096];
     X509_CRL *crl;
     ASN1_INTEGER *num;
@@ -221,7 +183,7 @@ static void signature_follows_the_ca_key(void **state)
         {"ed25519", NID_ED25519},
         {"rsa-2048", NID_sha256WithRSAEncryption},
     };
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char path[4096];
@@ -244,7 +206,7 @@ static void signature_follows_the_ca_key(void **state)
 
 static void a_new_crl_replaces_the_old(void **state)
 {
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
     char path[4096];
     X509_CRL *crl;
     tw_revoked r = {"02", 1600000000, -1};
@@ -266,7 +228,7 @@ static void a_new_crl_replaces_the_old(void **state)
 static void days_out_of_range(void **state)
 {
     static const int bad[] = {0, -1, 3651, 36500};
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
     char path[4096];
 
     th_path(path, f->dir, "ca.crl");
@@ -291,7 +253,7 @@ static void serials_that_are_not_hex_are_refused(void **state)
 {
     static const char *const bad[] = {"", "xyz", "12zz", "0x12", "-12", "12 ",
                                       " 12", "1:2"};
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
     char path[4096];
 
     th_path(path, f->dir, "ca.crl");
@@ -312,7 +274,7 @@ static void serials_that_are_not_hex_are_refused(void **state)
 
 static void missing_directory_is_io(void **state)
 {
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
     char path[4096], expected[4200];
     tw_err err;
 
@@ -327,7 +289,7 @@ static void missing_directory_is_io(void **state)
 /* ------------------------------------------------- allocation failures */
 
 struct once {
-    struct fx *f;
+    struct th_ca_fixture *f;
     char path[4096];
 };
 
@@ -352,7 +314,8 @@ static void allocation_failures_are_internal(void **state)
     assert_int_equal(th_dir_entries(o.f->dir), 1);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) \
+    cmocka_unit_test_setup_teardown(fn, th_ca_test_setup, th_ca_test_teardown)
 
 int main(void)
 {
@@ -367,5 +330,5 @@ int main(void)
         T(missing_directory_is_io),
         T(allocation_failures_are_internal),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, th_ca_group_teardown);
 }

@@ -6,49 +6,9 @@
 
 #include <arpa/inet.h>
 
-struct fx {
-    char *dir;
-    tw_key *ca_key, *key;
-    tw_cert *ca;
-};
-
 static int group_setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-
-    f->ca_key = th_key("ec-p256");
-    f->key = th_key("ec-p256");
-    f->ca = th_ca("/CN=CSR Test CA", f->ca_key);
-    *state = f;
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    struct fx *f = *state;
-
-    tw_cert_free(f->ca);
-    tw_key_free(f->ca_key);
-    tw_key_free(f->key);
-    free(f);
-    return 0;
-}
-
-static int setup(void **state)
-{
-    struct fx *f = *state;
-
-    f->dir = th_mkdtemp();
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-
-    th_rmdir(f->dir);
-    f->dir = NULL;
-    return 0;
+    return th_ca_group_setup(state, "/CN=CSR Test CA", "ec-p256");
 }
 
 /* ------------------------------------------------------------ making */
@@ -150,7 +110,7 @@ static void san_text(X509 *x, char *out, size_t len)
 
 static void valid_csr_gives_subject_key_and_names_only(void **state)
 {
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
     char path[4096], sans[1024], *subject;
     tw_err err;
     tw_certgen *g = tw_certgen_new(&err);
@@ -196,7 +156,7 @@ static void valid_csr_gives_subject_key_and_names_only(void **state)
 
 static void der_csr_without_extensions(void **state)
 {
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
     char path[4096];
     tw_err err;
     tw_key *rsa = th_key("rsa-2048");
@@ -220,7 +180,7 @@ static void der_csr_without_extensions(void **state)
 
 static void ca_false_is_fine(void **state)
 {
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
     char path[4096];
     tw_err err;
     tw_certgen *g = tw_certgen_new(&err);
@@ -263,7 +223,7 @@ static void refused(const char *path, enum tw_error_class cls,
 
 static void ca_true_is_refused(void **state)
 {
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
     char path[4096], expected[4400];
 
     th_path(path, f->dir, "ca.csr");
@@ -291,7 +251,7 @@ static void ca_true_is_refused(void **state)
 /* Names in a CSR pass the same checks as names on the command line. */
 static void bad_requested_names_are_refused(void **state)
 {
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
     const char *bad[] = {"DNS:*", "DNS:a b.example", "email:no-at-sign",
                          "URI:no-scheme"};
     char path[4096], expected[4400];
@@ -313,7 +273,7 @@ static void bad_requested_names_are_refused(void **state)
 
 static void broken_signature_is_refused(void **state)
 {
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
     char path[4096], expected[4400], *der;
     tw_key *other = th_key("ec-p256");
     size_t len;
@@ -344,7 +304,7 @@ static void broken_signature_is_refused(void **state)
 
 static void weak_rsa_key_is_refused(void **state)
 {
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
     char path[4096], expected[4400];
     EVP_PKEY *weak = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024);
 
@@ -361,7 +321,7 @@ static void weak_rsa_key_is_refused(void **state)
 
 static void empty_subject_is_refused(void **state)
 {
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
     char path[4096], expected[4400];
 
     th_path(path, f->dir, "nameless.pem");
@@ -373,7 +333,7 @@ static void empty_subject_is_refused(void **state)
 
 static void garbage_is_refused(void **state)
 {
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
     char path[4096], good[4096], expected[4400], *pem;
     size_t len;
 
@@ -409,7 +369,7 @@ static void garbage_is_refused(void **state)
 
 static void missing_file_is_io(void **state)
 {
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
     char path[4096], expected[4400];
 
     th_path(path, f->dir, "absent.csr");
@@ -439,7 +399,7 @@ static int from_csr_once(void *ctx, tw_err *err)
 
 static void allocation_failures_are_internal(void **state)
 {
-    struct fx *f = *state;
+    struct th_ca_fixture *f = *state;
     char path[4096];
     struct once o = {.path = path};
 
@@ -454,7 +414,8 @@ static void allocation_failures_are_internal(void **state)
     th_alloc_fail_loop(from_csr_once, &o);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) \
+    cmocka_unit_test_setup_teardown(fn, th_ca_test_setup, th_ca_test_teardown)
 
 int main(void)
 {
@@ -471,5 +432,5 @@ int main(void)
         T(missing_file_is_io),
         T(allocation_failures_are_internal),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, th_ca_group_teardown);
 }

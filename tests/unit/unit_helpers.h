@@ -293,6 +293,70 @@ static inline void th_write_certs(const char *path, const tw_cert *const *certs,
     assert_int_equal(fclose(f), 0);
 }
 
+/* ------------------------------------------------------ a CA fixture */
+
+/*
+ * For a test program that works under one CA.  Made once for the group: an
+ * ec-p256 CA key, its self-signed certificate and, when asked for, a second
+ * key that is not the CA's; each test gets a fresh scratch directory.
+ *
+ *     static int group_setup(void **state)
+ *     {
+ *         return th_ca_group_setup(state, "/CN=Some CA", "ed25519");
+ *     }
+ *
+ *     cmocka_unit_test_setup_teardown(fn, th_ca_test_setup, th_ca_test_teardown)
+ *     cmocka_run_group_tests(tests, group_setup, th_ca_group_teardown)
+ */
+struct th_ca_fixture {
+    char *dir; /* the test's scratch directory; NULL outside a test */
+    tw_key *ca_key;
+    tw_cert *ca;
+    tw_key *key; /* not the CA's; NULL when key_type was NULL */
+};
+
+static inline int th_ca_group_setup(void **state, const char *ca_subject,
+                                    const char *key_type)
+{
+    struct th_ca_fixture *f = calloc(1, sizeof(*f));
+
+    assert_non_null(f);
+    f->ca_key = th_key("ec-p256");
+    f->ca = th_ca(ca_subject, f->ca_key);
+    if (key_type != NULL)
+        f->key = th_key(key_type);
+    *state = f;
+    return 0;
+}
+
+static inline int th_ca_group_teardown(void **state)
+{
+    struct th_ca_fixture *f = *state;
+
+    tw_cert_free(f->ca);
+    tw_key_free(f->ca_key);
+    tw_key_free(f->key);
+    free(f);
+    return 0;
+}
+
+static inline int th_ca_test_setup(void **state)
+{
+    struct th_ca_fixture *f = *state;
+
+    f->dir = th_mkdtemp();
+    return 0;
+}
+
+static inline int th_ca_test_teardown(void **state)
+{
+    struct th_ca_fixture *f = *state;
+
+    th_rmdir(f->dir);
+    f->dir = NULL;
+    return 0;
+}
+
 /*
  * Call fn with the n-th allocation failing, for n = 0, 1, ... until it
  * succeeds (returns 0).  Every failure must be TW_ERR_INTERNAL; fn frees
