@@ -72,6 +72,10 @@ int cadb_next_crl_number(sqlite3 *db, uint64_t *number, tw_err *err);
  * The caller stages its files, commits, then gives the files their names,
  * so a crash never leaves a certificate on disk that the index lacks. */
 tw_cert *ca_sign_record(ca_dir *ca, tw_certgen *g, tw_err *err);
+/* A command that writes the index failed with `err`: roll back when its
+ * transaction is still open (`in_tx`), print the message and return the
+ * exit code for its class. */
+int ca_fail_tx(ca_dir *ca, const char *cmd, int in_tx, const tw_err *err);
 
 /* Names asked for on the command line (names.c). */
 #define CA_NAMES_MAX 64
@@ -85,6 +89,59 @@ int ca_names_add(ca_names *n, enum tw_san_type type, const char *value);
 /* Add the names to the template and, for a server certificate without any,
  * the CN as a DNS name.  Bad names are TW_ERR_USAGE. */
 int ca_names_apply(const ca_names *n, tw_certgen *g, int purposes, tw_err *err);
+
+/* The options that issue and sign share, and the template made from them
+ * (certopts.c).  The strings point into argv. */
+typedef struct ca_certopts {
+    const char *ca, *out, *passfile;
+    const char *subject, *keytype; /* issue */
+    const char *csr;               /* sign */
+    int purposes, days, force;
+    ca_names names;
+} ca_certopts;
+
+/* getopt_long entries of the shared options.  A command's table holds these
+ * and its own, and no others: which abbreviations getopt_long accepts
+ * depends on the whole table. */
+#define CA_CERTOPTS_OPTIONS                                                   \
+    {"ca", required_argument, NULL, 'c'},                                     \
+    {"out", required_argument, NULL, 'o'},                                    \
+    {"server", no_argument, NULL, 'S'},                                       \
+    {"client", no_argument, NULL, 'C'},                                       \
+    {"dns", required_argument, NULL, 'D'},                                    \
+    {"ip", required_argument, NULL, 'I'},                                     \
+    {"uri", required_argument, NULL, 'U'},                                    \
+    {"email", required_argument, NULL, 'E'},                                  \
+    {"days", required_argument, NULL, 'd'},                                   \
+    {"passphrase-file", required_argument, NULL, 'p'},                        \
+    {"force", no_argument, NULL, 'f'},                                        \
+    {"help", no_argument, NULL, 'h'}
+/* and the command's own: */
+#define CA_CERTOPTS_SUBJECT {"subject", required_argument, NULL, 's'}
+#define CA_CERTOPTS_KEY {"key", required_argument, NULL, 'k'}
+#define CA_CERTOPTS_CSR {"csr", required_argument, NULL, 'r'}
+
+/* How issue or sign reads its command line. */
+struct option;
+typedef struct ca_certcmd {
+    const char *name;          /* "issue" or "sign" */
+    const char *usage;         /* printed for --help */
+    const struct option *opts; /* its getopt_long table */
+    const char *needs;         /* said when a required option is missing */
+} ca_certcmd;
+
+/* Parse the command line into `o` (days 365 and key ec-p256 unless given).
+ * --ca, --out and a purpose are required, and --subject or --csr, whichever
+ * the table has.  Returns CA_EXIT_OK, CA_EXIT_USAGE after a message, or -1
+ * after printing the usage for --help. */
+int ca_certopts_parse(ca_certopts *o, const ca_certcmd *cmd, int argc,
+                      char **argv);
+/* The template from the options alone, so that their errors come before
+ * the CA is touched: --subject (issue) or the CSR's subject, key and names
+ * (sign), then the purposes, validity and names asked for.  NULL with a
+ * message and the exit code in *rc on failure. */
+tw_certgen *ca_certopts_template(const ca_certopts *o, const char *cmd,
+                                 int *rc);
 
 /* A certificate's SANs as "DNS:a,IP:b" (malloc'd) and purposes as text. */
 char *ca_sans_text(const tw_identity *id);

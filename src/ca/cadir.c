@@ -1,6 +1,6 @@
 /*
- * cadir.c - opening a CA directory (certificate, key, index) and signing
- * with it.
+ * cadir.c - opening a CA directory (certificate, key, index), signing
+ * with it, and failing a command that holds its index's transaction.
  */
 #include "ca.h"
 
@@ -138,4 +138,11 @@ tw_cert *ca_sign_record(ca_dir *ca, tw_certgen *g, tw_err *err)
     }
     tw__err(err, TW_ERR_INTERNAL, "could not draw an unused serial number");
     return NULL;
+}
+
+int ca_fail_tx(ca_dir *ca, const char *cmd, int in_tx, const tw_err *err)
+{
+    if (in_tx)
+        cadb_rollback(ca->db);
+    return ca_fail_err(cmd, err);
 }

@@ -80,7 +80,7 @@ int cmd_crl(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     const char *dir = NULL, *out = NULL, *passfile = NULL;
-    int days = 30, c, rc;
+    int days = 30, c, rc, in_tx = 0;
     ca_dir ca = {0};
     tw_revoked *list = NULL;
     char *names = NULL, *staged = NULL;
@@ -110,13 +110,12 @@ int cmd_crl(int argc, char **argv)
     if ((rc = ca_dir_open(&ca, "crl", dir, passfile, CA_OPEN_SIGN)) !=
         CA_EXIT_OK)
         return rc;
-    rc = CA_EXIT_FAIL;
     if (cadb_begin(ca.db, &err) < 0)
         goto fail;
+    in_tx = 1;
     if (read_revoked(ca.db, &list, &count, &names) < 0) {
         tw__err(&err, TW_ERR_IO, "cannot read %s: %s", ca.db_path,
                 sqlite3_errmsg(ca.db));
-        cadb_rollback(ca.db);
         goto fail;
     }
     /* The number is drawn and the CRL written beside FILE before COMMIT,
@@ -125,19 +124,16 @@ int cmd_crl(int argc, char **argv)
      * never used twice. */
     if ((staged = tw__malloc(strlen(out) + sizeof(".new"))) == NULL) {
         tw__err_nomem(&err);
-        cadb_rollback(ca.db);
         goto fail;
     }
     sprintf(staged, "%s.new", out);
     unlink(staged);
     if (cadb_next_crl_number(ca.db, &number, &err) < 0 ||
         tw_crl_write_file(ca.cert, ca.key, list, count, number, days, staged,
-                          &err) < 0) {
-        cadb_rollback(ca.db);
+                          &err) < 0 ||
+        cadb_commit(ca.db, &err) < 0)
         goto fail;
-    }
-    if (cadb_commit(ca.db, &err) < 0)
-        goto fail;
+    in_tx = 0;
     if (rename(staged, out) != 0) {
         tw__err(&err, TW_ERR_IO, "CRL #%llu is in %s but cannot be renamed "
                 "to %s: %s", (unsigned long long)number, staged, out,
@@ -151,7 +147,7 @@ int cmd_crl(int argc, char **argv)
     rc = CA_EXIT_OK;
     goto done;
 fail:
-    ca_fail("crl", "%s", err.msg);
+    rc = ca_fail_tx(&ca, "crl", in_tx, &err);
     if (staged != NULL)
         unlink(staged);
 done:

@@ -38,112 +38,14 @@ static const char usage[] =
     "  --force                 replace OUTDIR/key.pem and OUTDIR/cert.pem\n"
     "  --help                  show this help\n";
 
-struct issue_args {
-    const char *ca, *out, *subject, *keytype, *passfile;
-    int purposes, days, force;
-    ca_names names;
-};
+static const struct option opts[] = {
+    CA_CERTOPTS_OPTIONS, CA_CERTOPTS_SUBJECT, CA_CERTOPTS_KEY,
+    {NULL, 0, NULL, 0}};
 
-static int parse(int argc, char **argv, struct issue_args *a)
-{
-    static const struct option opts[] = {
-        {"ca", required_argument, NULL, 'c'},
-        {"out", required_argument, NULL, 'o'},
-        {"subject", required_argument, NULL, 's'},
-        {"server", no_argument, NULL, 'S'},
-        {"client", no_argument, NULL, 'C'},
-        {"dns", required_argument, NULL, 'D'},
-        {"ip", required_argument, NULL, 'I'},
-        {"uri", required_argument, NULL, 'U'},
-        {"email", required_argument, NULL, 'E'},
-        {"days", required_argument, NULL, 'd'},
-        {"key", required_argument, NULL, 'k'},
-        {"passphrase-file", required_argument, NULL, 'p'},
-        {"force", no_argument, NULL, 'f'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
-    int c, n = 0;
+static const ca_certcmd issue = {
+    "issue", usage, opts, "give --ca DIR, --out OUTDIR and --subject SUBJECT"};
 
-    memset(a, 0, sizeof(*a));
-    a->keytype = "ec-p256";
-    a->days = 365;
-    optind = 0;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c': a->ca = optarg; break;
-        case 'o': a->out = optarg; break;
-        case 's': a->subject = optarg; break;
-        case 'S': a->purposes |= TW_PURPOSE_SERVER; break;
-        case 'C': a->purposes |= TW_PURPOSE_CLIENT; break;
-        case 'D': n = ca_names_add(&a->names, TW_SAN_DNS, optarg); break;
-        case 'I': n = ca_names_add(&a->names, TW_SAN_IP, optarg); break;
-        case 'U': n = ca_names_add(&a->names, TW_SAN_URI, optarg); break;
-        case 'E': n = ca_names_add(&a->names, TW_SAN_EMAIL, optarg); break;
-        case 'k': a->keytype = optarg; break;
-        case 'p': a->passfile = optarg; break;
-        case 'f': a->force = 1; break;
-        case 'd':
-            if ((a->days = ca_parse_days("issue", optarg, 36500)) < 0)
-                return CA_EXIT_USAGE;
-            break;
-        case 'h': return ca_help(usage), -1;
-        default: return ca_bad_option("issue", c, argv);
-        }
-        if (n < 0) {
-            ca_fail("issue", "more than %d names given", CA_NAMES_MAX);
-            return CA_EXIT_USAGE;
-        }
-    }
-    if (optind != argc) {
-        ca_fail("issue", "unexpected argument '%s' (see `twoway-ca issue --help`)",
-                argv[optind]);
-        return CA_EXIT_USAGE;
-    }
-    if (a->ca == NULL || a->out == NULL || a->subject == NULL) {
-        ca_fail("issue", "give --ca DIR, --out OUTDIR and --subject SUBJECT");
-        return CA_EXIT_USAGE;
-    }
-    if (a->purposes == 0) {
-        ca_fail("issue", "say what the certificate is for: --server, --client, "
-                "or both");
-        return CA_EXIT_USAGE;
-    }
-    if (!tw_key_type_valid(a->keytype)) {
-        ca_fail("issue", "--key: unknown key type '%s': use ec-p256, ec-p384, "
-                "ed25519, rsa-2048, rsa-3072 or rsa-4096", a->keytype);
-        return CA_EXIT_USAGE;
-    }
-    return CA_EXIT_OK;
-}
-
-/* The template, from the command line alone: usage errors come before the
- * CA is touched. */
-static tw_certgen *build_template(const struct issue_args *a, int *rc)
-{
-    tw_name *name;
-    tw_certgen *g = NULL;
-    tw_err err;
-
-    *rc = CA_EXIT_USAGE;
-    if ((name = tw_name_parse(a->subject, &err)) == NULL) {
-        ca_fail("issue", "--subject: %s", err.msg);
-        return NULL;
-    }
-    if ((g = tw_certgen_new(&err)) == NULL ||
-        tw_certgen_set_subject(g, name, &err) < 0 ||
-        tw_certgen_set_purposes(g, a->purposes, &err) < 0 ||
-        tw_certgen_set_days(g, a->days, &err) < 0 ||
-        ca_names_apply(&a->names, g, a->purposes, &err) < 0) {
-        *rc = ca_fail_err("issue", &err);
-        tw_certgen_free(g);
-        g = NULL;
-    }
-    tw_name_free(name);
-    return g;
-}
-
-static int prepare_outdir(const struct issue_args *a, const char *key_path,
+static int prepare_outdir(const ca_certopts *a, const char *key_path,
                           const char *cert_path)
 {
     struct stat st;
@@ -173,7 +75,7 @@ static int prepare_outdir(const struct issue_args *a, const char *key_path,
 
 int cmd_issue(int argc, char **argv)
 {
-    struct issue_args a;
+    ca_certopts a;
     ca_dir ca = {0};
     tw_certgen *g = NULL;
     tw_key *key = NULL;
@@ -185,9 +87,14 @@ int cmd_issue(int argc, char **argv)
     int rc, in_tx = 0;
     tw_err err;
 
-    if ((rc = parse(argc, argv, &a)) != CA_EXIT_OK)
+    if ((rc = ca_certopts_parse(&a, &issue, argc, argv)) != CA_EXIT_OK)
         return rc < 0 ? CA_EXIT_OK : rc;
-    if ((g = build_template(&a, &rc)) == NULL)
+    if (!tw_key_type_valid(a.keytype)) {
+        ca_fail("issue", "--key: unknown key type '%s': use ec-p256, ec-p384, "
+                "ed25519, rsa-2048, rsa-3072 or rsa-4096", a.keytype);
+        return CA_EXIT_USAGE;
+    }
+    if ((g = ca_certopts_template(&a, "issue", &rc)) == NULL)
         return rc;
     if ((rc = ca_dir_open(&ca, "issue", a.ca, a.passfile, CA_OPEN_SIGN)) !=
         CA_EXIT_OK)
@@ -237,10 +144,7 @@ int cmd_issue(int argc, char **argv)
     rc = CA_EXIT_OK;
     goto done;
 fail:
-    if (in_tx)
-        cadb_rollback(ca.db);
-    rc = ca_fail_err("issue", &err) == CA_EXIT_USAGE ? CA_EXIT_USAGE
-                                                      : CA_EXIT_FAIL;
+    rc = ca_fail_tx(&ca, "issue", in_tx, &err);
 done:
     tw__stage_abort(&key_stage);
     tw__stage_abort(&cert_stage);

@@ -73,7 +73,7 @@ int cmd_revoke(int argc, char **argv)
     const char *dir = NULL, *serial_arg = NULL, *cert_path = NULL;
     const char *reason_arg = "unspecified", *passfile = NULL;
     char serial[80], subject[1024];
-    int reason, c, rc;
+    int reason, c, rc, in_tx = 0;
     ca_dir ca = {0};
     sqlite3_stmt *st = NULL;
     tw_err err;
@@ -119,10 +119,9 @@ int cmd_revoke(int argc, char **argv)
         CA_EXIT_OK)
         return rc;
     rc = CA_EXIT_FAIL;
-    if (cadb_begin(ca.db, &err) < 0) {
-        ca_fail("revoke", "%s", err.msg);
-        goto done;
-    }
+    if (cadb_begin(ca.db, &err) < 0)
+        goto fail;
+    in_tx = 1;
     if (sqlite3_prepare_v2(ca.db,
                            "SELECT subject, revoked_at FROM certs WHERE serial=?",
                            -1, &st, NULL) != SQLITE_OK)
@@ -154,10 +153,8 @@ int cmd_revoke(int argc, char **argv)
     sqlite3_bind_text(st, 3, serial, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE)
         goto db_fail;
-    if (cadb_commit(ca.db, &err) < 0) {
-        ca_fail("revoke", "%s", err.msg);
-        goto done;
-    }
+    if (cadb_commit(ca.db, &err) < 0)
+        goto fail;
     printf("revoked %s %s\n", serial, subject);
     rc = CA_EXIT_OK;
     goto done;
@@ -165,6 +162,9 @@ db_fail:
     ca_fail("revoke", "%s: %s", ca.db_path, sqlite3_errmsg(ca.db));
 rollback:
     cadb_rollback(ca.db);
+    goto done;
+fail:
+    rc = ca_fail_tx(&ca, "revoke", in_tx, &err);
 done:
     sqlite3_finalize(st);
     ca_dir_close(&ca);

@@ -30,92 +30,34 @@ static const char usage[] =
     "  --force                 replace an existing CERTFILE\n"
     "  --help                  show this help\n";
 
+static const struct option opts[] = {
+    CA_CERTOPTS_OPTIONS, CA_CERTOPTS_CSR, {NULL, 0, NULL, 0}};
+
+static const ca_certcmd sign = {
+    "sign", usage, opts, "give --ca DIR, --csr FILE and --out CERTFILE"};
+
 int cmd_sign(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"ca", required_argument, NULL, 'c'},
-        {"csr", required_argument, NULL, 'r'},
-        {"out", required_argument, NULL, 'o'},
-        {"server", no_argument, NULL, 'S'},
-        {"client", no_argument, NULL, 'C'},
-        {"dns", required_argument, NULL, 'D'},
-        {"ip", required_argument, NULL, 'I'},
-        {"uri", required_argument, NULL, 'U'},
-        {"email", required_argument, NULL, 'E'},
-        {"days", required_argument, NULL, 'd'},
-        {"passphrase-file", required_argument, NULL, 'p'},
-        {"force", no_argument, NULL, 'f'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
-    const char *dir = NULL, *csr = NULL, *out = NULL, *passfile = NULL;
-    int purposes = 0, days = 365, force = 0, c, n = 0, rc, in_tx = 0;
-    ca_names names = {0};
+    ca_certopts a;
     ca_dir ca = {0};
     tw_certgen *g = NULL;
     tw_cert *cert = NULL;
     tw_identity *id = NULL;
     tw__staged stage = {0};
     char *pem = NULL;
+    int rc, in_tx = 0;
     tw_err err;
 
-    optind = 0;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c': dir = optarg; break;
-        case 'r': csr = optarg; break;
-        case 'o': out = optarg; break;
-        case 'S': purposes |= TW_PURPOSE_SERVER; break;
-        case 'C': purposes |= TW_PURPOSE_CLIENT; break;
-        case 'D': n = ca_names_add(&names, TW_SAN_DNS, optarg); break;
-        case 'I': n = ca_names_add(&names, TW_SAN_IP, optarg); break;
-        case 'U': n = ca_names_add(&names, TW_SAN_URI, optarg); break;
-        case 'E': n = ca_names_add(&names, TW_SAN_EMAIL, optarg); break;
-        case 'p': passfile = optarg; break;
-        case 'f': force = 1; break;
-        case 'd':
-            if ((days = ca_parse_days("sign", optarg, 36500)) < 0)
-                return CA_EXIT_USAGE;
-            break;
-        case 'h': return ca_help(usage);
-        default: return ca_bad_option("sign", c, argv);
-        }
-        if (n < 0) {
-            ca_fail("sign", "more than %d names given", CA_NAMES_MAX);
-            return CA_EXIT_USAGE;
-        }
-    }
-    if (optind != argc) {
-        ca_fail("sign", "unexpected argument '%s' (see `twoway-ca sign --help`)",
-                argv[optind]);
-        return CA_EXIT_USAGE;
-    }
-    if (dir == NULL || csr == NULL || out == NULL) {
-        ca_fail("sign", "give --ca DIR, --csr FILE and --out CERTFILE");
-        return CA_EXIT_USAGE;
-    }
-    if (purposes == 0) {
-        ca_fail("sign", "say what the certificate is for: --server, --client, "
-                "or both");
-        return CA_EXIT_USAGE;
-    }
-    if (!force && access(out, F_OK) == 0) {
+    if ((rc = ca_certopts_parse(&a, &sign, argc, argv)) != CA_EXIT_OK)
+        return rc < 0 ? CA_EXIT_OK : rc;
+    if (!a.force && access(a.out, F_OK) == 0) {
         ca_fail("sign", "%s already exists: not replacing it (give --force)",
-                out);
+                a.out);
         return CA_EXIT_FAIL;
     }
-    if ((g = tw_certgen_new(&err)) == NULL ||
-        tw_certgen_set_purposes(g, purposes, &err) < 0 ||
-        tw_certgen_set_days(g, days, &err) < 0)
-        goto fail;
-    if (tw_certgen_from_csr_file(g, csr, &err) < 0) {
-        ca_fail("sign", "--csr: %s", err.msg);
-        rc = CA_EXIT_FAIL;
-        goto done;
-    }
-    if (ca_names_apply(&names, g, purposes, &err) < 0)
-        goto fail;
-    if ((rc = ca_dir_open(&ca, "sign", dir, passfile, CA_OPEN_SIGN)) !=
+    if ((g = ca_certopts_template(&a, "sign", &rc)) == NULL)
+        return rc;
+    if ((rc = ca_dir_open(&ca, "sign", a.ca, a.passfile, CA_OPEN_SIGN)) !=
         CA_EXIT_OK)
         goto done;
     if (cadb_begin(ca.db, &err) < 0)
@@ -123,7 +65,7 @@ int cmd_sign(int argc, char **argv)
     in_tx = 1;
     if ((cert = ca_sign_record(&ca, g, &err)) == NULL ||
         (pem = tw_cert_to_pem(cert, &err)) == NULL ||
-        tw__stage_file(&stage, out, pem, strlen(pem), 0644, 0, &err) < 0 ||
+        tw__stage_file(&stage, a.out, pem, strlen(pem), 0644, 0, &err) < 0 ||
         cadb_commit(ca.db, &err) < 0)
         goto fail;
     in_tx = 0;
@@ -131,13 +73,11 @@ int cmd_sign(int argc, char **argv)
         (id = tw_identity_from_cert(cert, &err)) == NULL)
         goto fail;
     printf("signed %s %s -> %s\n", tw_identity_serial(id),
-           tw_identity_subject(id), out);
+           tw_identity_subject(id), a.out);
     rc = CA_EXIT_OK;
     goto done;
 fail:
-    if (in_tx)
-        cadb_rollback(ca.db);
-    rc = ca_fail_err("sign", &err);
+    rc = ca_fail_tx(&ca, "sign", in_tx, &err);
 done:
     tw__stage_abort(&stage);
     tw__free(pem);
