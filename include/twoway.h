@@ -289,7 +289,7 @@ TW_API const char *tw_identity_signature_algorithm(const tw_identity *id);
 typedef struct tw_trust tw_trust;
 
 /* Load `ca_path` (PEM, one or more CA certificates) and, when `crl_path` is
- * not NULL, a CRL that must be signed by one of them. */
+ * not NULL, their CRLs (as tw_config_set_crl_file). */
 TW_API tw_trust *tw_trust_load(const char *ca_path, const char *crl_path,
                                tw_err *err) TW_MUST_CHECK;
 TW_API void tw_trust_free(tw_trust *trust);
@@ -403,7 +403,11 @@ TW_API enum tw_error_class tw_config_error_class(const tw_config *cfg);
 
 /* The trust anchors: a PEM file of CA certificates.  Required. */
 TW_API int tw_config_set_ca_file(tw_config *cfg, const char *path) TW_MUST_CHECK;
-/* A CRL (PEM or DER) of one of those CAs; NULL for none. */
+/* The CRLs of those CAs: one (PEM or DER) or several (PEM, one per CA, one
+ * after another); each must be signed by a CA of the CA file, and no CA may
+ * have two.  With CRLs, a certificate whose issuer has none is refused
+ * (crl_unusable), as one whose issuer's CRL is past its nextUpdate.  NULL for
+ * none. */
 TW_API int tw_config_set_crl_file(tw_config *cfg, const char *path) TW_MUST_CHECK;
 /* Our certificate (PEM, optionally followed by intermediates) and key. */
 TW_API int tw_config_set_keypair_file(tw_config *cfg, const char *cert_path,
@@ -463,8 +467,8 @@ TW_API unsigned tw_server_generation(const tw_server *srv);
 /* Whether the current generation has a policy (rules), for start-up
  * warnings ("any certificate the CA signed may read"). */
 TW_API int tw_server_has_policy(const tw_server *srv);
-/* The certificate and CRL of the current generation: expiry times, for
- * metrics (0 when there is no CRL). */
+/* The current generation's certificate expiry and the earliest nextUpdate of
+ * its CRLs, for metrics (0 when there is no CRL). */
 TW_API time_t tw_server_cert_not_after(const tw_server *srv);
 TW_API time_t tw_server_crl_next_update(const tw_server *srv);
 TW_API void tw_server_free(tw_server *srv);

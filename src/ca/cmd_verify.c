@@ -19,7 +19,8 @@ static const char usage[] =
     "`CERTFILE: refused (REASON): SENTENCE` when not.\n"
     "\n"
     "  --ca CAFILE        the trusted CA certificate(s), PEM\n"
-    "  --crl FILE         a CRL of that CA to check revocation against\n"
+    "  --crl FILE         the CRLs of those CAs (one per CA) to check\n"
+    "                     revocation against\n"
     "  --purpose P        client or server (default: any)\n"
     "  --host NAME        the host name or IP address it must name\n"
     "  --help             show this help\n";

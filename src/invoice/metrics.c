@@ -58,7 +58,7 @@ void inv_metrics_render(inv_server *srv, inv_buf *b)
                       "# HELP twoway_certificate_expiry_timestamp_seconds When the server certificate expires.\n"
                       "# TYPE twoway_certificate_expiry_timestamp_seconds gauge\n"
                       "twoway_certificate_expiry_timestamp_seconds %lld\n"
-                      "# HELP twoway_crl_next_update_timestamp_seconds When the CRL must be replaced (0: no CRL).\n"
+                      "# HELP twoway_crl_next_update_timestamp_seconds When the first of the CRLs must be replaced (0: no CRL).\n"
                       "# TYPE twoway_crl_next_update_timestamp_seconds gauge\n"
                       "twoway_crl_next_update_timestamp_seconds %lld\n",
                    atomic_load(&m->reloads), atomic_load(&m->reload_failures),

@@ -114,9 +114,7 @@ int tw_conn_handshake(tw_conn *c)
      * whose cache the session came from). */
     if (c->is_server && SSL_session_reused(c->ssl) &&
         (X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0 ||
-         (c->gen->crl != NULL &&
-          X509_CRL_get0_nextUpdate(c->gen->crl) != NULL &&
-          X509_cmp_current_time(X509_CRL_get0_nextUpdate(c->gen->crl)) <= 0)))
+         tw__gen_crl_stale(c->gen, peer)))
         return tw__reject(
             tw__conn_errbuf(c),
             X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0

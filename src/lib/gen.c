@@ -134,12 +134,45 @@ static int use_trust(tw__gen *g, tw_err *err)
 
         if (crl == NULL)
             continue;
-        g->crl = crl;
         next = X509_CRL_get0_nextUpdate(crl);
-        if (next != NULL && ASN1_TIME_to_tm(next, &tm) == 1)
+        if (next != NULL && ASN1_TIME_to_tm(next, &tm) == 1 &&
+            (g->crl_next_update == 0 || timegm(&tm) < g->crl_next_update))
             g->crl_next_update = timegm(&tm);
     }
     return 0;
+}
+
+/* The CRL of cert's issuer in g, or NULL.  The store is complete when the
+ * generation is built and never changes after: read without a lock. */
+static X509_CRL *issuer_crl(const tw__gen *g, X509 *cert)
+{
+    STACK_OF(X509_OBJECT) *objs =
+        X509_STORE_get0_objects(tw__trust_store(g->trust));
+
+    for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+        X509_CRL *crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, i));
+
+        if (crl != NULL && X509_NAME_cmp(X509_CRL_get_issuer(crl),
+                                         X509_get_issuer_name(cert)) == 0)
+            return crl; /* one per CA: tw_trust_load refuses two */
+    }
+    return NULL;
+}
+
+int tw__gen_revoked(const tw__gen *g, X509 *cert)
+{
+    X509_CRL *crl = issuer_crl(g, cert);
+    X509_REVOKED *rev = NULL;
+
+    return crl != NULL && X509_CRL_get0_by_cert(crl, &rev, cert) == 1;
+}
+
+int tw__gen_crl_stale(const tw__gen *g, X509 *cert)
+{
+    X509_CRL *crl = issuer_crl(g, cert);
+
+    return crl != NULL && X509_CRL_get0_nextUpdate(crl) != NULL &&
+           X509_cmp_current_time(X509_CRL_get0_nextUpdate(crl)) <= 0;
 }
 
 static int use_keypair(tw__gen *g, const tw_config *cfg, tw_err *err)

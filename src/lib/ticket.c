@@ -159,7 +159,6 @@ static int gen_cb(SSL *s, void *arg)
 static int session_still_good(const tw__gen *g, SSL_SESSION *sess)
 {
     X509 *peer = SSL_SESSION_get0_peer(sess);
-    X509_REVOKED *rev = NULL;
     void *appdata = NULL;
     size_t len = 0;
 
@@ -171,13 +170,10 @@ static int session_still_good(const tw__gen *g, SSL_SESSION *sess)
         return 0; /* made under other trust anchors */
     if (X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0)
         return 0;
-    if (g->crl != NULL &&
-        X509_CRL_get0_by_serial(g->crl, &rev,
-                                X509_get0_serialNumber(peer)) == 1)
+    if (tw__gen_revoked(g, peer))
         return 0;
-    if (g->crl != NULL && X509_CRL_get0_nextUpdate(g->crl) != NULL &&
-        X509_cmp_current_time(X509_CRL_get0_nextUpdate(g->crl)) <= 0)
-        return 0; /* a stale CRL fails full handshakes too */
+    if (tw__gen_crl_stale(g, peer))
+        return 0; /* a full handshake decides, by OpenSSL's CRL check */
     return 1;
 }
 

@@ -52,14 +52,14 @@ typedef struct tw__gen {
     int is_server;
     SSL_CTX *ctx;
     tw_trust *trust;
-    X509_CRL *crl;          /* for checks on resumption; NULL when none */
     unsigned char trust_id[8]; /* hash of the CA file: sessions made under
                                   other anchors are not resumed */
     tw_policy *policy;      /* NULL: none configured */
     tw_policy *expect;      /* client: expectations; NULL when none */
     tw__ticket_key keys[TW__TICKET_KEYS_MAX];
     size_t nkeys;
-    time_t cert_not_after, crl_next_update;
+    time_t cert_not_after;
+    time_t crl_next_update; /* the earliest of the CRLs'; 0: no CRL */
     tw__vcache *vcache;     /* servers only; NULL for clients */
 } tw__gen;
 
@@ -69,6 +69,11 @@ tw__gen *tw__gen_new(const tw_config *cfg, int is_server,
                      const tw__ticket_key *keys, size_t nkeys, tw_err *err);
 tw__gen *tw__gen_ref(tw__gen *g);
 void tw__gen_unref(tw__gen *g);
+/* For resumptions, which skip the chain check: whether `cert` is on its
+ * issuer's CRL in g, and whether its issuer's CRL is past its nextUpdate
+ * (a full handshake would refuse it for that: crl_unusable). */
+int tw__gen_revoked(const tw__gen *g, X509 *cert);
+int tw__gen_crl_stale(const tw__gen *g, X509 *cert);
 
 /* ticket.c */
 int tw__ticket_keys_load(const char *path, tw__ticket_key *keys,

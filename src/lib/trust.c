@@ -2,8 +2,9 @@
  * trust.c - trust anchors, CRLs and chain verification.
  *
  * Chains are checked at OpenSSL security level 2: keys of at least 112 bits
- * (RSA >= 2048, EC >= P-224) and no SHA-1 signatures.  A CRL is only taken
- * when one of the trusted CAs signed it.
+ * (RSA >= 2048, EC >= P-224) and no SHA-1 signatures.  A CRL file holds one
+ * CRL (PEM or DER) or several (PEM, one per CA, as nginx's ssl_crl takes
+ * them); each is only taken when one of the trusted CAs signed it.
  */
 #define _GNU_SOURCE /* memmem */
 #include "tw_internal.h"
@@ -76,69 +77,140 @@ done:
     return rc;
 }
 
-static X509_CRL *parse_crl(const char *data, size_t len)
+/* Count the PEM blocks of one type, so that a CRL lost to a bad block in the
+ * middle of a file is an error, not a silent gap. */
+static int count_pem_blocks(const char *data, size_t len, const char *begin)
 {
-    if (memmem(data, len, "-----BEGIN", 10) != NULL) {
-        BIO *bio = BIO_new_mem_buf(data, (int)len);
-        X509_CRL *crl = bio ? PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)
-                            : NULL;
+    size_t blen = strlen(begin);
+    const char *p = data, *end = data + len;
+    int n = 0;
 
-        BIO_free(bio);
-        return crl;
-    } else {
+    while ((p = memmem(p, (size_t)(end - p), begin, blen)) != NULL) {
+        n++;
+        p += blen;
+    }
+    return n;
+}
+
+/* Every CRL in the file, in order: PEM (one or more) or one DER.  NULL with
+ * *err set when a block cannot be read. */
+static STACK_OF(X509_CRL) *parse_crls(const char *data, size_t len,
+                                      const char *path, tw_err *err)
+{
+    STACK_OF(X509_CRL) *crls = sk_X509_CRL_new_null();
+    X509_CRL *crl;
+    int blocks;
+
+    if (crls == NULL) {
+        tw__err_nomem(err);
+        return NULL;
+    }
+    if (memmem(data, len, "-----BEGIN", 10) == NULL) {
         const unsigned char *p = (const unsigned char *)data;
 
-        return d2i_X509_CRL(NULL, &p, (long)len);
+        if ((crl = d2i_X509_CRL(NULL, &p, (long)len)) != NULL &&
+            sk_X509_CRL_push(crls, crl) == 0)
+            X509_CRL_free(crl);
+        blocks = 1;
+    } else {
+        BIO *bio = BIO_new_mem_buf(data, (int)len);
+
+        while (bio != NULL &&
+               (crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL)
+            if (sk_X509_CRL_push(crls, crl) == 0) {
+                X509_CRL_free(crl);
+                break;
+            }
+        BIO_free(bio);
+        blocks = count_pem_blocks(data, len, "-----BEGIN X509 CRL-----");
     }
+    if (sk_X509_CRL_num(crls) == 0 || sk_X509_CRL_num(crls) < blocks) {
+        if (sk_X509_CRL_num(crls) == 0)
+            tw__err_ssl(err, TW_ERR_INPUT,
+                        "%s holds no readable CRL (garbage or truncated PEM?)",
+                        path);
+        else
+            tw__err_ssl(err, TW_ERR_INPUT,
+                        "%s: CRL %d of %d cannot be read (garbage or "
+                        "truncated PEM?)", path, sk_X509_CRL_num(crls) + 1,
+                        blocks);
+        sk_X509_CRL_pop_free(crls, X509_CRL_free);
+        return NULL;
+    }
+    return crls;
+}
+
+/* The trusted CA that issued and signed `crl`, or NULL. */
+static X509 *crl_signer(const tw_trust *t, X509_CRL *crl)
+{
+    for (int i = 0; i < sk_X509_num(t->cas); i++) {
+        X509 *ca = sk_X509_value(t->cas, i);
+
+        if (X509_NAME_cmp(X509_get_subject_name(ca),
+                          X509_CRL_get_issuer(crl)) == 0 &&
+            X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1)
+            return ca;
+    }
+    return NULL;
+}
+
+/* Refuse a CRL we cannot use: not from a trusted CA, or a second one from
+ * the same CA (which of the two would apply is not for us to guess). */
+static int check_crl(const tw_trust *t, STACK_OF(X509_CRL) *crls, int i,
+                     const char *path, tw_err *err)
+{
+    X509_CRL *crl = sk_X509_CRL_value(crls, i);
+    char *issuer;
+    int rc = 0;
+
+    if (crl_signer(t, crl) == NULL)
+        rc = -1;
+    for (int j = 0; rc == 0 && j < i; j++)
+        if (X509_NAME_cmp(X509_CRL_get_issuer(sk_X509_CRL_value(crls, j)),
+                          X509_CRL_get_issuer(crl)) == 0)
+            rc = -2;
+    if (rc == 0)
+        return 0;
+    issuer = tw__name_text(X509_CRL_get_issuer(crl));
+    if (rc == -1)
+        tw__err(err, TW_ERR_INPUT,
+                "the CRL %s (issuer %s) is not signed by a trusted CA: "
+                "give the CRL of the CA in the CA file", path,
+                issuer ? issuer : "?");
+    else
+        tw__err(err, TW_ERR_INPUT,
+                "%s holds two CRLs from %s: keep only the newest (one CRL "
+                "per CA)", path, issuer ? issuer : "?");
+    tw__free(issuer);
+    return -1;
 }
 
 static int load_crl(tw_trust *t, const char *path, tw_err *err)
 {
     size_t len;
     char *data = tw__read_file(path, CRL_FILE_MAX, &len, err);
-    X509_CRL *crl;
-    X509 *signer = NULL;
+    STACK_OF(X509_CRL) *crls;
     int rc = -1;
 
     if (data == NULL)
         return -1;
-    crl = parse_crl(data, len);
+    crls = parse_crls(data, len, path, err);
     tw__free(data);
-    if (crl == NULL) {
-        tw__err_ssl(err, TW_ERR_INPUT,
-                    "%s holds no readable CRL (garbage or truncated PEM?)",
-                    path);
-        return -1;
-    }
-    for (int i = 0; i < sk_X509_num(t->cas); i++) {
-        X509 *ca = sk_X509_value(t->cas, i);
-
-        if (X509_NAME_cmp(X509_get_subject_name(ca),
-                          X509_CRL_get_issuer(crl)) == 0 &&
-            X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1) {
-            signer = ca;
-            break;
+    if (crls == NULL)
+        goto done;
+    for (int i = 0; i < sk_X509_CRL_num(crls); i++)
+        if (check_crl(t, crls, i, path, err) < 0)
+            goto done;
+    for (int i = 0; i < sk_X509_CRL_num(crls); i++)
+        if (X509_STORE_add_crl(t->store, sk_X509_CRL_value(crls, i)) != 1) {
+            tw__err_ssl(err, TW_ERR_INTERNAL, "cannot use the CRL %s", path);
+            goto done;
         }
-    }
-    if (signer == NULL) {
-        char *issuer = tw__name_text(X509_CRL_get_issuer(crl));
-
-        tw__err(err, TW_ERR_INPUT,
-                "the CRL %s (issuer %s) is not signed by a trusted CA: "
-                "give the CRL of the CA in the CA file", path,
-                issuer ? issuer : "?");
-        tw__free(issuer);
-        goto done;
-    }
-    if (X509_STORE_add_crl(t->store, crl) != 1) {
-        tw__err_ssl(err, TW_ERR_INTERNAL, "cannot use the CRL %s", path);
-        goto done;
-    }
     t->has_crl = 1;
     rc = 0;
 done:
     ERR_clear_error();
-    X509_CRL_free(crl);
+    sk_X509_CRL_pop_free(crls, X509_CRL_free);
     return rc;
 }
 

@@ -66,7 +66,7 @@ static void store(tw__vcache *vc, const tw__gen *g, const unsigned char fp[32],
                   X509_STORE_CTX *xs)
 {
     STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(xs);
-    time_t from = 0, until = g->crl != NULL ? g->crl_next_update : 0;
+    time_t from = 0, until = g->crl_next_update; /* 0: no CRL */
     size_t s = slot_of(fp);
 
     for (int i = 0; chain != NULL && i < sk_X509_num(chain); i++) {

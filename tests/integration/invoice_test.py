@@ -585,6 +585,10 @@ def make_pki(tmp):
     # Another company's CA, and a Mail Server certificate from it.
     p.tw("init", "zxc", "--subject", "/O=ZXC Inc./CN=zxc.com")
     p.issue("zxc-mail", "/CN=localhost/O=MailServer", "--client", ca="zxc")
+    # ZXC revokes one of its own: its CRL goes beside ABC's (check 11).
+    p.issue("zxc-revoked", "/CN=zxc-revoked/O=MailServer", "--client", ca="zxc")
+    p.tw("revoke", "--ca", "zxc", "--cert", p.c["zxc-revoked"]["cert"])
+    p.tw("crl", "--ca", "zxc", "--out", p.path("zxc-crl.pem"))
     # Dates twoway-ca refuses to write: openssl ca with the ABC key.
     p.openssl_ca("expired", "/CN=expired/O=MailServer", "20200101000000Z",
                  "20200201000000Z")
@@ -1588,6 +1592,40 @@ def section_resumption(tmp, p):
         srv.stop()
 
 
+def concat(out, *files):
+    with open(out, "wb") as o:
+        for f in files:
+            with open(f, "rb") as i:
+                o.write(i.read())
+    return out
+
+
+def section_two_cas(tmp, p):
+    """Check 11: two CAs in --ca, and one CRL of each in one --crl file."""
+    cas = concat(p.path("two-cas.pem"), p.abc_ca, p.path("zxc", "ca.cert.pem"))
+    crls = concat(p.path("two-crls.pem"), p.path("crl.pem"), p.path("zxc-crl.pem"))
+    srv = Server(tmp, "twocas", ["--cert", p.c["srv"]["cert"], "--key", p.c["srv"]["key"],
+                                 "--ca", cas, "--crl", crls, "--db", p.path("twocas.db")])
+    try:
+        srv.start()
+        ok("two CAs: invoice-server starts with both CRLs in one --crl file")
+    except SetupError as e:
+        fail("two CAs: invoice-server starts with both CRLs in one --crl file", e)
+        return
+    try:
+        for v, vname in ((V12, "1.2"), (V13, "1.3")):
+            for name in ("mail", "zxc-mail"):
+                r, why = try_request(srv.port, p.ctx(name, v), "GET", "/invoices/00095234")
+                check("two CAs: %s client answered on TLS %s" % (name, vname),
+                      r is not None and r.status == 200, why or repr(r))
+            for name in ("revoked", "zxc-revoked"):
+                expect_refused("two CAs: %s client refused on TLS %s (its CA's CRL)"
+                               % (name, vname), srv, p.ctx(name, v), "revoked",
+                               cert_facts(p.c[name]["cert"]))
+    finally:
+        srv.stop()
+
+
 # ------------------------------------------------------------------- main
 
 def main():
@@ -1632,7 +1670,8 @@ def main():
                     ("durability", lambda: section_durability(tmp, p)),
                     ("reload", lambda: section_reload(tmp, p)),
                     ("sigterm", lambda: section_sigterm(tmp, p)),
-                    ("resumption", lambda: section_resumption(tmp, p))]
+                    ("resumption", lambda: section_resumption(tmp, p)),
+                    ("two CAs", lambda: section_two_cas(tmp, p))]
         if seed:
             sections.insert(0, ("seed", lambda: section_seed(tmp, seed)))
         for name, fn in sections:

@@ -426,6 +426,100 @@ static void crl_of_another_ca_is_refused_at_load(void **state)
     tw_key_free(k);
 }
 
+/* Write the files' contents one after the other into `out`. */
+static void concat_files(const char *out, const char *a, const char *b)
+{
+    FILE *o = fopen(out, "w");
+    const char *in[] = {a, b};
+
+    assert_non_null(o);
+    for (int i = 0; i < 2; i++) {
+        FILE *f = fopen(in[i], "r");
+        char buf[4096];
+        size_t n;
+
+        assert_non_null(f);
+        while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+            assert_int_equal(fwrite(buf, 1, n, o), n);
+        fclose(f);
+    }
+    assert_int_equal(fclose(o), 0);
+}
+
+/* Two CAs, one CRL each in one file: each certificate is checked against
+ * its own issuer's CRL; an issuer without a CRL is crl_unusable. */
+static void one_crl_per_ca_in_one_file(void **state)
+{
+    struct fx *f = *state;
+    char crl1[4096], crl2[4096], both[4096];
+    tw_identity *id = tw_identity_from_cert(f->other_server, NULL);
+    tw_revoked r = {.revoked_at = 1700000000, .reason = 1};
+    tw_trust *t;
+    tw_err err;
+
+    assert_non_null(id);
+    r.serial_hex = tw_identity_serial(id);
+    th_path(crl1, f->dir, "ca1.crl");
+    th_path(crl2, f->dir, "ca2.crl");
+    th_path(both, f->dir, "both.crl");
+    assert_int_equal(tw_crl_write_file(f->ca1, f->ca1_key, NULL, 0, 1, 30, crl1,
+                                       &err), 0);
+    assert_int_equal(tw_crl_write_file(f->ca2, f->ca2_key, &r, 1, 1, 30, crl2,
+                                       &err), 0);
+    concat_files(both, crl1, crl2);
+    t = load(f->both_path, both);
+    accepted(t, f->server, TW_PURPOSE_SERVER, "localhost");
+    tw_err_clear(&err);
+    assert_int_equal(tw_trust_verify(t, f->other_server, TW_PURPOSE_SERVER,
+                                     "localhost", &err), -1);
+    assert_int_equal(err.reason, TW_REASON_REVOKED); /* by CA Two's CRL */
+    tw_trust_free(t);
+
+    /* Only CA One's CRL: CA Two's certificates cannot be checked. */
+    t = load(f->both_path, crl1);
+    accepted(t, f->server, TW_PURPOSE_SERVER, "localhost");
+    tw_err_clear(&err);
+    assert_int_equal(tw_trust_verify(t, f->other_server, TW_PURPOSE_SERVER,
+                                     "localhost", &err), -1);
+    assert_int_equal(err.reason, TW_REASON_CRL_UNUSABLE);
+    tw_trust_free(t);
+    tw_identity_free(id);
+    assert_int_equal(ERR_peek_error(), 0);
+}
+
+/* Two CRLs of one CA, or a block that cannot be read after a good CRL: a
+ * load error that says which, never a CRL silently left out. */
+static void crl_files_that_hide_a_crl_are_refused(void **state)
+{
+    struct fx *f = *state;
+    char crl[4096], twice[4096], bad[4096], expected[4400];
+    FILE *o;
+    tw_err err;
+
+    th_path(crl, f->dir, "one.crl");
+    th_path(twice, f->dir, "twice.crl");
+    th_path(bad, f->dir, "bad.crl");
+    assert_int_equal(tw_crl_write_file(f->ca1, f->ca1_key, NULL, 0, 1, 30, crl,
+                                       &err), 0);
+    concat_files(twice, crl, crl);
+    assert_null(tw_trust_load(f->both_path, twice, &err));
+    snprintf(expected, sizeof(expected),
+             "%s holds two CRLs from /O=Test/CN=CA One: keep only the newest "
+             "(one CRL per CA)", twice);
+    th_assert_err(err, TW_ERR_INPUT, expected);
+
+    assert_non_null(o = fopen(bad, "w"));
+    fputs("-----BEGIN X509 CRL-----\nbm90IGEgQ1JM\n-----END X509 CRL-----\n", o);
+    assert_int_equal(fclose(o), 0);
+    concat_files(twice, crl, bad);
+    assert_null(tw_trust_load(f->both_path, twice, &err));
+    assert_int_equal(err.cls, TW_ERR_INPUT);
+    snprintf(expected, sizeof(expected),
+             "%s: CRL 2 of 2 cannot be read (garbage or truncated PEM?)", twice);
+    assert_non_null(strstr(err.msg, expected));
+    assert_int_equal(ERR_peek_error(), 0);
+}
+
 /* A CRL made with OpenSSL, for dates tw_crl_write_file will not write. */
 static void write_raw_crl(const char *path, const tw_cert *ca, EVP_PKEY *key,
                           const char *last, const char *next)
@@ -602,6 +696,8 @@ int main(void)
         cmocka_unit_test(revoked_by_a_crl),
         cmocka_unit_test(an_empty_crl_revokes_nothing),
         cmocka_unit_test(crl_of_another_ca_is_refused_at_load),
+        cmocka_unit_test(one_crl_per_ca_in_one_file),
+        cmocka_unit_test(crl_files_that_hide_a_crl_are_refused),
         cmocka_unit_test(expired_crl_is_crl_unusable),
         cmocka_unit_test(crl_from_the_future_is_crl_unusable),
         cmocka_unit_test(unreadable_ca_and_crl_files),
