@@ -175,14 +175,56 @@ static void reload(inv_server *srv, const char *why)
             tw_server_generation(srv->tls));
 }
 
-/* Wait for signals and file changes until SIGTERM/SIGINT. */
+static void format_utc(time_t t, char *buf, size_t len)
+{
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/*
+ * Say once per generation when a CRL is past its nextUpdate or our own
+ * certificate has expired: clients are then refused (or refuse us) one by
+ * one, and nothing else would tell the operator why before they complain.
+ * Checked at start, after each reload and each time the main thread wakes.
+ */
+static void warn_dates(inv_server *srv)
+{
+    time_t now = time(NULL);
+    time_t crl = tw_server_crl_next_update(srv->tls);
+    time_t cert = tw_server_cert_not_after(srv->tls);
+    unsigned gen = tw_server_generation(srv->tls);
+    char when[32];
+
+    if (crl != 0 && now >= crl && srv->warned_crl_gen != gen) {
+        srv->warned_crl_gen = gen;
+        format_utc(crl, when, sizeof(when));
+        inv_log(srv, "warning: a CRL in %s is past its nextUpdate (%s): the "
+                "clients of its CA are refused (crl_unusable) until a new CRL "
+                "is in place (twoway-ca crl --ca DIR --out %s, then SIGHUP)",
+                srv->opt.crl, when, srv->opt.crl);
+    }
+    if (cert != 0 && now >= cert && srv->warned_cert_gen != gen) {
+        srv->warned_cert_gen = gen;
+        format_utc(cert, when, sizeof(when));
+        inv_log(srv, "warning: the server certificate %s expired on %s: "
+                "clients refuse this server until it has a new one "
+                "(twoway-ca issue ..., then SIGHUP)", srv->opt.cert, when);
+    }
+}
+
+/* Wait for signals and file changes until SIGTERM/SIGINT; check the CRL
+ * and certificate dates at least once a minute. */
 static void supervise(inv_server *srv, int sigfd)
 {
     long long seen = files_mtime(&srv->opt);
 
     for (;;) {
         struct pollfd p = {.fd = sigfd, .events = POLLIN};
-        int timeout = srv->opt.reload_check_ms > 0 ? srv->opt.reload_check_ms : -1;
+        int timeout = srv->opt.reload_check_ms > 0 &&
+                              srv->opt.reload_check_ms < 60000
+                          ? srv->opt.reload_check_ms : 60000;
         int n = poll(&p, 1, timeout);
 
         if (n < 0 && errno != EINTR)
@@ -208,6 +250,7 @@ static void supervise(inv_server *srv, int sigfd)
                 reload(srv, "files changed");
             }
         }
+        warn_dates(srv);
     }
 }
 
@@ -344,6 +387,7 @@ int inv_server_run(const inv_options *o)
                 "--policy FILE)");
     inv_log(srv, "listening on https://%s/ (%d workers, TLS 1.2-1.3, "
             "database %s)", where, srv->nworkers, o->db);
+    warn_dates(srv);
     supervise(srv, sigfd);
     if (!drain(srv)) {
         /* A stuck worker still uses its state: leave without running exit

@@ -65,6 +65,8 @@ typedef struct inv_server {
     int nworkers;
     atomic_int draining;
     time_t started;
+    /* Generations already warned about (main thread only; 0: none). */
+    unsigned warned_crl_gen, warned_cert_gen;
 } inv_server;
 
 /* server.c: run until SIGTERM; the exit code. */

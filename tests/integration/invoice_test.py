@@ -1626,6 +1626,41 @@ def section_two_cas(tmp, p):
         srv.stop()
 
 
+def section_stale_crl(tmp, p):
+    """Check 12: a CRL past its nextUpdate is said at start, once; its CA's
+    clients are refused (crl_unusable) until a fresh CRL and SIGHUP."""
+    crl = p.path("stale-crl.pem")
+    must(["openssl", "ca", "-config", p.path("ossl", "ca.cnf"), "-gencrl",
+          "-crl_lastupdate", "20200101000000Z", "-crl_nextupdate", "20200102000000Z",
+          "-out", crl])
+    srv = Server(tmp, "stalecrl", ["--cert", p.c["srv"]["cert"], "--key", p.c["srv"]["key"],
+                                   "--ca", p.abc_ca, "--crl", crl, "--db", p.path("stale.db"),
+                                   "--reload-check", "0"])
+    try:
+        srv.start()
+    except SetupError as e:
+        fail("stale CRL: server starts", e)
+        return
+    try:
+        warning = r"warning: a CRL in \S+ is past its nextUpdate \(2020-01-02T00:00:00Z\)"
+        check("stale CRL: the start-up log says the CRL is past its nextUpdate",
+              srv.wait_log(warning, 0, timeout=5), srv.log()[-400:])
+        expect_refused("stale CRL: a good client is refused", srv, p.ctx("mail", V13),
+                       "crl_unusable", cert_facts(p.c["mail"]["cert"]))
+        mark = srv.mark()
+        p.tw("crl", "--ca", "abc", "--out", crl)
+        srv.signal(signal.SIGHUP)
+        check("stale CRL: fresh CRL + SIGHUP -> reloaded",
+              srv.wait_log(r"reloaded", mark, timeout=10), srv.why(mark))
+        r, why = try_request(srv.port, p.ctx("mail", V13), "GET", "/invoices/00095234")
+        check("stale CRL: after the fresh CRL the client is answered",
+              r is not None and r.status == 200, why or repr(r))
+        check("stale CRL: the warning was said once, not again after the reload",
+              len(re.findall(warning, srv.log())) == 1, srv.log()[-400:])
+    finally:
+        srv.stop()
+
+
 # ------------------------------------------------------------------- main
 
 def main():
@@ -1671,7 +1706,8 @@ def main():
                     ("reload", lambda: section_reload(tmp, p)),
                     ("sigterm", lambda: section_sigterm(tmp, p)),
                     ("resumption", lambda: section_resumption(tmp, p)),
-                    ("two CAs", lambda: section_two_cas(tmp, p))]
+                    ("two CAs", lambda: section_two_cas(tmp, p)),
+                    ("stale CRL", lambda: section_stale_crl(tmp, p))]
         if seed:
             sections.insert(0, ("seed", lambda: section_seed(tmp, seed)))
         for name, fn in sections:
