@@ -1544,17 +1544,27 @@ def section_sigterm(tmp, p):
 
 # ------------------------------------------------------------- resumption
 
+def start_server(tmp, p, name, label, args):
+    """invoice-server with the ABC server certificate and `args`, started;
+    None (and a failed check) when it does not start."""
+    srv = Server(tmp, name, ["--cert", p.c["srv"]["cert"], "--key", p.c["srv"]["key"]]
+                 + args)
+    try:
+        srv.start()
+        return srv
+    except SetupError as e:
+        fail("%s: server starts" % label, e)
+        return None
+
+
 def section_resumption(tmp, p):
     """Check 10: resumption on TLS 1.2 and 1.3, and never past a revocation."""
     crl = p.path("resume-crl.pem")
     shutil.copy(p.path("crl.pem"), crl)
-    srv = Server(tmp, "resume", ["--cert", p.c["srv"]["cert"], "--key", p.c["srv"]["key"],
-                                 "--ca", p.abc_ca, "--crl", crl, "--db", p.path("resume.db"),
-                                 "--reload-check", "0"])
-    try:
-        srv.start()
-    except SetupError as e:
-        fail("resumption: server starts", e)
+    srv = start_server(tmp, p, "resume", "resumption",
+                       ["--ca", p.abc_ca, "--crl", crl, "--db", p.path("resume.db"),
+                        "--reload-check", "0"])
+    if srv is None:
         return
     try:
         sessions = {}
@@ -1604,14 +1614,11 @@ def section_two_cas(tmp, p):
     """Check 11: two CAs in --ca, and one CRL of each in one --crl file."""
     cas = concat(p.path("two-cas.pem"), p.abc_ca, p.path("zxc", "ca.cert.pem"))
     crls = concat(p.path("two-crls.pem"), p.path("crl.pem"), p.path("zxc-crl.pem"))
-    srv = Server(tmp, "twocas", ["--cert", p.c["srv"]["cert"], "--key", p.c["srv"]["key"],
-                                 "--ca", cas, "--crl", crls, "--db", p.path("twocas.db")])
-    try:
-        srv.start()
-        ok("two CAs: invoice-server starts with both CRLs in one --crl file")
-    except SetupError as e:
-        fail("two CAs: invoice-server starts with both CRLs in one --crl file", e)
+    srv = start_server(tmp, p, "twocas", "two CAs (both CRLs in one --crl file)",
+                       ["--ca", cas, "--crl", crls, "--db", p.path("twocas.db")])
+    if srv is None:
         return
+    ok("two CAs: invoice-server starts with both CRLs in one --crl file")
     try:
         for v, vname in ((V12, "1.2"), (V13, "1.3")):
             for name in ("mail", "zxc-mail"):
@@ -1633,13 +1640,10 @@ def section_stale_crl(tmp, p):
     must(["openssl", "ca", "-config", p.path("ossl", "ca.cnf"), "-gencrl",
           "-crl_lastupdate", "20200101000000Z", "-crl_nextupdate", "20200102000000Z",
           "-out", crl])
-    srv = Server(tmp, "stalecrl", ["--cert", p.c["srv"]["cert"], "--key", p.c["srv"]["key"],
-                                   "--ca", p.abc_ca, "--crl", crl, "--db", p.path("stale.db"),
-                                   "--reload-check", "0"])
-    try:
-        srv.start()
-    except SetupError as e:
-        fail("stale CRL: server starts", e)
+    srv = start_server(tmp, p, "stalecrl", "stale CRL",
+                       ["--ca", p.abc_ca, "--crl", crl, "--db", p.path("stale.db"),
+                        "--reload-check", "0"])
+    if srv is None:
         return
     try:
         warning = r"warning: a CRL in \S+ is past its nextUpdate \(2020-01-02T00:00:00Z\)"
