@@ -82,6 +82,41 @@ def speed_floor(path):
     return out
 
 
+def spread(rows, idle_sizes):
+    """How far the windows behind each median lie apart, and the ratio to
+    nginx repetition by repetition (windows of one repetition are taken
+    close together, so a slow phase of the machine hits both)."""
+    lines = ["| Spread over the windows | twoway (min–max) | nginx (min–max) "
+             "| twoway ÷ nginx by repetition (min–max) |",
+             "|---|--:|--:|--:|"]
+    items = [(row, label.rstrip(" ¹²"), "server_cpu_us_per_op", 1, "µs")
+             for row, label, _, _ in CPU_ROWS]
+    items += [(f"idle{n}", f"Idle memory, {n:,} connections", "rss_per_conn_bytes", 1024, "KiB")
+              for n in idle_sizes]
+    for row, label, key, div, unit in items:
+        by_rep = {}
+        vals = {}
+        for s in ("twoway", "nginx"):
+            for w in rows.get((row, s), []):
+                if w.get("failed") or w.get(key) is None:
+                    continue
+                vals.setdefault(s, []).append(w[key] / div)
+                by_rep.setdefault(w.get("rep"), {})[s] = w[key]
+        if "twoway" not in vals or "nginx" not in vals:
+            continue
+        ratios = [r["twoway"] / r["nginx"] for r in by_rep.values()
+                  if r.get("nginx") and "twoway" in r]
+        def cell(v):
+            digits = 1 if unit == "KiB" or max(v) < 100 else 0
+            return f"{fmt_num(min(v), digits)}–{fmt_num(max(v), digits)} {unit}"
+
+        lines.append(f"| {label} | {cell(vals['twoway'])} | {cell(vals['nginx'])} "
+                     f"| {min(ratios):.2f}×–{max(ratios):.2f}× |" if ratios else
+                     f"| {label} | {cell(vals['twoway'])} | {cell(vals['nginx'])} | n/a |")
+    lines.append("")
+    return lines
+
+
 def table(rows, speed, idle_sizes):
     lines = []
     env = os.environ
@@ -146,6 +181,7 @@ def table(rows, speed, idle_sizes):
                  "handler.  ² No target in issue 6; shown for PRODUCT.md.  "
                  "³ Better than Node.js only.  \"met\" also asks twoway to beat Node.js.")
     lines.append("")
+    lines.extend(spread(rows, idle_sizes))
     # Secondary: throughput, latency, resumption, errors.
     lines.append("| Window medians | server | req/s | p50 µs | p99 µs | resumed | server CPU busy | errors (all windows) |")
     lines.append("|---|---|--:|--:|--:|--:|--:|--:|")
