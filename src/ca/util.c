@@ -14,7 +14,6 @@
 #include <termios.h>
 #include <unistd.h>
 
-#define PASSPHRASE_MAX 1024
 
 void ca_fail(const char *cmd, const char *fmt, ...)
 {
@@ -48,31 +47,17 @@ int ca_parse_days(const char *cmd, const char *text, int max)
 char *ca_passphrase_read(const char *cmd, const char *path)
 {
     tw_err err;
-    size_t len;
-    char *data = tw__read_file(path, PASSPHRASE_MAX, &len, &err);
-    char *pass;
+    char *pass = tw__read_passphrase_file(path, &err);
 
-    if (data == NULL) {
-        ca_fail(cmd, "--passphrase-file: %s", err.msg);
-        return NULL;
-    }
-    data[strcspn(data, "\r\n")] = '\0';
-    if (data[0] == '\0') {
-        ca_fail(cmd, "--passphrase-file %s: the first line is empty", path);
-        tw__free_secret(data, len);
-        return NULL;
-    }
-    pass = tw__strdup(data);
-    tw__free_secret(data, len);
     if (pass == NULL)
-        ca_fail(cmd, "out of memory");
+        ca_fail(cmd, "%s", err.msg);
     return pass;
 }
 
 char *ca_passphrase_ask(const char *prompt)
 {
     struct termios old, quiet;
-    char buf[PASSPHRASE_MAX];
+    char buf[TW__PASSPHRASE_MAX];
     char *pass = NULL;
     FILE *tty;
     int fd;
@@ -105,8 +90,7 @@ char *ca_passphrase_ask(const char *prompt)
 
 void ca_passphrase_free(char *pass)
 {
-    if (pass != NULL)
-        tw__free_secret(pass, strlen(pass));
+    tw__free_passphrase(pass);
 }
 
 char *ca_path_join(const char *dir, const char *name)

@@ -88,6 +88,38 @@ err:
     return NULL;
 }
 
+char *tw__read_passphrase_file(const char *path, tw_err *err)
+{
+    tw_err rerr;
+    size_t len;
+    char *data = tw__read_file(path, TW__PASSPHRASE_MAX, &len, &rerr);
+    char *pass;
+
+    if (data == NULL) {
+        tw__err(err, rerr.cls, "--passphrase-file: %s", rerr.msg);
+        return NULL;
+    }
+    data[strcspn(data, "\r\n")] = '\0';
+    if (data[0] == '\0') {
+        tw__err(err, TW_ERR_USAGE,
+                "--passphrase-file %s: the first line is empty", path);
+        tw__free_secret(data, len);
+        return NULL;
+    }
+    pass = tw__strdup(data);
+    tw__free_secret(data, len);
+    if (pass == NULL)
+        tw__err_nomem(err);
+    return pass;
+}
+
+void tw__free_passphrase(char *pass)
+{
+    if (pass != NULL)
+        tw__free_secret(pass, strlen(pass));
+}
+
+
 void tw__free_secret(void *p, size_t len)
 {
     if (p == NULL)

@@ -206,6 +206,8 @@ mail_https *mail_https_new(const mail_tls_options *o, const mail_self *self,
     SET(CURLOPT_SSLCERTTYPE, "PEM");
     SET(CURLOPT_SSLKEY, o->key);
     SET(CURLOPT_SSLKEYTYPE, "PEM");
+    if (self->key_pass != NULL)
+        SET(CURLOPT_KEYPASSWD, self->key_pass);
     /* Whom we trust: --ca only. */
     SET(CURLOPT_CAINFO, o->ca);
     SET(CURLOPT_CAPATH, NULL);

@@ -7,6 +7,7 @@
  * failure that would blame the network or the peer.
  */
 #include "mail.h"
+#include "tw_internal.h"
 
 #include <curl/curl.h>
 
@@ -20,6 +21,7 @@ void mail_self_clear(mail_self *self)
     tw_identity_free(self->id);
     tw_policy_free(self->expect);
     free(self->host);
+    tw__free_passphrase(self->key_pass);
     memset(self, 0, sizeof(*self));
 }
 
@@ -79,8 +81,19 @@ static int check_keypair(const mail_tls_options *o, mail_self *self,
         mail_err_set(e, MAIL_EXIT_USAGE, "--cert: %s", err.msg);
         goto done;
     }
-    if ((key = tw_key_load_file(o->key, NULL, &err)) == NULL) {
-        mail_err_set(e, MAIL_EXIT_USAGE, "--key: %s", err.msg);
+    if (o->passphrase_file != NULL &&
+        (self->key_pass = tw__read_passphrase_file(o->passphrase_file,
+                                                   &err)) == NULL) {
+        mail_err_set(e, MAIL_EXIT_USAGE, "%s", err.msg);
+        goto done;
+    }
+    if ((key = tw_key_load_file(o->key, self->key_pass, &err)) == NULL) {
+        if (self->key_pass == NULL && tw_key_file_is_encrypted(o->key, NULL) == 1)
+            mail_err_set(e, MAIL_EXIT_USAGE, "--key: the private key %s is "
+                         "encrypted: give its passphrase with "
+                         "--passphrase-file FILE", o->key);
+        else
+            mail_err_set(e, MAIL_EXIT_USAGE, "--key: %s", err.msg);
         goto done;
     }
     if (!tw_cert_matches_key(cert, key)) {

@@ -58,6 +58,7 @@ int mail_err_set(mail_err *e, enum mail_exit code, const char *fmt, ...)
 /* How to reach the invoice server. */
 typedef struct mail_tls_options {
     const char *cert, *key, *ca, *crl;
+    const char *passphrase_file; /* for an encrypted --key; NULL: none */
     const char *expect[MAIL_MAX_EXPECT]; /* --expect-server, any may match */
     int nexpect;
     long connect_timeout_ms, timeout_ms;
@@ -85,6 +86,7 @@ typedef struct mail_self {
     tw_identity *id; /* our certificate's identity */
     tw_policy *expect; /* NULL without --expect-server */
     char *host;        /* host of the URL, lower case, for Message-IDs */
+    char *key_pass;    /* --passphrase-file's passphrase; wiped by clear */
 } mail_self;
 
 /* Check --cert, --key (and that they belong together), --ca, --crl and

@@ -30,6 +30,8 @@
 #define TLS_OPTIONS                                                           \
     "  --cert FILE            our certificate (PEM), e.g. cert.pem\n"         \
     "  --key FILE             its private key (PEM)\n"                        \
+    "  --passphrase-file FILE the key's passphrase (first line), when the\n" \
+    "                         key is encrypted\n"                            \
     "  --ca FILE              the CA that signed the invoice server's\n"      \
     "                         certificate: the only one trusted\n"            \
     "  --crl FILE             a CRL of that CA: refuse revoked servers\n"     \
@@ -100,7 +102,7 @@ enum {
     OPT_CERT = 256, OPT_KEY, OPT_CA, OPT_CRL, OPT_URL, OPT_EXPECT,
     OPT_CONNECT_TIMEOUT, OPT_TIMEOUT, OPT_RETRIES, OPT_STATE, OPT_SMTP,
     OPT_FROM, OPT_INTERVAL, OPT_ONCE, OPT_SMTP_REQUIRE_TLS, OPT_SMTP_CA,
-    OPT_SMTP_INSECURE, OPT_SMTP_TIMEOUT, OPT_HELP
+    OPT_SMTP_INSECURE, OPT_SMTP_TIMEOUT, OPT_PASSPHRASE_FILE, OPT_HELP
 };
 
 static const struct option long_options[] = {
@@ -108,6 +110,7 @@ static const struct option long_options[] = {
     {"key", required_argument, NULL, OPT_KEY},
     {"ca", required_argument, NULL, OPT_CA},
     {"crl", required_argument, NULL, OPT_CRL},
+    {"passphrase-file", required_argument, NULL, OPT_PASSPHRASE_FILE},
     {"url", required_argument, NULL, OPT_URL},
     {"expect-server", required_argument, NULL, OPT_EXPECT},
     {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
@@ -176,6 +179,7 @@ static int parse(mail_options *o, int is_sync, int argc, char **argv)
         case OPT_KEY: o->tls.key = optarg; break;
         case OPT_CA: o->tls.ca = optarg; break;
         case OPT_CRL: o->tls.crl = optarg; break;
+        case OPT_PASSPHRASE_FILE: o->tls.passphrase_file = optarg; break;
         case OPT_URL: o->url = optarg; break;
         case OPT_STATE: o->state = optarg; break;
         case OPT_SMTP: o->smtp = optarg; break;

@@ -280,6 +280,27 @@ expect_exit 0 "--expect-server: one of two rules matches" -- "${MS[@]}" fetch \
 expect_exit 0 "fetch with a CRL that does not list the server" -- "${MS[@]}" fetch \
     "${MAIL_TLS[@]}" --crl abc.crl.pem --url "https://localhost:$MAIN_PORT/"
 
+# An encrypted client key: its passphrase comes from --passphrase-file.
+openssl pkey -in mail/key.pem -aes256 -passout pass:correct-horse -out mail-enc.key.pem
+printf 'correct-horse\n' >pass.txt
+printf 'wrong-horse\n' >wrong-pass.txt
+: >empty-pass.txt
+ENC_TLS=(--cert mail/cert.pem --key mail-enc.key.pem --ca abc/ca.cert.pem)
+expect_exit 0 "encrypted key with --passphrase-file" -- "${MS[@]}" fetch "${ENC_TLS[@]}" \
+    --passphrase-file pass.txt --url "https://localhost:$MAIN_PORT/"
+expect_stdout_contains '"invoice_number":"00095234"' "encrypted key: the seed invoice"
+expect_exit 2 "encrypted key without a passphrase" -- "${MS[@]}" fetch "${ENC_TLS[@]}" \
+    --url "https://localhost:$MAIN_PORT/"
+expect_stderr_contains "mail-enc.key.pem is encrypted: give its passphrase with --passphrase-file FILE" \
+    "encrypted key: the sentence names the option"
+expect_exit 2 "encrypted key, wrong passphrase" -- "${MS[@]}" fetch "${ENC_TLS[@]}" \
+    --passphrase-file wrong-pass.txt --url "https://localhost:$MAIN_PORT/"
+expect_stderr_contains "wrong passphrase for mail-enc.key.pem" "wrong passphrase: the sentence"
+expect_exit 2 "empty passphrase file" -- "${MS[@]}" fetch "${ENC_TLS[@]}" \
+    --passphrase-file empty-pass.txt --url "https://localhost:$MAIN_PORT/"
+expect_stderr_contains "--passphrase-file empty-pass.txt: the first line is empty" \
+    "empty passphrase file: the sentence"
+
 # ---- we refuse the invoice server (exit 4) -----------------------------------
 
 expect_exit 4 "--expect-server not matching" -- "${MS[@]}" fetch "${MAIL_TLS[@]}" \
