@@ -5,6 +5,7 @@
 #include "server.h"
 
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -215,11 +216,39 @@ static void list_invoices(inv_conn *c, const url_parts *u)
     inv_buf_free(&b);
 }
 
+/* Whose Idempotency-Keys these are: the SHA-256 (hex) of the client
+ * certificate's issuer and subject, so that a key one client chose cannot
+ * answer another, and a renewed certificate keeps its client's keys. */
+static int client_scope(inv_conn *c, char out[INV_CLIENT_MAX + 1])
+{
+    const tw_identity *id = tw_conn_peer(c->tls);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_MD_CTX *ctx;
+    int ok;
+
+    if (id == NULL || (ctx = EVP_MD_CTX_new()) == NULL)
+        return -1;
+    ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+         EVP_DigestUpdate(ctx, tw_identity_issuer(id),
+                          strlen(tw_identity_issuer(id)) + 1) == 1 &&
+         EVP_DigestUpdate(ctx, tw_identity_subject(id),
+                          strlen(tw_identity_subject(id))) == 1 &&
+         EVP_DigestFinal_ex(ctx, md, &len) == 1 && len * 2 <= INV_CLIENT_MAX;
+    EVP_MD_CTX_free(ctx);
+    if (!ok)
+        return -1;
+    for (unsigned int i = 0; i < len; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
 static void post_invoice(inv_conn *c)
 {
     inv_invoice inv;
     const char *field = NULL;
     char why[256], reason[400], key[INV_KEY_MAX + 1];
+    char client[INV_CLIENT_MAX + 1] = "";
 
     if (c->req.idem_key_bad) {
         inv_reply_error(c, 400, "the Idempotency-Key header must be 1 to 128 "
@@ -238,8 +267,12 @@ static void post_invoice(inv_conn *c)
         memcpy(key, c->req.head + c->req.idem_key_off, c->req.idem_key_len);
         key[c->req.idem_key_len] = '\0';
     }
+    if (key[0] != '\0' && client_scope(c, client) < 0) {
+        inv_reply_error(c, 500, "out of memory");
+        return;
+    }
     if (store_writer_submit(c->w->srv->writer, c->w->queue, &inv,
-                            key[0] ? key : NULL,
+                            key[0] ? key : NULL, client,
                             c->w->post_done, c) < 0) {
         inv_reply_error(c, 503, "the server is shutting down");
         return;

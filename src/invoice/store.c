@@ -28,6 +28,17 @@ struct tw_store {
     char *path;
 };
 
+/* Idempotency-Keys belong to a client (SHA-256 of its certificate's
+ * issuer and subject): two clients may use the same key. */
+#define IDEMPOTENCY_TABLE(name)                                              \
+    "CREATE TABLE " name "("                                                 \
+    "  client TEXT NOT NULL,"                                                \
+    "  key TEXT NOT NULL,"                                                   \
+    "  number TEXT NOT NULL,"                                                \
+    "  request_hash TEXT NOT NULL,"                                          \
+    "  created_at INTEGER,"                                                  \
+    "  PRIMARY KEY(client, key))"
+
 static const char schema_sql[] =
     "CREATE TABLE meta("
     "  key TEXT PRIMARY KEY,"
@@ -41,11 +52,8 @@ static const char schema_sql[] =
     "  amount_minor INTEGER NOT NULL CHECK(amount_minor >= 0),"
     "  currency TEXT NOT NULL,"
     "  created_at INTEGER NOT NULL);" /* unix seconds, UTC */
-    "CREATE TABLE idempotency("
-    "  key TEXT PRIMARY KEY,"
-    "  number TEXT NOT NULL,"
-    "  request_hash TEXT NOT NULL,"
-    "  created_at INTEGER);"
+    IDEMPOTENCY_TABLE("idempotency")
+    ";"
     "INSERT INTO meta VALUES('application', '" STORE__APPLICATION "'),"
     "                       ('schema_version', '" STORE__SCHEMA_VERSION "');";
 
@@ -373,6 +381,16 @@ static int insert_seed(sqlite3 *db, const char *path, tw_err *err)
     return 0;
 }
 
+/* End the transaction: COMMIT when `ok`, else (or when COMMIT fails)
+ * ROLLBACK and -1, *err already said why. */
+static int commit_if(sqlite3 *db, const char *path, int ok, tw_err *err)
+{
+    if (ok && exec(db, path, "COMMIT", err) == 0)
+        return 0;
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}
+
 /* Tables and the seed in one transaction, unless another process got there
  * first (checked again under the write lock). */
 static int create_schema(sqlite3 *db, const char *path, tw_err *err)
@@ -382,17 +400,47 @@ static int create_schema(sqlite3 *db, const char *path, tw_err *err)
     if (set_wal(db, path, err) < 0 ||
         exec(db, path, "PRAGMA synchronous=FULL; BEGIN IMMEDIATE", err) < 0)
         return -1;
-    if (count_objects(db, path, &n, err) < 0)
-        goto err;
-    if (n == 0 && (exec(db, path, schema_sql, err) < 0 ||
-                   insert_seed(db, path, err) < 0))
-        goto err;
-    if (exec(db, path, "COMMIT", err) < 0)
-        goto err;
-    return 0;
-err:
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    return -1;
+    return commit_if(db, path,
+                     count_objects(db, path, &n, err) == 0 &&
+                         (n != 0 || (exec(db, path, schema_sql, err) == 0 &&
+                                     insert_seed(db, path, err) == 0)),
+                     err);
+}
+
+/*
+ * Schema 1 (before keys belonged to clients) to 2, in one transaction,
+ * checked again under the write lock.  Keys recorded before belong to no
+ * client: a retry across the upgrade is then decided by its content alone
+ * (200 for the very same invoice, 409 for another).
+ */
+static const char migrate_1_2_sql[] =
+    IDEMPOTENCY_TABLE("idempotency_2") ";"
+    "INSERT INTO idempotency_2(client, key, number, request_hash, created_at)"
+    "  SELECT '', key, number, request_hash, created_at FROM idempotency;"
+    "DROP TABLE idempotency;"
+    "ALTER TABLE idempotency_2 RENAME TO idempotency;"
+    "UPDATE meta SET value = '2' WHERE key = 'schema_version';";
+
+static int migrate(sqlite3 *db, const char *path, tw_err *err)
+{
+    char app[64], version[64];
+
+    if (meta_get(db, "application", app, sizeof(app)) < 0 ||
+        strcmp(app, STORE__APPLICATION) != 0 ||
+        meta_get(db, "schema_version", version, sizeof(version)) < 0 ||
+        strcmp(version, "1") != 0)
+        return 0; /* not ours, or not version 1: the schema check says */
+    if (exec(db, path, "PRAGMA synchronous=FULL; BEGIN IMMEDIATE", err) < 0)
+        return -1;
+    if (meta_get(db, "schema_version", version, sizeof(version)) < 0) {
+        tw__err(err, TW_ERR_IO, "cannot read the invoice database %s: %s",
+                path, sqlite3_errmsg(db));
+        return commit_if(db, path, 0, err);
+    }
+    return commit_if(db, path,
+                     strcmp(version, "1") != 0 ||
+                         exec(db, path, migrate_1_2_sql, err) == 0,
+                     err);
 }
 
 /* SQLite syncs the directory for the -wal file it creates, but not for a
@@ -439,6 +487,7 @@ int store_init(const char *path, tw_err *err)
     TW_GUARD(count_objects(db, path, &n, err));
     if (n == 0)
         TW_GUARD(create_schema(db, path, err));
+    TW_GUARD(migrate(db, path, err));
     TW_GUARD(store__check_schema(db, path, err));
     TW_GUARD(set_wal(db, path, err)); /* only once we know the file is ours */
     sqlite3_close(db);

@@ -22,6 +22,7 @@
 #define INV_NAME_MAX 100
 #define INV_EMAIL_MAX 254
 #define INV_KEY_MAX 128 /* Idempotency-Key */
+#define INV_CLIENT_MAX 64 /* whose keys: SHA-256 hex of the client's names */
 
 typedef struct inv_invoice {
     char number[INV_NUMBER_MAX + 1];   /* digits, letters, '-', e.g. 00095234 */
@@ -112,12 +113,13 @@ void store_queue_free(store_queue *q);
 store_writer *store_writer_start(const char *path, tw_err *err);
 /*
  * Ask for an insert; `done(ctx, result)` runs later on the thread that
- * drains `q`.  `idem_key` may be NULL.  -1 when the writer is stopping
- * (the caller answers 503).
+ * drains `q`.  `idem_key` may be NULL; it belongs to `client` (at most
+ * INV_CLIENT_MAX bytes, NULL or "" for none): two clients may use the same
+ * key.  -1 when the writer is stopping (the caller answers 503).
  */
 int store_writer_submit(store_writer *w, store_queue *q,
                         const inv_invoice *inv, const char *idem_key,
-                        store_done_fn *done, void *ctx);
+                        const char *client, store_done_fn *done, void *ctx);
 /* Finish what was submitted, then stop the thread and free it. */
 void store_writer_stop(store_writer *w);
 

@@ -11,7 +11,7 @@
 #include <sqlite3.h>
 
 /* Bumped when the tables change; store__check_schema refuses other values. */
-#define STORE__SCHEMA_VERSION "1"
+#define STORE__SCHEMA_VERSION "2"
 #define STORE__APPLICATION "twoway-invoice"
 
 /* How long a connection waits for a lock another process holds. */

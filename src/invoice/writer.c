@@ -41,6 +41,7 @@ typedef struct store_req {
     void *ctx;
     inv_invoice inv;
     char key[INV_KEY_MAX + 1]; /* Idempotency-Key, "" when none */
+    char client[INV_CLIENT_MAX + 1]; /* whose key it is ("" for none) */
     char hash[HASH_HEX];       /* of inv, to tell a replay from a reuse */
     store_result result;
 } store_req;
@@ -295,7 +296,8 @@ static int check_key(store_writer *w, store_req *r)
     char number[INV_NUMBER_MAX + 1];
     int rc, same;
 
-    sqlite3_bind_text(w->sel_key, 1, r->key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(w->sel_key, 1, r->client, -1, SQLITE_STATIC);
+    sqlite3_bind_text(w->sel_key, 2, r->key, -1, SQLITE_STATIC);
     rc = sqlite3_step(w->sel_key);
     if (rc != SQLITE_ROW) {
         sqlite3_reset(w->sel_key);
@@ -333,10 +335,11 @@ static int insert(store_writer *w, store_req *r, int64_t now)
     if ((rc = run(w->ins_inv)) != SQLITE_OK)
         return rc;
     if (r->key[0] != '\0') {
-        sqlite3_bind_text(w->ins_key, 1, r->key, -1, SQLITE_STATIC);
-        sqlite3_bind_text(w->ins_key, 2, inv->number, -1, SQLITE_STATIC);
-        sqlite3_bind_text(w->ins_key, 3, r->hash, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(w->ins_key, 4, now);
+        sqlite3_bind_text(w->ins_key, 1, r->client, -1, SQLITE_STATIC);
+        sqlite3_bind_text(w->ins_key, 2, r->key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(w->ins_key, 3, inv->number, -1, SQLITE_STATIC);
+        sqlite3_bind_text(w->ins_key, 4, r->hash, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(w->ins_key, 5, now);
         if ((rc = run(w->ins_key)) != SQLITE_OK)
             return rc;
     }
@@ -502,15 +505,16 @@ static int prepare_all(store_writer *w, tw_err *err)
         {offsetof(store_writer, release), "RELEASE request"},
         {offsetof(store_writer, rollback_to), "ROLLBACK TO request"},
         {offsetof(store_writer, sel_key),
-         "SELECT number, request_hash FROM idempotency WHERE key = ?1"},
+         "SELECT number, request_hash FROM idempotency "
+         "WHERE client = ?1 AND key = ?2"},
         {offsetof(store_writer, sel_num),
          "SELECT " STORE__INVOICE_COLUMNS " FROM invoices WHERE number = ?1"},
         {offsetof(store_writer, ins_inv),
          "INSERT INTO invoices(" STORE__INVOICE_COLUMNS ") "
          "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
         {offsetof(store_writer, ins_key),
-         "INSERT INTO idempotency(key, number, request_hash, created_at) "
-         "VALUES(?1, ?2, ?3, ?4)"},
+         "INSERT INTO idempotency(client, key, number, request_hash, "
+         "created_at) VALUES(?1, ?2, ?3, ?4, ?5)"},
     };
 
     for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) {
@@ -558,12 +562,13 @@ err:
 
 int store_writer_submit(store_writer *w, store_queue *q,
                         const inv_invoice *inv, const char *idem_key,
-                        store_done_fn *done, void *ctx)
+                        const char *client, store_done_fn *done, void *ctx)
 {
     store_req *r;
 
     if (w == NULL || q == NULL || inv == NULL || done == NULL ||
-        (idem_key != NULL && strlen(idem_key) > INV_KEY_MAX))
+        (idem_key != NULL && strlen(idem_key) > INV_KEY_MAX) ||
+        (client != NULL && strlen(client) > INV_CLIENT_MAX))
         return -1; /* the HTTP layer checks the key's length first */
     r = tw__calloc(1, sizeof(*r));
     if (r == NULL)
@@ -580,6 +585,7 @@ int store_writer_submit(store_writer *w, store_queue *q,
     memcpy(r->result.number, r->inv.number, sizeof(r->result.number));
     if (idem_key != NULL && idem_key[0] != '\0') {
         snprintf(r->key, sizeof(r->key), "%s", idem_key);
+        snprintf(r->client, sizeof(r->client), "%s", client ? client : "");
         if (hash_invoice(&r->inv, r->hash) < 0) {
             tw__free(r);
             return -1;

@@ -936,6 +936,16 @@ def routes(srv, p):
         check("Idempotency-Key replay -> the same 201 and body",
               r1.status == 201 and r2.status == 201 and r1.body == r2.body,
               "first %r, replay %r" % (r1, r2))
+        # Keys belong to their client: the same key from another client is
+        # not a replay of the first client's request (that would be 201); it
+        # is that client's own first request, for an invoice that exists.
+        c2 = HttpConn(port, p.ctx("p-cn"))
+        try:
+            r3 = c2.request("POST", "/invoices", invoice("00095236", amount=2000), key)
+        finally:
+            c2.close()
+        check("Idempotency-Key of another client is its own: 200 (stored already), "
+              "not the first client's 201", r3.status == 200, repr(r3))
         r = c.request("POST", "/invoices", '{"invoice_number": "00095237", ')
         check("POST invalid JSON -> 400 naming the body",
               r.status == 400 and "body" in str((r.json() or {}).get("reason", "")), repr(r))

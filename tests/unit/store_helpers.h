@@ -124,18 +124,27 @@ static inline void wait_readable(int fd)
         fail_msg("no completion within 10 s");
 }
 
-/* Submit and wait for the answer. */
-static inline answer submit(store_writer *w, store_queue *q, const inv_invoice *inv,
-                     const char *key)
+/* Submit as `client` and wait for the answer. */
+static inline answer submit_as(store_writer *w, store_queue *q,
+                               const inv_invoice *inv, const char *key,
+                               const char *client)
 {
     answer a = {0};
 
-    assert_int_equal(store_writer_submit(w, q, inv, key, keep_answer, &a), 0);
+    assert_int_equal(store_writer_submit(w, q, inv, key, client, keep_answer,
+                                         &a), 0);
     while (!a.got) {
         wait_readable(store_queue_fd(q));
         store_queue_drain(q);
     }
     return a;
+}
+
+/* Submit as one client, always the same, and wait for the answer. */
+static inline answer submit(store_writer *w, store_queue *q, const inv_invoice *inv,
+                     const char *key)
+{
+    return submit_as(w, q, inv, key, "client-a");
 }
 
 static inline void writer_and_queue(const fixture *f, store_writer **w,

@@ -516,7 +516,7 @@ static void allocation_failures_are_clean(void **state)
     writer_and_queue(f, &w, &q);
     tw__alloc_fail_after(0);
     assert_int_equal(
-        store_writer_submit(w, q, &inv, "key", keep_answer, NULL), -1);
+        store_writer_submit(w, q, &inv, "key", "client", keep_answer, NULL), -1);
     tw__alloc_fail_after(-1);
     store_writer_stop(w);
     store_queue_free(q);

@@ -41,7 +41,7 @@ static void *insert_many(void *arg)
 
         snprintf(number, sizeof(number), "T%d-%d", t->id, i);
         inv = make_invoice(number, "Ann", 100 + i, "EUR");
-        if (store_writer_submit(t->w, q, &inv, NULL, count_answer, t) == 0)
+        if (store_writer_submit(t->w, q, &inv, NULL, NULL, count_answer, t) == 0)
             submitted++;
     }
     while (t->created + t->other < submitted) {
@@ -106,6 +106,68 @@ static void duplicates_are_200_or_409(void **state)
     store_queue_free(q);
 }
 
+/* A database of schema 1 (keys of no client) is upgraded by store_init:
+ * its keys are kept, and belong to no client. */
+static void schema_1_is_upgraded(void **state)
+{
+    fixture *f = init_db(state);
+    inv_invoice inv = make_invoice("M-1", "Ann", 1050, "USD");
+    inv_invoice changed = make_invoice("M-1", "Ann", 1051, "USD");
+    store_writer *w;
+    store_queue *q;
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    answer a;
+    tw_err err;
+
+    writer_and_queue(f, &w, &q);
+    a = submit(w, q, &inv, "old-key");
+    assert_int_equal(a.status, 201);
+    free(a.body);
+    store_writer_stop(w);
+    /* Back to schema 1 by hand, as an earlier invoice-server left it. */
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+        "CREATE TABLE v1(key TEXT PRIMARY KEY, number TEXT NOT NULL,"
+        "  request_hash TEXT NOT NULL, created_at INTEGER);"
+        "INSERT INTO v1 SELECT key, number, request_hash, created_at"
+        "  FROM idempotency;"
+        "DROP TABLE idempotency;"
+        "ALTER TABLE v1 RENAME TO idempotency;"
+        "UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+        NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    tw_err_clear(&err);
+    if (store_init(f->db, &err) < 0)
+        fail_msg("store_init of a schema 1 database: %s", err.msg);
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+        "SELECT (SELECT value FROM meta WHERE key = 'schema_version'),"
+        "       client, key, number FROM idempotency", -1, &st, NULL),
+        SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal(sqlite3_column_text(st, 0), "2");
+    assert_string_equal(sqlite3_column_text(st, 1), "");
+    assert_string_equal(sqlite3_column_text(st, 2), "old-key");
+    assert_string_equal(sqlite3_column_text(st, 3), "M-1");
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    /* A retry across the upgrade is decided by its content. */
+    store_queue_free(q);
+    writer_and_queue(f, &w, &q);
+    a = submit(w, q, &inv, "old-key");
+    assert_int_equal(a.status, 200);
+    free(a.body);
+    a = submit(w, q, &changed, "old-key");
+    assert_int_equal(a.status, 409);
+    free(a.body);
+    store_writer_stop(w);
+    store_queue_free(q);
+}
+
 static void idempotency_keys_replay_or_conflict(void **state)
 {
     fixture *f = init_db(state);
@@ -135,6 +197,14 @@ static void idempotency_keys_replay_or_conflict(void **state)
     a = submit(w, q, &inv, "key-2");
     assert_int_equal(a.status, 200);
     free(a.body);
+    /* Keys belong to their client: another one may use "key-1" too. */
+    a = submit_as(w, q, &other, "key-1", "client-b");
+    assert_int_equal(a.status, 201);
+    b = submit_as(w, q, &other, "key-1", "client-b");
+    assert_int_equal(b.status, 201);
+    assert_string_equal(b.body, a.body);
+    free(a.body);
+    free(b.body);
     store_writer_stop(w);
     store_queue_free(q);
 }
@@ -159,7 +229,7 @@ static void nothing_is_lost_at_stop(void **state)
         inv = make_invoice(number, "Ann", i, "USD");
         answers[i] = (answer){0};
         assert_int_equal(
-            store_writer_submit(w, q, &inv, NULL, keep_answer, &answers[i]), 0);
+            store_writer_submit(w, q, &inv, NULL, NULL, keep_answer, &answers[i]), 0);
     }
     store_writer_stop(w); /* finishes all 40 first */
     store_queue_drain(q);
@@ -231,7 +301,7 @@ static void submit_refuses_after_stop_began(void **state)
         inv_invoice inv = make_invoice("S-0", "Ann", 1, "USD");
 
         assert_int_equal(
-            store_writer_submit(w, q, &inv, long_key, tally_answer, &t), -1);
+            store_writer_submit(w, q, &inv, long_key, NULL, tally_answer, &t), -1);
     }
 
     /* Hold the write lock, and give the writer a request: it is then stuck
@@ -245,7 +315,7 @@ static void submit_refuses_after_stop_began(void **state)
         inv_invoice inv = make_invoice("S-0", "Ann", 1, "USD");
 
         assert_int_equal(
-            store_writer_submit(w, q, &inv, NULL, tally_answer, &t), 0);
+            store_writer_submit(w, q, &inv, NULL, NULL, tally_answer, &t), 0);
         accepted++;
     }
     assert_int_equal(pthread_create(&stopper, NULL, stop_writer, w), 0);
@@ -255,7 +325,7 @@ static void submit_refuses_after_stop_began(void **state)
 
         snprintf(number, sizeof(number), "S-%d", i + 1);
         inv = make_invoice(number, "Ann", 1, "USD");
-        if (store_writer_submit(w, q, &inv, NULL, tally_answer, &t) == 0)
+        if (store_writer_submit(w, q, &inv, NULL, NULL, tally_answer, &t) == 0)
             accepted++;
         else
             refused_one = 1;
@@ -279,6 +349,7 @@ int main(void)
         T(writer_inserts_from_two_threads),
         T(duplicates_are_200_or_409),
         T(idempotency_keys_replay_or_conflict),
+        T(schema_1_is_upgraded),
         T(nothing_is_lost_at_stop),
         T(submit_refuses_after_stop_began),
 #undef T
