@@ -47,7 +47,7 @@ int ca_parse_days(const char *cmd, const char *text, int max)
 char *ca_passphrase_read(const char *cmd, const char *path)
 {
     tw_err err;
-    char *pass = tw__read_passphrase_file(path, &err);
+    char *pass = tw__read_passphrase_file(path, "--passphrase-file", &err);
 
     if (pass == NULL)
         ca_fail(cmd, "%s", err.msg);

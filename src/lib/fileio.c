@@ -88,7 +88,8 @@ err:
     return NULL;
 }
 
-char *tw__read_passphrase_file(const char *path, tw_err *err)
+char *tw__read_passphrase_file(const char *path, const char *option,
+                               tw_err *err)
 {
     tw_err rerr;
     size_t len;
@@ -96,13 +97,13 @@ char *tw__read_passphrase_file(const char *path, tw_err *err)
     char *pass;
 
     if (data == NULL) {
-        tw__err(err, rerr.cls, "--passphrase-file: %s", rerr.msg);
+        tw__err(err, rerr.cls, "%s: %s", option, rerr.msg);
         return NULL;
     }
     data[strcspn(data, "\r\n")] = '\0';
     if (data[0] == '\0') {
-        tw__err(err, TW_ERR_USAGE,
-                "--passphrase-file %s: the first line is empty", path);
+        tw__err(err, TW_ERR_USAGE, "%s %s: the first line is empty", option,
+                path);
         tw__free_secret(data, len);
         return NULL;
     }

@@ -91,11 +91,12 @@ void tw__key_describe(const EVP_PKEY *pkey, char *buf, size_t len);
 char *tw__read_file(const char *path, size_t max, size_t *len, tw_err *err);
 /* Wipe then free. */
 void tw__free_secret(void *p, size_t len);
-/* The passphrase in the first line of `path` (the --passphrase-file option
- * of our programs, hence the wording of the errors); free with
+/* The secret in the first line of `path`, given by the command-line
+ * `option` (named in the errors, e.g. "--passphrase-file"); free with
  * tw__free_passphrase.  NULL with *err set when unreadable or empty. */
 #define TW__PASSPHRASE_MAX 1024
-char *tw__read_passphrase_file(const char *path, tw_err *err);
+char *tw__read_passphrase_file(const char *path, const char *option,
+                               tw_err *err);
 void tw__free_passphrase(char *pass);
 /* Write `data` to `path` atomically with `mode`: temp file created with that
  * mode in the same directory, write, fsync, rename, fsync the directory. */

@@ -82,8 +82,8 @@ static int check_keypair(const mail_tls_options *o, mail_self *self,
         goto done;
     }
     if (o->passphrase_file != NULL &&
-        (self->key_pass = tw__read_passphrase_file(o->passphrase_file,
-                                                   &err)) == NULL) {
+        (self->key_pass = tw__read_passphrase_file(
+             o->passphrase_file, "--passphrase-file", &err)) == NULL) {
         mail_err_set(e, MAIL_EXIT_USAGE, "%s", err.msg);
         goto done;
     }

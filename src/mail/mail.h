@@ -70,6 +70,7 @@ typedef struct mail_options {
     const char *url;
     /* sync only */
     const char *state, *smtp, *from, *smtp_ca;
+    const char *smtp_password_file; /* NULL: none, or in the URL */
     int smtp_insecure, smtp_require_tls;
     long smtp_timeout_ms;
     long interval; /* seconds between passes; 0 with once */

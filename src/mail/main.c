@@ -94,6 +94,10 @@ static const char usage_sync[] =
     "  --smtp-ca FILE         CA to verify the SMTP server with (default:\n"
     "                         the system's)\n"
     "  --smtp-insecure        do not verify the SMTP server's certificate\n"
+    "  --smtp-password-file FILE\n"
+    "                         the SMTP password (first line), for the user\n"
+    "                         in --smtp: smtp://USER@HOST (kept out of the\n"
+    "                         process list, unlike smtp://USER:PASSWORD@HOST)\n"
     "  --smtp-timeout SEC     per mail (default 60)\n"
     TLS_OPTIONS
     "  --help                 show this help\n\n" EXIT_CODES;
@@ -102,7 +106,8 @@ enum {
     OPT_CERT = 256, OPT_KEY, OPT_CA, OPT_CRL, OPT_URL, OPT_EXPECT,
     OPT_CONNECT_TIMEOUT, OPT_TIMEOUT, OPT_RETRIES, OPT_STATE, OPT_SMTP,
     OPT_FROM, OPT_INTERVAL, OPT_ONCE, OPT_SMTP_REQUIRE_TLS, OPT_SMTP_CA,
-    OPT_SMTP_INSECURE, OPT_SMTP_TIMEOUT, OPT_PASSPHRASE_FILE, OPT_HELP
+    OPT_SMTP_INSECURE, OPT_SMTP_PASSWORD_FILE, OPT_SMTP_TIMEOUT,
+    OPT_PASSPHRASE_FILE, OPT_HELP
 };
 
 static const struct option long_options[] = {
@@ -124,6 +129,7 @@ static const struct option long_options[] = {
     {"smtp-require-tls", no_argument, NULL, OPT_SMTP_REQUIRE_TLS},
     {"smtp-ca", required_argument, NULL, OPT_SMTP_CA},
     {"smtp-insecure", no_argument, NULL, OPT_SMTP_INSECURE},
+    {"smtp-password-file", required_argument, NULL, OPT_SMTP_PASSWORD_FILE},
     {"smtp-timeout", required_argument, NULL, OPT_SMTP_TIMEOUT},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0}};
@@ -188,6 +194,7 @@ static int parse(mail_options *o, int is_sync, int argc, char **argv)
         case OPT_ONCE: o->once = 1; break;
         case OPT_SMTP_REQUIRE_TLS: o->smtp_require_tls = 1; break;
         case OPT_SMTP_INSECURE: o->smtp_insecure = 1; break;
+        case OPT_SMTP_PASSWORD_FILE: o->smtp_password_file = optarg; break;
         case OPT_EXPECT:
             if (o->tls.nexpect == MAIL_MAX_EXPECT) {
                 fprintf(stderr, "mail-server: more than %d --expect-server "

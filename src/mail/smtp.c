@@ -17,6 +17,7 @@
  * callback) go into the sentence.
  */
 #include "sync.h"
+#include "tw_internal.h"
 
 #include <curl/curl.h>
 
@@ -57,6 +58,45 @@ int mail_smtp_check_url(const char *url, mail_err *e)
     curl_free(host);
     curl_url_cleanup(u);
     return rc;
+}
+
+/* The user part of the URL, decoded (curl_free it), or NULL; *has_password
+ * says whether the URL carries a password too. */
+static char *url_user(const char *url, int *has_password)
+{
+    CURLU *u = curl_url();
+    char *user = NULL, *password = NULL;
+
+    *has_password = 0;
+    if (u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK) {
+        if (curl_url_get(u, CURLUPART_USER, &user, CURLU_URLDECODE) !=
+            CURLUE_OK)
+            user = NULL;
+        *has_password = curl_url_get(u, CURLUPART_PASSWORD, &password, 0) ==
+                        CURLUE_OK;
+    }
+    curl_free(password);
+    curl_url_cleanup(u);
+    return user;
+}
+
+char *mail_smtp_read_password(const mail_options *o, mail_err *e)
+{
+    int has_password;
+    char *user = url_user(o->smtp, &has_password), *pass;
+    tw_err err;
+
+    if (user == NULL || user[0] == '\0' || has_password) {
+        curl_free(user);
+        mail_err_set(e, MAIL_EXIT_USAGE, "--smtp-password-file needs the user "
+                     "in --smtp and no password there: smtp://USER@HOST[:PORT]");
+        return NULL;
+    }
+    curl_free(user);
+    if ((pass = tw__read_passphrase_file(o->smtp_password_file,
+                                         "--smtp-password-file", &err)) == NULL)
+        mail_err_set(e, MAIL_EXIT_USAGE, "%s", err.msg);
+    return pass;
 }
 
 static void set_where(mail_smtp *s, const char *url)
@@ -115,7 +155,7 @@ static int on_debug(CURL *curl, curl_infotype type, char *data, size_t size,
     } while (0)
 
 mail_smtp *mail_smtp_new(const mail_options *o, const mail_sender *from,
-                         mail_err *e)
+                         const char *password, mail_err *e)
 {
     mail_smtp *s = calloc(1, sizeof(*s));
     int smtps = strncmp(o->smtp, "smtps:", 6) == 0;
@@ -154,6 +194,19 @@ mail_smtp *mail_smtp_new(const mail_options *o, const mail_sender *from,
             SET(CURLOPT_CAINFO, o->smtp_ca);
             SET(CURLOPT_CAPATH, NULL);
         }
+    }
+    if (password != NULL) {
+        /* The options win over the URL: the user again, with the password
+         * from the file (libcurl copies both). */
+        int has_password;
+        char *user = url_user(o->smtp, &has_password);
+        int ok = user != NULL &&
+                 curl_easy_setopt(s->curl, CURLOPT_USERNAME, user) == CURLE_OK;
+
+        curl_free(user);
+        if (!ok)
+            goto setopt_failed;
+        SET(CURLOPT_PASSWORD, password);
     }
     return s;
 setopt_failed:

@@ -14,6 +14,7 @@
  * first unsent invoice on (and the last page, whose end has no cursor).
  */
 #include "sync.h"
+#include "tw_internal.h"
 
 #include <curl/curl.h>
 
@@ -26,6 +27,7 @@ typedef struct sync_ctx {
     mail_self self;
     mail_sender from;
     mail_state *state;
+    char *smtp_password; /* --smtp-password-file's; wiped at the end */
 } sync_ctx;
 
 typedef struct pass {
@@ -189,7 +191,7 @@ static pass run_pass(sync_ctx *c)
 
     if (mail_state_cursor(c->state, cursor, sizeof(cursor), &e) < 0 ||
         (https = mail_https_new(&c->o->tls, &c->self, &e)) == NULL ||
-        (smtp = mail_smtp_new(c->o, &c->from, &e)) == NULL) {
+        (smtp = mail_smtp_new(c->o, &c->from, c->smtp_password, &e)) == NULL) {
         mail_log("%s", e.msg);
         p.exit = e.exit;
         p.fatal = 1;
@@ -245,10 +247,13 @@ int mail_sync(const mail_options *o)
 
     if (mail_inputs_check(&o->tls, o->url, &c.self, &e) < 0 ||
         mail_smtp_check_url(o->smtp, &e) < 0 ||
+        (o->smtp_password_file != NULL &&
+         (c.smtp_password = mail_smtp_read_password(o, &e)) == NULL) ||
         mail_sender_parse(o->from, &c.from, &e) < 0 ||
         (c.state = mail_state_open(o->state, o->url, &e)) == NULL) {
         fprintf(stderr, "mail-server: %s\n", e.msg);
         mail_self_clear(&c.self);
+        tw__free_passphrase(c.smtp_password);
         return (int)e.exit;
     }
     if (mail_signals_install() < 0) {
@@ -277,5 +282,6 @@ int mail_sync(const mail_options *o)
 done:
     mail_state_close(c.state);
     mail_self_clear(&c.self);
+    tw__free_passphrase(c.smtp_password);
     return rc;
 }

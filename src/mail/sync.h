@@ -76,8 +76,12 @@ enum mail_smtp_result {
 
 /* smtp:// or smtps:// with a host; exit 2 otherwise. */
 int mail_smtp_check_url(const char *url, mail_err *e);
+/* With `password` (NULL: none, or in the URL) for the user in o->smtp. */
 mail_smtp *mail_smtp_new(const mail_options *o, const mail_sender *from,
-                         mail_err *e);
+                         const char *password, mail_err *e);
+/* --smtp-password-file's password for the URL's user, or NULL with `e`
+ * (exit 2) when the URL names no user or has a password of its own. */
+char *mail_smtp_read_password(const mail_options *o, mail_err *e);
 /* Send `msg` to `rcpt`; on anything but SENT, `e` says why. */
 enum mail_smtp_result mail_smtp_send(mail_smtp *s, const char *rcpt,
                                      const char *msg, size_t len, mail_err *e);

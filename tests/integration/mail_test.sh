@@ -565,8 +565,10 @@ cat >smtpd.py <<'EOF'
 # every RCPT, so a test can change it), and waits DELAY seconds after
 # storing a message before saying 250.  With CERT and KEY it offers
 # STARTTLS, and notes in OUTDIR/tls.log whether each message came over TLS.
+# With SMTPD_AUTH=USER:PASSWORD in the environment it requires AUTH (after
+# STARTTLS) with exactly those credentials.
 import asyncio, os, ssl, sys, time
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult
 
 outdir, refuse_file, delay = sys.argv[1], sys.argv[2], float(sys.argv[3])
 tls = None
@@ -599,10 +601,18 @@ class Handler:
             await asyncio.sleep(delay)
         return '250 2.0.0 Ok: queued'
 
+auth = os.environ.get('SMTPD_AUTH')
+
+def authenticator(server, session, envelope, mechanism, data):
+    ok = auth is not None and hasattr(data, 'login') and \
+        '%s:%s' % (data.login.decode(), data.password.decode()) == auth
+    return AuthResult(success=ok, handled=False) # handled=False: 535 on failure
+
 async def main():
     loop = asyncio.get_running_loop()
+    extra = dict(authenticator=authenticator, auth_required=True) if auth else {}
     server = await loop.create_server(
-        lambda: SMTP(Handler(), hostname='smtp.test', tls_context=tls),
+        lambda: SMTP(Handler(), hostname='smtp.test', tls_context=tls, **extra),
         '127.0.0.1', 0)
     print(server.sockets[0].getsockname()[1], flush=True)
     await server.serve_forever()
@@ -773,6 +783,40 @@ expect_exit 0 "STARTTLS with --smtp-insecure" -- "${MS[@]}" sync "${MAIL_TLS[@]}
     --from billing@abc.example --state tls3.db --once --smtp-insecure
 expect_eq "STARTTLS with --smtp-insecure: over TLS too" "tls 16" \
     "$(sort tlsbox/tls.log | uniq -c | awk '{print $2, $1}' | xargs)"
+stop "$PID"
+
+# An SMTP server that requires AUTH (after STARTTLS): the password comes from
+# --smtp-password-file, the user from the URL.
+mkdir -p authbox
+printf 'horse-battery\n' >smtp-pass.txt
+printf 'not-the-password-42\n' >smtp-wrong.txt
+start_port_printer auth-smtp env SMTPD_AUTH=billing:horse-battery "$SMTP_PYTHON" \
+    smtpd.py authbox refuse.txt 0 inv/cert.pem inv/key.pem
+AUTH_SMTP_PORT=$PORT
+AUTH_ARGS=(--url "https://localhost:$SYNC_PORT/" --from billing@abc.example --once
+           --smtp-ca abc/ca.cert.pem --smtp-require-tls --retries 0)
+expect_exit 0 "SMTP AUTH with --smtp-password-file" -- "${MS[@]}" sync "${MAIL_TLS[@]}" \
+    "${AUTH_ARGS[@]}" --state auth1.db --smtp "smtp://billing@localhost:$AUTH_SMTP_PORT" \
+    --smtp-password-file smtp-pass.txt
+expect_eq "SMTP AUTH: every invoice delivered" 8 "$(count_eml authbox)"
+expect_exit 8 "SMTP AUTH with a wrong password" -- "${MS[@]}" sync "${MAIL_TLS[@]}" \
+    "${AUTH_ARGS[@]}" --state auth2.db --smtp "smtp://billing@localhost:$AUTH_SMTP_PORT" \
+    --smtp-password-file smtp-wrong.txt
+expect_stderr_contains "refused our login: 535" "SMTP AUTH failure: the sentence"
+expect_file_lacks "$ERR" "not-the-password-42" "SMTP AUTH failure: the password is not printed"
+expect_exit 8 "SMTP AUTH required, no credentials" -- "${MS[@]}" sync "${MAIL_TLS[@]}" \
+    "${AUTH_ARGS[@]}" --state auth3.db --smtp "smtp://localhost:$AUTH_SMTP_PORT"
+expect_eq "SMTP AUTH refused: nothing delivered" 8 "$(count_eml authbox)"
+expect_exit 2 "--smtp-password-file without a user in --smtp" -- "${MS[@]}" sync \
+    "${MAIL_TLS[@]}" "${AUTH_ARGS[@]}" --state auth4.db \
+    --smtp "smtp://localhost:$AUTH_SMTP_PORT" --smtp-password-file smtp-pass.txt
+expect_stderr_contains "--smtp-password-file needs the user in --smtp and no password there" \
+    "--smtp-password-file without a user: the sentence"
+expect_exit 2 "--smtp-password-file with a password in --smtp too" -- "${MS[@]}" sync \
+    "${MAIL_TLS[@]}" "${AUTH_ARGS[@]}" --state auth5.db \
+    --smtp "smtp://billing:x@localhost:$AUTH_SMTP_PORT" --smtp-password-file smtp-pass.txt
+expect_exit 2 "--smtp-password-file given to fetch" -- "${MS[@]}" fetch "${MAIL_TLS[@]}" \
+    --url "https://localhost:$SYNC_PORT/" --smtp-password-file smtp-pass.txt
 stop "$PID"
 expect_exit 7 "sync against garbage JSON" -- "${MS[@]}" sync "${MAIL_TLS[@]}" \
     --url "https://localhost:$BAD_garbage_PORT/" --smtp "smtp://127.0.0.1:$SMTP_PORT" \
