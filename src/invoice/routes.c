@@ -3,6 +3,7 @@
  * invoice-server(8)): which role each route needs, and the answers.
  */
 #include "server.h"
+#include "tw_internal.h"
 
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -238,8 +239,7 @@ static int client_scope(inv_conn *c, char out[INV_CLIENT_MAX + 1])
     EVP_MD_CTX_free(ctx);
     if (!ok)
         return -1;
-    for (unsigned int i = 0; i < len; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    tw__hex(md, len, out, 0);
     return 0;
 }
 

@@ -120,7 +120,6 @@ void tw__free_passphrase(char *pass)
         tw__free_secret(pass, strlen(pass));
 }
 
-
 void tw__free_secret(void *p, size_t len)
 {
     if (p == NULL)

@@ -131,13 +131,16 @@ static int use_trust(tw__gen *g, tw_err *err)
         X509_CRL *crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, i));
         const ASN1_TIME *next;
         struct tm tm;
+        time_t t;
 
         if (crl == NULL)
             continue;
         next = X509_CRL_get0_nextUpdate(crl);
-        if (next != NULL && ASN1_TIME_to_tm(next, &tm) == 1 &&
-            (g->crl_next_update == 0 || timegm(&tm) < g->crl_next_update))
-            g->crl_next_update = timegm(&tm);
+        if (next == NULL || ASN1_TIME_to_tm(next, &tm) != 1)
+            continue;
+        t = timegm(&tm);
+        if (g->crl_next_update == 0 || t < g->crl_next_update)
+            g->crl_next_update = t; /* the earliest of the CRLs */
     }
     return 0;
 }
