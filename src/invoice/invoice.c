@@ -1,7 +1,6 @@
 /*
  * invoice.c - one invoice as the API sees it: the POST body checked field by
- * field, the price in the seed's form ("10USD", "10.50USD"), and the capped
- * text buffer responses are built in.
+ * field, and the price in the seed's form ("10USD", "10.50USD").
  *
  * Money is integer minor units plus an ISO 4217 code; the number of minor
  * digits comes from ISO 4217's "minor unit" column, so 1000 JPY is "1000JPY"
@@ -15,86 +14,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-/* ------------------------------------------------------------- inv_buf */
-
-static size_t buf_limit(const inv_buf *b)
-{
-    if (b->max == 0)
-        return INV_BUF_DEFAULT_MAX;
-    return b->max < SIZE_MAX / 2 ? b->max : SIZE_MAX / 2; /* no overflow */
-}
-
-int inv_buf_reserve(inv_buf *b, size_t extra)
-{
-    size_t limit = buf_limit(b), need, ncap;
-    char *ndata;
-
-    if (extra > limit || b->len > limit - extra)
-        return -1;
-    need = b->len + extra + 1;
-    if (b->data != NULL && need <= b->cap)
-        return 0;
-    ncap = b->cap ? b->cap : 256;
-    while (ncap < need)
-        ncap *= 2; /* need <= limit + 1 <= SIZE_MAX / 2 + 1 */
-    if (ncap > limit + 1)
-        ncap = limit + 1;
-    ndata = tw__realloc(b->data, ncap);
-    if (ndata == NULL)
-        return -1;
-    if (b->data == NULL)
-        ndata[0] = '\0';
-    b->data = ndata;
-    b->cap = ncap;
-    return 0;
-}
-
-int inv_buf_append(inv_buf *b, const void *data, size_t len)
-{
-    if (inv_buf_reserve(b, len) < 0)
-        return -1;
-    if (len > 0)
-        memcpy(b->data + b->len, data, len);
-    b->len += len;
-    b->data[b->len] = '\0';
-    return 0;
-}
-
-int inv_buf_printf(inv_buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (inv_buf_reserve(b, 0) < 0)
-        return -1;
-    va_start(ap, fmt);
-    n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        goto err;
-    if ((size_t)n >= b->cap - b->len) {
-        if (inv_buf_reserve(b, (size_t)n) < 0)
-            goto err;
-        va_start(ap, fmt);
-        n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            goto err;
-    }
-    b->len += (size_t)n;
-    return 0;
-err:
-    b->data[b->len] = '\0'; /* drop whatever vsnprintf left past len */
-    return -1;
-}
-
-void inv_buf_free(inv_buf *b)
-{
-    tw__free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-}
 
 /* --------------------------------------------------------------- price */
 

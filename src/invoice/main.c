@@ -1,8 +1,8 @@
 /*
  * main.c - invoice-server: the mTLS invoice API.  Parses the command line
- * and runs the server (server.c).
+ * and runs the server (run.c).
  */
-#include "server.h"
+#include "app.h"
 
 int main(int argc, char **argv)
 {
@@ -11,5 +11,5 @@ int main(int argc, char **argv)
 
     if (done)
         return rc;
-    return inv_server_run(&o);
+    return inv_run(&o);
 }

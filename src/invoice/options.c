@@ -1,7 +1,8 @@
 /*
  * options.c - invoice-server's command line.
  */
-#include "server.h"
+#include "options.h"
+#include "util.h"
 #include "tw_internal.h"
 
 #include <errno.h>

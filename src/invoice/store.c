@@ -207,13 +207,13 @@ static size_t escape_byte(unsigned char c, char esc[8])
  * out, but rows may come from elsewhere: controls are escaped and bytes
  * that are not UTF-8 become U+FFFD, so the output is always valid JSON.
  * Runs of plain characters are copied in one go. */
-static int append_json_string(inv_buf *out, const char *s)
+static int append_json_string(twu_buf *out, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s, *run = p;
     char esc[8];
     size_t n;
 
-    if (inv_buf_append(out, "\"", 1) < 0)
+    if (twu_buf_append(out, "\"", 1) < 0)
         return -1;
     while (*p != '\0') {
         if (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
@@ -225,14 +225,14 @@ static int append_json_string(inv_buf *out, const char *s)
             continue;
         }
         n = escape_byte(*p, esc);
-        if (inv_buf_append(out, run, (size_t)(p - run)) < 0 ||
-            inv_buf_append(out, esc, n) < 0)
+        if (twu_buf_append(out, run, (size_t)(p - run)) < 0 ||
+            twu_buf_append(out, esc, n) < 0)
             return -1;
         run = ++p;
     }
-    if (inv_buf_append(out, run, (size_t)(p - run)) < 0)
+    if (twu_buf_append(out, run, (size_t)(p - run)) < 0)
         return -1;
-    return inv_buf_append(out, "\"", 1);
+    return twu_buf_append(out, "\"", 1);
 }
 
 /* RFC 3339 §5.6 in UTC, "2026-11-29T07:50:00Z"; years 1970..9999. */
@@ -272,27 +272,27 @@ void store__row_from_stmt(sqlite3_stmt *stmt, int col, store__row *row)
     row->created_at = sqlite3_column_int64(stmt, col + 6);
 }
 
-int store__render_invoice(inv_buf *out, const store__row *row)
+int store__render_invoice(twu_buf *out, const store__row *row)
 {
     size_t mark = out->len;
     char price[64], when[32];
 
     inv_format_price(row->amount_minor, row->currency, price, sizeof(price));
     format_time(row->created_at, when);
-    if (inv_buf_append(out, "{\"firstname\":", 13) < 0 ||
+    if (twu_buf_append(out, "{\"firstname\":", 13) < 0 ||
         append_json_string(out, row->firstname) < 0 ||
-        inv_buf_append(out, ",\"lastname\":", 12) < 0 ||
+        twu_buf_append(out, ",\"lastname\":", 12) < 0 ||
         append_json_string(out, row->lastname) < 0 ||
-        inv_buf_append(out, ",\"email\":", 9) < 0 ||
+        twu_buf_append(out, ",\"email\":", 9) < 0 ||
         append_json_string(out, row->email) < 0 ||
-        inv_buf_append(out, ",\"invoice_number\":", 18) < 0 ||
+        twu_buf_append(out, ",\"invoice_number\":", 18) < 0 ||
         append_json_string(out, row->number) < 0 ||
-        inv_buf_append(out, ",\"invoice_price\":", 17) < 0 ||
+        twu_buf_append(out, ",\"invoice_price\":", 17) < 0 ||
         append_json_string(out, price) < 0 ||
-        inv_buf_printf(out, ",\"amount_minor\":%lld,\"currency\":",
+        twu_buf_printf(out, ",\"amount_minor\":%lld,\"currency\":",
                        (long long)row->amount_minor) < 0 ||
         append_json_string(out, row->currency) < 0 ||
-        inv_buf_printf(out, ",\"created_at\":\"%s\"}", when) < 0)
+        twu_buf_printf(out, ",\"created_at\":\"%s\"}", when) < 0)
         goto err;
     return 0;
 err:
@@ -574,7 +574,7 @@ static int nomem(tw_store *s, sqlite3_stmt *st, tw_err *err)
 }
 
 /* Step `st` once: 1 with the invoice appended, 0 when no row, -1. */
-static int render_one(tw_store *s, sqlite3_stmt *st, inv_buf *out,
+static int render_one(tw_store *s, sqlite3_stmt *st, twu_buf *out,
                       tw_err *err)
 {
     store__row row;
@@ -593,12 +593,12 @@ static int render_one(tw_store *s, sqlite3_stmt *st, inv_buf *out,
     return 1;
 }
 
-int store_newest(tw_store *s, inv_buf *out, tw_err *err)
+int store_newest(tw_store *s, twu_buf *out, tw_err *err)
 {
     return render_one(s, s->newest, out, err);
 }
 
-int store_get(tw_store *s, const char *number, inv_buf *out, tw_err *err)
+int store_get(tw_store *s, const char *number, twu_buf *out, tw_err *err)
 {
     int rc;
 
@@ -637,7 +637,7 @@ static int parse_cursor(const char *text, int64_t *id)
     return 0;
 }
 
-int store_page(tw_store *s, const char *after, int limit, inv_buf *out,
+int store_page(tw_store *s, const char *after, int limit, twu_buf *out,
                tw_err *err)
 {
     size_t mark = out->len;
@@ -650,7 +650,7 @@ int store_page(tw_store *s, const char *after, int limit, inv_buf *out,
                        "use the \"next\" value of the previous page");
     if (limit < 1 || limit > 100)
         return tw__err(err, TW_ERR_INPUT, "limit must be between 1 and 100");
-    if (inv_buf_append(out, "{\"invoices\":[", 13) < 0)
+    if (twu_buf_append(out, "{\"invoices\":[", 13) < 0)
         return nomem(s, s->page, err);
     sqlite3_bind_int64(s->page, 1, from);
     sqlite3_bind_int(s->page, 2, limit + 1); /* one more: is there a next? */
@@ -660,7 +660,7 @@ int store_page(tw_store *s, const char *after, int limit, inv_buf *out,
         if (n == limit)
             break;
         store__row_from_stmt(s->page, 1, &row);
-        if ((n > 0 && inv_buf_append(out, ",", 1) < 0) ||
+        if ((n > 0 && twu_buf_append(out, ",", 1) < 0) ||
             store__render_invoice(out, &row) < 0) {
             nomem(s, s->page, err);
             goto err;
@@ -674,8 +674,8 @@ int store_page(tw_store *s, const char *after, int limit, inv_buf *out,
     }
     sqlite3_reset(s->page);
     if ((rc == SQLITE_ROW
-             ? inv_buf_printf(out, "],\"next\":\"%lld\"}", (long long)last)
-             : inv_buf_append(out, "],\"next\":null}", 14)) < 0) {
+             ? twu_buf_printf(out, "],\"next\":\"%lld\"}", (long long)last)
+             : twu_buf_append(out, "],\"next\":null}", 14)) < 0) {
         nomem(s, s->page, err);
         goto err;
     }

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "twoway.h"
+#include "util.h"
 
 /* Text sizes, checked on input (400 naming the field when over). */
 #define INV_NUMBER_MAX 32
@@ -32,19 +33,6 @@ typedef struct inv_invoice {
     int64_t amount_minor;             /* integer minor units, >= 0 */
     char currency[4];                 /* ISO 4217, three upper-case letters */
 } inv_invoice;
-
-/* A growing text buffer with a hard cap (responses). */
-typedef struct inv_buf {
-    char *data;
-    size_t len, cap, max;
-} inv_buf;
-/* Make room for `extra` more bytes plus the NUL that always ends data;
- * -1 past the cap or out of memory. */
-int inv_buf_reserve(inv_buf *b, size_t extra);
-int inv_buf_append(inv_buf *b, const void *data, size_t len);
-int inv_buf_printf(inv_buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-void inv_buf_free(inv_buf *b);
 
 /*
  * Parse and validate a POST body (JSON object with invoice_number,
@@ -74,12 +62,12 @@ void store_close(tw_store *s);
  *    "created_at":"2026-11-29T07:50:00Z"}
  * The five seed fields come first, in the seed's order.
  * store_newest / store_get return 1 when found, 0 when not, -1 on error. */
-int store_newest(tw_store *s, inv_buf *out, tw_err *err);
-int store_get(tw_store *s, const char *number, inv_buf *out, tw_err *err);
+int store_newest(tw_store *s, twu_buf *out, tw_err *err);
+int store_get(tw_store *s, const char *number, twu_buf *out, tw_err *err);
 /* {"invoices":[...],"next":"CURSOR"|null}: up to `limit` (1..100) invoices
  * in creation order after the opaque cursor `after` (NULL or "" = from the
  * start).  0, or -1 (a malformed cursor is TW_ERR_INPUT). */
-int store_page(tw_store *s, const char *after, int limit, inv_buf *out,
+int store_page(tw_store *s, const char *after, int limit, twu_buf *out,
                tw_err *err);
 
 /* ---- the writer thread ---- */
@@ -94,7 +82,7 @@ typedef struct store_result {
                         very same content and no key was given; 409 when
                         the number exists with other content or the key
                         was used for another invoice; 500 on error */
-    inv_buf body;    /* the stored invoice's JSON (201/200) or an error
+    twu_buf body;    /* the stored invoice's JSON (201/200) or an error
                         sentence (409/500); the callback may steal data */
     char number[INV_NUMBER_MAX + 1]; /* the invoice submitted */
 } store_result;

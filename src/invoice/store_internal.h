@@ -17,9 +17,6 @@
 /* How long a connection waits for a lock another process holds. */
 #define STORE__BUSY_TIMEOUT_MS 5000
 
-/* Default cap of an inv_buf whose max is 0. */
-#define INV_BUF_DEFAULT_MAX (4u * 1024 * 1024)
-
 /* The columns every query that renders an invoice selects, in this order
  * (store__row_from_stmt reads them so). */
 #define STORE__INVOICE_COLUMNS                                                \
@@ -38,7 +35,7 @@ void store__row_from_stmt(sqlite3_stmt *stmt, int col, store__row *row);
 
 /* Append the invoice's JSON object (store.h gives the key order).  0, or -1
  * when `out` would pass its cap or memory ran out (`out` is then as it was). */
-int store__render_invoice(inv_buf *out, const store__row *row);
+int store__render_invoice(twu_buf *out, const store__row *row);
 
 /*
  * Open `path` (which must exist) with SQLITE_OPEN_* `flags`, and set the

@@ -102,7 +102,7 @@ int store_queue_fd(const store_queue *q)
 
 static void req_free(store_req *r)
 {
-    inv_buf_free(&r->result.body);
+    twu_buf_free(&r->result.body);
     tw__free(r);
 }
 
@@ -186,8 +186,8 @@ static void answer_text(store_req *r, int status, const char *fmt, ...)
     va_end(ap);
     r->result.status = status;
     r->result.body.len = 0;
-    if (inv_buf_append(&r->result.body, text, strlen(text)) < 0)
-        inv_buf_free(&r->result.body); /* out of memory: status only */
+    if (twu_buf_append(&r->result.body, text, strlen(text)) < 0)
+        twu_buf_free(&r->result.body); /* out of memory: status only */
 }
 
 static void answer_row(store_req *r, int status, const store__row *row)

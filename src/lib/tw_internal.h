@@ -8,25 +8,16 @@
 #define TW_INTERNAL_H
 
 #include "twoway.h"
+#include "twoway_pki.h"
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
 #define TW_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
-/* ------------------------------------------------------------ allocation */
-
-/* Every allocation of the library goes through these, so that tests can make
- * the n-th one fail (tw__alloc_fail_after) and check nothing leaks or
- * crashes. */
-void *tw__malloc(size_t n);
-void *tw__calloc(size_t count, size_t size);
-void *tw__realloc(void *p, size_t n);
-char *tw__strdup(const char *s);
-char *tw__strndup(const char *s, size_t n);
-void tw__free(void *p);
-/* Make the allocation after `n` more succeed fail; -1 turns that off. */
-void tw__alloc_fail_after(long n);
+/* The allocation wrapper (tw__malloc ... tw__alloc_fail_after) and the
+ * growable buffer live in src/util. */
+#include "util.h"
 
 /* --------------------------------------------------------------- errors */
 

@@ -1,4 +1,4 @@
-/* loop_fd_test.c - the invoice-server event loop: fds, the before-sleep
+/* loop_fd_test.c - the server core's event loop: fds, the before-sleep
  * hook, stop and run, and running out of memory (the timers are in
  * loop_timer_test.c).
  *
@@ -36,7 +36,7 @@ static void hit(struct hits *h, char who, int fd, int mask)
     h->count++;
 }
 
-static void on_read(tw_loop *loop, int fd, void *data, int mask)
+static void on_read(httpd_loop *loop, int fd, void *data, int mask)
 {
     char buf[64];
 
@@ -46,19 +46,19 @@ static void on_read(tw_loop *loop, int fd, void *data, int mask)
 }
 
 /* Counts without reading: the fd stays readable. */
-static void on_peek(tw_loop *loop, int fd, void *data, int mask)
+static void on_peek(httpd_loop *loop, int fd, void *data, int mask)
 {
     (void)loop;
     hit(data, 'r', fd, mask);
 }
 
-static void on_write(tw_loop *loop, int fd, void *data, int mask)
+static void on_write(httpd_loop *loop, int fd, void *data, int mask)
 {
     (void)loop;
     hit(data, 'w', fd, mask);
 }
 
-static void on_either(tw_loop *loop, int fd, void *data, int mask)
+static void on_either(httpd_loop *loop, int fd, void *data, int mask)
 {
     (void)loop;
     hit(data, 'e', fd, mask);
@@ -83,167 +83,167 @@ static void put(int fd, const char *s)
 
 static void pipe_read_end_fires_readable(void **state)
 {
-    tw_loop *loop = tw_loop_new(SETSIZE);
+    httpd_loop *loop = httpd_loop_new(SETSIZE);
     struct hits h = {0};
     int p[2];
 
     (void)state;
     assert_non_null(loop);
     make_pipe(p);
-    assert_int_equal(tw_loop_add_fd(loop, p[0], TW_LOOP_READABLE, on_read, &h), 0);
-    assert_int_equal(tw_loop_process(loop, 0), 0); /* nothing written yet */
+    assert_int_equal(httpd_loop_add_fd(loop, p[0], HTTPD_LOOP_READABLE, on_read, &h), 0);
+    assert_int_equal(httpd_loop_process(loop, 0), 0); /* nothing written yet */
     put(p[1], "x");
-    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(httpd_loop_process(loop, WAIT_MS), 1);
     assert_int_equal(h.count, 1);
     assert_int_equal(h.fd[0], p[0]);
-    assert_int_equal(h.mask[0], TW_LOOP_READABLE);
-    assert_int_equal(tw_loop_process(loop, 0), 0); /* drained */
-    tw_loop_del_fd(loop, p[0], TW_LOOP_READABLE | TW_LOOP_WRITABLE);
+    assert_int_equal(h.mask[0], HTTPD_LOOP_READABLE);
+    assert_int_equal(httpd_loop_process(loop, 0), 0); /* drained */
+    httpd_loop_del_fd(loop, p[0], HTTPD_LOOP_READABLE | HTTPD_LOOP_WRITABLE);
     close(p[0]);
     close(p[1]);
-    tw_loop_free(loop);
+    httpd_loop_free(loop);
 }
 
 static void readiness_is_level_triggered(void **state)
 {
-    tw_loop *loop = tw_loop_new(SETSIZE);
+    httpd_loop *loop = httpd_loop_new(SETSIZE);
     struct hits h = {0};
     int p[2];
 
     (void)state;
     make_pipe(p);
-    assert_int_equal(tw_loop_add_fd(loop, p[0], TW_LOOP_READABLE, on_peek, &h), 0);
+    assert_int_equal(httpd_loop_add_fd(loop, p[0], HTTPD_LOOP_READABLE, on_peek, &h), 0);
     put(p[1], "x");
-    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
-    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1); /* still unread */
+    assert_int_equal(httpd_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(httpd_loop_process(loop, WAIT_MS), 1); /* still unread */
     assert_int_equal(h.count, 2);
-    tw_loop_del_fd(loop, p[0], TW_LOOP_READABLE);
+    httpd_loop_del_fd(loop, p[0], HTTPD_LOOP_READABLE);
     close(p[0]);
     close(p[1]);
-    tw_loop_free(loop);
+    httpd_loop_free(loop);
 }
 
 static void socketpair_writable_then_readable(void **state)
 {
-    tw_loop *loop = tw_loop_new(SETSIZE);
+    httpd_loop *loop = httpd_loop_new(SETSIZE);
     struct hits w = {0}, r = {0};
     int sv[2];
 
     (void)state;
     make_socketpair(sv);
-    assert_int_equal(tw_loop_add_fd(loop, sv[0], TW_LOOP_WRITABLE, on_write, &w), 0);
-    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(httpd_loop_add_fd(loop, sv[0], HTTPD_LOOP_WRITABLE, on_write, &w), 0);
+    assert_int_equal(httpd_loop_process(loop, WAIT_MS), 1);
     assert_int_equal(w.count, 1);
     assert_int_equal(w.fd[0], sv[0]);
-    assert_int_equal(w.mask[0], TW_LOOP_WRITABLE);
+    assert_int_equal(w.mask[0], HTTPD_LOOP_WRITABLE);
 
-    tw_loop_del_fd(loop, sv[0], TW_LOOP_WRITABLE);
-    assert_int_equal(tw_loop_add_fd(loop, sv[1], TW_LOOP_READABLE, on_read, &r), 0);
-    assert_int_equal(tw_loop_process(loop, 0), 0);
+    httpd_loop_del_fd(loop, sv[0], HTTPD_LOOP_WRITABLE);
+    assert_int_equal(httpd_loop_add_fd(loop, sv[1], HTTPD_LOOP_READABLE, on_read, &r), 0);
+    assert_int_equal(httpd_loop_process(loop, 0), 0);
     put(sv[0], "hello");
-    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(httpd_loop_process(loop, WAIT_MS), 1);
     assert_int_equal(r.count, 1);
     assert_int_equal(r.fd[0], sv[1]);
-    assert_int_equal(r.mask[0], TW_LOOP_READABLE);
+    assert_int_equal(r.mask[0], HTTPD_LOOP_READABLE);
     assert_int_equal(w.count, 1); /* no longer watched for writing */
 
-    tw_loop_del_fd(loop, sv[1], TW_LOOP_READABLE);
+    httpd_loop_del_fd(loop, sv[1], HTTPD_LOOP_READABLE);
     close(sv[0]);
     close(sv[1]);
-    tw_loop_free(loop);
+    httpd_loop_free(loop);
 }
 
 static void one_handler_for_both_is_called_once_with_both_bits(void **state)
 {
-    tw_loop *loop = tw_loop_new(SETSIZE);
+    httpd_loop *loop = httpd_loop_new(SETSIZE);
     struct hits h = {0};
     int sv[2];
 
     (void)state;
     make_socketpair(sv);
     put(sv[1], "x"); /* sv[0] readable, and writable as always */
-    assert_int_equal(tw_loop_add_fd(loop, sv[0], TW_LOOP_READABLE, on_either, &h), 0);
-    assert_int_equal(tw_loop_add_fd(loop, sv[0], TW_LOOP_WRITABLE, on_either, &h), 0);
-    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(httpd_loop_add_fd(loop, sv[0], HTTPD_LOOP_READABLE, on_either, &h), 0);
+    assert_int_equal(httpd_loop_add_fd(loop, sv[0], HTTPD_LOOP_WRITABLE, on_either, &h), 0);
+    assert_int_equal(httpd_loop_process(loop, WAIT_MS), 1);
     assert_int_equal(h.count, 1);
-    assert_int_equal(h.mask[0], TW_LOOP_READABLE | TW_LOOP_WRITABLE);
-    tw_loop_del_fd(loop, sv[0], TW_LOOP_READABLE | TW_LOOP_WRITABLE);
+    assert_int_equal(h.mask[0], HTTPD_LOOP_READABLE | HTTPD_LOOP_WRITABLE);
+    httpd_loop_del_fd(loop, sv[0], HTTPD_LOOP_READABLE | HTTPD_LOOP_WRITABLE);
     close(sv[0]);
     close(sv[1]);
-    tw_loop_free(loop);
+    httpd_loop_free(loop);
 }
 
 static void two_handlers_are_called_read_first(void **state)
 {
-    tw_loop *loop = tw_loop_new(SETSIZE);
+    httpd_loop *loop = httpd_loop_new(SETSIZE);
     struct hits h = {0};
     int sv[2];
 
     (void)state;
     make_socketpair(sv);
     put(sv[1], "x");
-    assert_int_equal(tw_loop_add_fd(loop, sv[0], TW_LOOP_WRITABLE, on_write, &h), 0);
-    assert_int_equal(tw_loop_add_fd(loop, sv[0], TW_LOOP_READABLE, on_read, &h), 0);
-    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(httpd_loop_add_fd(loop, sv[0], HTTPD_LOOP_WRITABLE, on_write, &h), 0);
+    assert_int_equal(httpd_loop_add_fd(loop, sv[0], HTTPD_LOOP_READABLE, on_read, &h), 0);
+    assert_int_equal(httpd_loop_process(loop, WAIT_MS), 1);
     assert_int_equal(h.count, 2);
     assert_memory_equal(h.order, "rw", 2);
-    assert_int_equal(h.mask[0], TW_LOOP_READABLE);
-    assert_int_equal(h.mask[1], TW_LOOP_WRITABLE);
-    tw_loop_del_fd(loop, sv[0], TW_LOOP_READABLE | TW_LOOP_WRITABLE);
+    assert_int_equal(h.mask[0], HTTPD_LOOP_READABLE);
+    assert_int_equal(h.mask[1], HTTPD_LOOP_WRITABLE);
+    httpd_loop_del_fd(loop, sv[0], HTTPD_LOOP_READABLE | HTTPD_LOOP_WRITABLE);
     close(sv[0]);
     close(sv[1]);
-    tw_loop_free(loop);
+    httpd_loop_free(loop);
 }
 
 /* EPOLLHUP alone (a pipe whose writer closed, nothing left to read) reaches
  * the read handler, whose read() then sees end of file. */
 static int eof_seen;
 
-static void on_read_until_eof(tw_loop *loop, int fd, void *data, int mask)
+static void on_read_until_eof(httpd_loop *loop, int fd, void *data, int mask)
 {
     char buf[16];
 
     hit(data, 'r', fd, mask);
     if (read(fd, buf, sizeof(buf)) == 0) {
         eof_seen = 1;
-        tw_loop_del_fd(loop, fd, TW_LOOP_READABLE);
+        httpd_loop_del_fd(loop, fd, HTTPD_LOOP_READABLE);
     }
 }
 
 static void hangup_reaches_the_read_handler(void **state)
 {
-    tw_loop *loop = tw_loop_new(SETSIZE);
+    httpd_loop *loop = httpd_loop_new(SETSIZE);
     struct hits h = {0};
     int p[2];
 
     (void)state;
     eof_seen = 0;
     make_pipe(p);
-    assert_int_equal(tw_loop_add_fd(loop, p[0], TW_LOOP_READABLE, on_read_until_eof, &h), 0);
+    assert_int_equal(httpd_loop_add_fd(loop, p[0], HTTPD_LOOP_READABLE, on_read_until_eof, &h), 0);
     close(p[1]);
-    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
-    assert_int_equal(h.mask[0], TW_LOOP_READABLE);
+    assert_int_equal(httpd_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(h.mask[0], HTTPD_LOOP_READABLE);
     assert_true(eof_seen);
-    assert_int_equal(tw_loop_fd_mask(loop, p[0]), TW_LOOP_NONE);
+    assert_int_equal(httpd_loop_fd_mask(loop, p[0]), HTTPD_LOOP_NONE);
     close(p[0]);
-    tw_loop_free(loop);
+    httpd_loop_free(loop);
 }
 
 /* EPOLLERR alone (a full pipe whose reader closed) reaches the write
  * handler, whose write() then fails with EPIPE. */
 static int write_errno;
 
-static void on_write_fails(tw_loop *loop, int fd, void *data, int mask)
+static void on_write_fails(httpd_loop *loop, int fd, void *data, int mask)
 {
     hit(data, 'w', fd, mask);
     if (write(fd, "x", 1) == -1)
         write_errno = errno;
-    tw_loop_del_fd(loop, fd, TW_LOOP_WRITABLE);
+    httpd_loop_del_fd(loop, fd, HTTPD_LOOP_WRITABLE);
 }
 
 static void error_reaches_the_write_handler(void **state)
 {
-    tw_loop *loop = tw_loop_new(SETSIZE);
+    httpd_loop *loop = httpd_loop_new(SETSIZE);
     struct hits h = {0};
     char block[4096] = {0};
     int p[2];
@@ -255,44 +255,44 @@ static void error_reaches_the_write_handler(void **state)
     while (write(p[1], block, sizeof(block)) > 0)
         ;
     assert_int_equal(errno, EAGAIN);
-    assert_int_equal(tw_loop_add_fd(loop, p[1], TW_LOOP_WRITABLE, on_write_fails, &h), 0);
-    assert_int_equal(tw_loop_process(loop, 0), 0); /* full: not writable */
+    assert_int_equal(httpd_loop_add_fd(loop, p[1], HTTPD_LOOP_WRITABLE, on_write_fails, &h), 0);
+    assert_int_equal(httpd_loop_process(loop, 0), 0); /* full: not writable */
     close(p[0]);
-    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(httpd_loop_process(loop, WAIT_MS), 1);
     assert_int_equal(h.count, 1);
-    assert_int_equal(h.mask[0], TW_LOOP_WRITABLE);
+    assert_int_equal(h.mask[0], HTTPD_LOOP_WRITABLE);
     assert_int_equal(write_errno, EPIPE);
     close(p[1]);
-    tw_loop_free(loop);
+    httpd_loop_free(loop);
 }
 
 /* A read handler that forgets and closes its own fd: the write handler,
  * ready in the same batch, must not run. */
-static void on_read_forget_self(tw_loop *loop, int fd, void *data, int mask)
+static void on_read_forget_self(httpd_loop *loop, int fd, void *data, int mask)
 {
     hit(data, 'r', fd, mask);
-    tw_loop_del_fd(loop, fd, TW_LOOP_READABLE | TW_LOOP_WRITABLE);
+    httpd_loop_del_fd(loop, fd, HTTPD_LOOP_READABLE | HTTPD_LOOP_WRITABLE);
     close(fd);
 }
 
 static void handler_deletes_its_own_fd(void **state)
 {
-    tw_loop *loop = tw_loop_new(SETSIZE);
+    httpd_loop *loop = httpd_loop_new(SETSIZE);
     struct hits h = {0};
     int sv[2];
 
     (void)state;
     make_socketpair(sv);
     put(sv[1], "x");
-    assert_int_equal(tw_loop_add_fd(loop, sv[0], TW_LOOP_READABLE, on_read_forget_self, &h), 0);
-    assert_int_equal(tw_loop_add_fd(loop, sv[0], TW_LOOP_WRITABLE, on_write, &h), 0);
-    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(httpd_loop_add_fd(loop, sv[0], HTTPD_LOOP_READABLE, on_read_forget_self, &h), 0);
+    assert_int_equal(httpd_loop_add_fd(loop, sv[0], HTTPD_LOOP_WRITABLE, on_write, &h), 0);
+    assert_int_equal(httpd_loop_process(loop, WAIT_MS), 1);
     assert_int_equal(h.count, 1);
     assert_int_equal(h.order[0], 'r');
-    assert_int_equal(tw_loop_fd_mask(loop, sv[0]), TW_LOOP_NONE);
-    assert_int_equal(tw_loop_process(loop, 0), 0);
+    assert_int_equal(httpd_loop_fd_mask(loop, sv[0]), HTTPD_LOOP_NONE);
+    assert_int_equal(httpd_loop_process(loop, 0), 0);
     close(sv[1]);
-    tw_loop_free(loop);
+    httpd_loop_free(loop);
 }
 
 /* Two fds ready in one batch, each handler forgetting and closing the
@@ -309,7 +309,7 @@ struct rival {
     struct hits *fresh_hits;
 };
 
-static void on_read_forget_other(tw_loop *loop, int fd, void *data, int mask)
+static void on_read_forget_other(httpd_loop *loop, int fd, void *data, int mask)
 {
     struct rival *me = data;
     int victim = me->other->fd;
@@ -318,7 +318,7 @@ static void on_read_forget_other(tw_loop *loop, int fd, void *data, int mask)
     (void)mask;
     (*me->calls)++;
     (void)!read(fd, buf, sizeof(buf));
-    tw_loop_del_fd(loop, victim, TW_LOOP_READABLE | TW_LOOP_WRITABLE);
+    httpd_loop_del_fd(loop, victim, HTTPD_LOOP_READABLE | HTTPD_LOOP_WRITABLE);
     me->other->fd = -1;
     if (!me->fresh) {
         close(victim);
@@ -332,7 +332,7 @@ static void on_read_forget_other(tw_loop *loop, int fd, void *data, int mask)
         close(q[0]);
         put(q[1], "x");
         me->fresh_writer = q[1];
-        assert_int_equal(tw_loop_add_fd(loop, victim, TW_LOOP_READABLE, on_read,
+        assert_int_equal(httpd_loop_add_fd(loop, victim, HTTPD_LOOP_READABLE, on_read,
                                         me->fresh_hits), 0);
         me->other->fd = victim;
     }
@@ -340,7 +340,7 @@ static void on_read_forget_other(tw_loop *loop, int fd, void *data, int mask)
 
 static void forget_the_other(int fresh)
 {
-    tw_loop *loop = tw_loop_new(SETSIZE);
+    httpd_loop *loop = httpd_loop_new(SETSIZE);
     struct hits fresh_hits = {0};
     struct rival a = {0}, b = {0};
     int calls = 0, pa[2], pb[2];
@@ -351,15 +351,15 @@ static void forget_the_other(int fresh)
     b = (struct rival){pb[0], &a, &calls, fresh, -1, &fresh_hits};
     put(pa[1], "x");
     put(pb[1], "x");
-    assert_int_equal(tw_loop_add_fd(loop, a.fd, TW_LOOP_READABLE, on_read_forget_other, &a), 0);
-    assert_int_equal(tw_loop_add_fd(loop, b.fd, TW_LOOP_READABLE, on_read_forget_other, &b), 0);
+    assert_int_equal(httpd_loop_add_fd(loop, a.fd, HTTPD_LOOP_READABLE, on_read_forget_other, &a), 0);
+    assert_int_equal(httpd_loop_add_fd(loop, b.fd, HTTPD_LOOP_READABLE, on_read_forget_other, &b), 0);
 
-    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(httpd_loop_process(loop, WAIT_MS), 1);
     assert_int_equal(calls, 1);
     assert_int_equal(fresh_hits.count, 0);
     if (fresh) {
         /* The new file is served on the next iteration, as it should be. */
-        assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+        assert_int_equal(httpd_loop_process(loop, WAIT_MS), 1);
         assert_int_equal(fresh_hits.count, 1);
         close(a.fresh_writer != -1 ? a.fresh_writer : b.fresh_writer);
     }
@@ -367,13 +367,13 @@ static void forget_the_other(int fresh)
         struct rival *r = i ? &b : &a;
 
         if (r->fd != -1) {
-            tw_loop_del_fd(loop, r->fd, TW_LOOP_READABLE | TW_LOOP_WRITABLE);
+            httpd_loop_del_fd(loop, r->fd, HTTPD_LOOP_READABLE | HTTPD_LOOP_WRITABLE);
             close(r->fd);
         }
     }
     close(pa[1]);
     close(pb[1]);
-    tw_loop_free(loop);
+    httpd_loop_free(loop);
 }
 
 static void handler_deletes_another_ready_fd(void **state)
@@ -390,52 +390,52 @@ static void reused_fd_number_gets_no_stale_event(void **state)
 
 static void masks_are_kept_per_fd(void **state)
 {
-    tw_loop *loop = tw_loop_new(SETSIZE);
+    httpd_loop *loop = httpd_loop_new(SETSIZE);
     struct hits h = {0};
     int sv[2];
 
     (void)state;
     make_socketpair(sv);
-    assert_int_equal(tw_loop_fd_mask(loop, sv[0]), TW_LOOP_NONE);
-    assert_int_equal(tw_loop_add_fd(loop, sv[0], TW_LOOP_READABLE, on_read, &h), 0);
-    assert_int_equal(tw_loop_fd_mask(loop, sv[0]), TW_LOOP_READABLE);
-    assert_int_equal(tw_loop_add_fd(loop, sv[0], TW_LOOP_WRITABLE, on_write, &h), 0);
-    assert_int_equal(tw_loop_fd_mask(loop, sv[0]), TW_LOOP_READABLE | TW_LOOP_WRITABLE);
-    assert_int_equal(tw_loop_add_fd(loop, sv[0], TW_LOOP_READABLE, on_read, &h), 0);
-    assert_int_equal(tw_loop_fd_mask(loop, sv[0]), TW_LOOP_READABLE | TW_LOOP_WRITABLE);
+    assert_int_equal(httpd_loop_fd_mask(loop, sv[0]), HTTPD_LOOP_NONE);
+    assert_int_equal(httpd_loop_add_fd(loop, sv[0], HTTPD_LOOP_READABLE, on_read, &h), 0);
+    assert_int_equal(httpd_loop_fd_mask(loop, sv[0]), HTTPD_LOOP_READABLE);
+    assert_int_equal(httpd_loop_add_fd(loop, sv[0], HTTPD_LOOP_WRITABLE, on_write, &h), 0);
+    assert_int_equal(httpd_loop_fd_mask(loop, sv[0]), HTTPD_LOOP_READABLE | HTTPD_LOOP_WRITABLE);
+    assert_int_equal(httpd_loop_add_fd(loop, sv[0], HTTPD_LOOP_READABLE, on_read, &h), 0);
+    assert_int_equal(httpd_loop_fd_mask(loop, sv[0]), HTTPD_LOOP_READABLE | HTTPD_LOOP_WRITABLE);
 
     /* Readable and writable, but only the write side is watched now. */
-    tw_loop_del_fd(loop, sv[0], TW_LOOP_READABLE);
-    assert_int_equal(tw_loop_fd_mask(loop, sv[0]), TW_LOOP_WRITABLE);
+    httpd_loop_del_fd(loop, sv[0], HTTPD_LOOP_READABLE);
+    assert_int_equal(httpd_loop_fd_mask(loop, sv[0]), HTTPD_LOOP_WRITABLE);
     put(sv[1], "x");
-    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(httpd_loop_process(loop, WAIT_MS), 1);
     assert_int_equal(h.count, 1);
     assert_int_equal(h.order[0], 'w');
 
-    tw_loop_del_fd(loop, sv[0], TW_LOOP_WRITABLE);
-    assert_int_equal(tw_loop_fd_mask(loop, sv[0]), TW_LOOP_NONE);
-    tw_loop_del_fd(loop, sv[0], TW_LOOP_WRITABLE); /* already gone: no-op */
-    tw_loop_del_fd(loop, -1, TW_LOOP_READABLE);
-    tw_loop_del_fd(loop, SETSIZE, TW_LOOP_READABLE);
-    assert_int_equal(tw_loop_fd_mask(loop, sv[1]), TW_LOOP_NONE);
-    assert_int_equal(tw_loop_fd_mask(loop, -1), TW_LOOP_NONE);
-    assert_int_equal(tw_loop_fd_mask(loop, SETSIZE), TW_LOOP_NONE);
-    assert_int_equal(tw_loop_process(loop, 0), 0);
+    httpd_loop_del_fd(loop, sv[0], HTTPD_LOOP_WRITABLE);
+    assert_int_equal(httpd_loop_fd_mask(loop, sv[0]), HTTPD_LOOP_NONE);
+    httpd_loop_del_fd(loop, sv[0], HTTPD_LOOP_WRITABLE); /* already gone: no-op */
+    httpd_loop_del_fd(loop, -1, HTTPD_LOOP_READABLE);
+    httpd_loop_del_fd(loop, SETSIZE, HTTPD_LOOP_READABLE);
+    assert_int_equal(httpd_loop_fd_mask(loop, sv[1]), HTTPD_LOOP_NONE);
+    assert_int_equal(httpd_loop_fd_mask(loop, -1), HTTPD_LOOP_NONE);
+    assert_int_equal(httpd_loop_fd_mask(loop, SETSIZE), HTTPD_LOOP_NONE);
+    assert_int_equal(httpd_loop_process(loop, 0), 0);
     assert_int_equal(h.count, 1);
 
     /* Watched again after being forgotten: ADD, not MOD. */
-    assert_int_equal(tw_loop_add_fd(loop, sv[0], TW_LOOP_READABLE, on_read, &h), 0);
-    assert_int_equal(tw_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(httpd_loop_add_fd(loop, sv[0], HTTPD_LOOP_READABLE, on_read, &h), 0);
+    assert_int_equal(httpd_loop_process(loop, WAIT_MS), 1);
     assert_int_equal(h.order[1], 'r');
-    tw_loop_del_fd(loop, sv[0], TW_LOOP_READABLE | TW_LOOP_WRITABLE);
+    httpd_loop_del_fd(loop, sv[0], HTTPD_LOOP_READABLE | HTTPD_LOOP_WRITABLE);
     close(sv[0]);
     close(sv[1]);
-    tw_loop_free(loop);
+    httpd_loop_free(loop);
 }
 
 static void bad_fds_and_masks_are_refused(void **state)
 {
-    tw_loop *loop = tw_loop_new(4);
+    httpd_loop *loop = httpd_loop_new(4);
     struct hits h = {0};
     FILE *file = tmpfile();
     int p[2];
@@ -447,42 +447,42 @@ static void bad_fds_and_masks_are_refused(void **state)
     assert_true(p[0] >= 3);
 
     errno = 0;
-    assert_int_equal(tw_loop_add_fd(loop, 4, TW_LOOP_READABLE, on_read, &h), -1);
+    assert_int_equal(httpd_loop_add_fd(loop, 4, HTTPD_LOOP_READABLE, on_read, &h), -1);
     assert_int_equal(errno, ERANGE);
     errno = 0;
-    assert_int_equal(tw_loop_add_fd(loop, 100000, TW_LOOP_READABLE, on_read, &h), -1);
+    assert_int_equal(httpd_loop_add_fd(loop, 100000, HTTPD_LOOP_READABLE, on_read, &h), -1);
     assert_int_equal(errno, ERANGE);
     if (p[1] >= 4) {
         errno = 0;
-        assert_int_equal(tw_loop_add_fd(loop, p[1], TW_LOOP_WRITABLE, on_write, &h), -1);
+        assert_int_equal(httpd_loop_add_fd(loop, p[1], HTTPD_LOOP_WRITABLE, on_write, &h), -1);
         assert_int_equal(errno, ERANGE);
     }
     errno = 0;
-    assert_int_equal(tw_loop_add_fd(loop, -1, TW_LOOP_READABLE, on_read, &h), -1);
+    assert_int_equal(httpd_loop_add_fd(loop, -1, HTTPD_LOOP_READABLE, on_read, &h), -1);
     assert_int_equal(errno, EBADF);
     errno = 0;
-    assert_int_equal(tw_loop_add_fd(loop, 3, TW_LOOP_NONE, on_read, &h), -1);
+    assert_int_equal(httpd_loop_add_fd(loop, 3, HTTPD_LOOP_NONE, on_read, &h), -1);
     assert_int_equal(errno, EINVAL);
     errno = 0;
-    assert_int_equal(tw_loop_add_fd(loop, 3, 4, on_read, &h), -1);
+    assert_int_equal(httpd_loop_add_fd(loop, 3, 4, on_read, &h), -1);
     assert_int_equal(errno, EINVAL);
     errno = 0;
-    assert_int_equal(tw_loop_add_fd(loop, 3, TW_LOOP_READABLE, NULL, &h), -1);
+    assert_int_equal(httpd_loop_add_fd(loop, 3, HTTPD_LOOP_READABLE, NULL, &h), -1);
     assert_int_equal(errno, EINVAL);
-    tw_loop_free(loop);
+    httpd_loop_free(loop);
 
     /* epoll refuses regular files; the table must stay untouched. */
-    loop = tw_loop_new(SETSIZE);
+    loop = httpd_loop_new(SETSIZE);
     errno = 0;
-    assert_int_equal(tw_loop_add_fd(loop, fileno(file), TW_LOOP_READABLE, on_read, &h), -1);
+    assert_int_equal(httpd_loop_add_fd(loop, fileno(file), HTTPD_LOOP_READABLE, on_read, &h), -1);
     assert_int_equal(errno, EPERM);
-    assert_int_equal(tw_loop_fd_mask(loop, fileno(file)), TW_LOOP_NONE);
-    tw_loop_free(loop);
+    assert_int_equal(httpd_loop_fd_mask(loop, fileno(file)), HTTPD_LOOP_NONE);
+    httpd_loop_free(loop);
 
     errno = 0;
-    assert_null(tw_loop_new(0));
+    assert_null(httpd_loop_new(0));
     assert_int_equal(errno, EINVAL);
-    assert_null(tw_loop_new(-5));
+    assert_null(httpd_loop_new(-5));
     fclose(file);
     close(p[0]);
     close(p[1]);
@@ -495,7 +495,7 @@ struct sleeper {
     int wake_fd; /* written to on the first call, if >= 0 */
 };
 
-static void before_sleep(tw_loop *loop, void *data)
+static void before_sleep(httpd_loop *loop, void *data)
 {
     struct sleeper *s = data;
 
@@ -506,7 +506,7 @@ static void before_sleep(tw_loop *loop, void *data)
 
 static void before_sleep_runs_before_each_wait(void **state)
 {
-    tw_loop *loop = tw_loop_new(SETSIZE);
+    httpd_loop *loop = httpd_loop_new(SETSIZE);
     struct sleeper s = {0, -1};
     struct hits h = {0};
     int p[2];
@@ -514,88 +514,88 @@ static void before_sleep_runs_before_each_wait(void **state)
     (void)state;
     make_pipe(p);
     s.wake_fd = p[1];
-    tw_loop_set_before_sleep(loop, before_sleep, &s);
-    assert_int_equal(tw_loop_add_fd(loop, p[0], TW_LOOP_READABLE, on_read, &h), 0);
+    httpd_loop_set_before_sleep(loop, before_sleep, &s);
+    assert_int_equal(httpd_loop_add_fd(loop, p[0], HTTPD_LOOP_READABLE, on_read, &h), 0);
     /* The hook writes before the wait, so this very wait sees the byte. */
-    assert_int_equal(tw_loop_process(loop, 0), 1);
+    assert_int_equal(httpd_loop_process(loop, 0), 1);
     assert_int_equal(s.calls, 1);
     assert_int_equal(h.count, 1);
-    assert_int_equal(tw_loop_process(loop, 0), 0);
+    assert_int_equal(httpd_loop_process(loop, 0), 0);
     assert_int_equal(s.calls, 2);
-    tw_loop_set_before_sleep(loop, NULL, NULL);
-    assert_int_equal(tw_loop_process(loop, 0), 0);
+    httpd_loop_set_before_sleep(loop, NULL, NULL);
+    assert_int_equal(httpd_loop_process(loop, 0), 0);
     assert_int_equal(s.calls, 2);
-    tw_loop_del_fd(loop, p[0], TW_LOOP_READABLE);
+    httpd_loop_del_fd(loop, p[0], HTTPD_LOOP_READABLE);
     close(p[0]);
     close(p[1]);
-    tw_loop_free(loop);
+    httpd_loop_free(loop);
 }
 
-static long long on_timer_stops_at_three(tw_loop *loop, long long id, void *data)
+static long long on_timer_stops_at_three(httpd_loop *loop, long long id, void *data)
 {
     (void)id;
     if (++*(int *)data == 3) {
-        tw_loop_stop(loop);
-        return TW_LOOP_NOMORE;
+        httpd_loop_stop(loop);
+        return HTTPD_LOOP_NOMORE;
     }
     return 1;
 }
 
-static void on_read_stops(tw_loop *loop, int fd, void *data, int mask)
+static void on_read_stops(httpd_loop *loop, int fd, void *data, int mask)
 {
     on_read(loop, fd, data, mask);
-    tw_loop_stop(loop);
+    httpd_loop_stop(loop);
 }
 
 static void stop_ends_run(void **state)
 {
-    tw_loop *loop = tw_loop_new(SETSIZE);
+    httpd_loop *loop = httpd_loop_new(SETSIZE);
     struct hits h = {0};
     int calls = 0, p[2];
 
     (void)state;
-    assert_true(tw_loop_add_timer(loop, 1, on_timer_stops_at_three, &calls) > 0);
-    tw_loop_run(loop);
+    assert_true(httpd_loop_add_timer(loop, 1, on_timer_stops_at_three, &calls) > 0);
+    httpd_loop_run(loop);
     assert_int_equal(calls, 3);
 
     /* Again, from an fd handler; run starts by clearing the old stop. */
     make_pipe(p);
-    assert_int_equal(tw_loop_add_fd(loop, p[0], TW_LOOP_READABLE, on_read_stops, &h), 0);
+    assert_int_equal(httpd_loop_add_fd(loop, p[0], HTTPD_LOOP_READABLE, on_read_stops, &h), 0);
     put(p[1], "x");
-    tw_loop_run(loop);
+    httpd_loop_run(loop);
     assert_int_equal(h.count, 1);
-    tw_loop_del_fd(loop, p[0], TW_LOOP_READABLE);
+    httpd_loop_del_fd(loop, p[0], HTTPD_LOOP_READABLE);
     close(p[0]);
     close(p[1]);
-    tw_loop_free(loop);
+    httpd_loop_free(loop);
 }
 
 static void zero_timeout_returns_at_once(void **state)
 {
-    tw_loop *loop = tw_loop_new(SETSIZE);
+    httpd_loop *loop = httpd_loop_new(SETSIZE);
     struct hits h = {0};
     int p[2];
 
     (void)state;
     /* Nothing watched, no timers; then a far timer: neither may block. */
-    assert_int_equal(tw_loop_process(loop, 0), 0);
-    assert_true(tw_loop_add_timer(loop, 3600 * 1000, on_timer_once, NULL) > 0);
-    assert_int_equal(tw_loop_process(loop, 0), 0);
+    assert_int_equal(httpd_loop_process(loop, 0), 0);
+    assert_true(httpd_loop_add_timer(loop, 3600 * 1000, on_timer_once, NULL) > 0);
+    assert_int_equal(httpd_loop_process(loop, 0), 0);
     /* Unbounded wait with a far timer ends with the first ready fd. */
     make_pipe(p);
-    assert_int_equal(tw_loop_add_fd(loop, p[0], TW_LOOP_READABLE, on_read, &h), 0);
+    assert_int_equal(httpd_loop_add_fd(loop, p[0], HTTPD_LOOP_READABLE, on_read, &h), 0);
     put(p[1], "x");
-    assert_int_equal(tw_loop_process(loop, -1), 1);
+    assert_int_equal(httpd_loop_process(loop, -1), 1);
     assert_int_equal(h.count, 1);
-    tw_loop_del_fd(loop, p[0], TW_LOOP_READABLE);
+    httpd_loop_del_fd(loop, p[0], HTTPD_LOOP_READABLE);
     close(p[0]);
     close(p[1]);
-    tw_loop_free(loop);
+    httpd_loop_free(loop);
 }
 
 static void now_is_monotonic(void **state)
 {
-    long long a = tw_loop_now_ms(), b = tw_loop_now_ms();
+    long long a = httpd_loop_now_ms(), b = httpd_loop_now_ms();
 
     (void)state;
     assert_true(a > 0);
@@ -606,16 +606,16 @@ static void now_is_monotonic(void **state)
 
 static void allocation_failures_are_clean(void **state)
 {
-    tw_loop *loop = NULL;
+    httpd_loop *loop = NULL;
     long i;
 
     (void)state;
     for (i = 0; loop == NULL; i++) {
         assert_true(i < 16);
-        tw__loop_alloc_fail_after(i);
+        httpd__loop_alloc_fail_after(i);
         errno = 0;
-        loop = tw_loop_new(64);
-        tw__loop_alloc_fail_after(-1);
+        loop = httpd_loop_new(64);
+        httpd__loop_alloc_fail_after(-1);
         if (loop == NULL)
             assert_int_equal(errno, ENOMEM);
     }
@@ -623,15 +623,15 @@ static void allocation_failures_are_clean(void **state)
     /* Fill the first heap and index allocations exactly, then make each
      * growth fail in turn: the add fails, and nothing else changes. */
     for (i = 0; i < 16; i++)
-        assert_true(tw_loop_add_timer(loop, 1000, on_timer_once, NULL) > 0);
+        assert_true(httpd_loop_add_timer(loop, 1000, on_timer_once, NULL) > 0);
     for (i = 0; i < 4; i++) {
-        tw__loop_alloc_fail_after(i);
+        httpd__loop_alloc_fail_after(i);
         errno = 0;
-        long long id = tw_loop_add_timer(loop, 1000, on_timer_once, NULL);
-        tw__loop_alloc_fail_after(-1);
-        assert_int_equal(tw__loop_check(loop), 0);
+        long long id = httpd_loop_add_timer(loop, 1000, on_timer_once, NULL);
+        httpd__loop_alloc_fail_after(-1);
+        assert_int_equal(httpd__loop_check(loop), 0);
         if (id > 0) {
-            assert_int_equal(tw_loop_del_timer(loop, id), 0);
+            assert_int_equal(httpd_loop_del_timer(loop, id), 0);
             break;
         }
         assert_int_equal(id, -1);
@@ -639,9 +639,9 @@ static void allocation_failures_are_clean(void **state)
     }
     assert_true(i > 0 && i < 4); /* both a failure and a success were seen */
     for (long long id = 1; id <= 16; id++)
-        assert_int_equal(tw_loop_del_timer(loop, id), 0);
-    assert_int_equal(tw__loop_check(loop), 0);
-    tw_loop_free(loop);
+        assert_int_equal(httpd_loop_del_timer(loop, id), 0);
+    assert_int_equal(httpd__loop_check(loop), 0);
+    httpd_loop_free(loop);
 }
 
 int main(void)

@@ -4,10 +4,10 @@
  * log of timer calls.
  *
  * Header-only (static inline): each test is its own executable, built with
- * src/invoice/loop.c and TW_LOOP_DEBUG.  It includes cmocka itself.
+ * src/invoice/loop.c and HTTPD_LOOP_DEBUG.  It includes cmocka itself.
  */
-#ifndef TW_LOOP_HELPERS_H
-#define TW_LOOP_HELPERS_H
+#ifndef HTTPD_LOOP_HELPERS_H
+#define HTTPD_LOOP_HELPERS_H
 
 #include "loop.h"
 
@@ -19,9 +19,9 @@
 
 #include <string.h>
 
-/* Built with TW_LOOP_DEBUG: loop.c's test hooks. */
-void tw__loop_alloc_fail_after(long n);
-int tw__loop_check(const tw_loop *loop);
+/* Built with HTTPD_LOOP_DEBUG: loop.c's test hooks. */
+void httpd__loop_alloc_fail_after(long n);
+int httpd__loop_check(const httpd_loop *loop);
 
 #define SETSIZE 1024
 #define WAIT_MS 5000 /* upper bound on any wait; never reached when passing */
@@ -45,17 +45,17 @@ static inline void tlog_add(int tag, long long id)
 {
     assert_true(tlog.n < 64);
     tlog.tag[tlog.n] = tag;
-    tlog.at[tlog.n] = tw_loop_now_ms();
+    tlog.at[tlog.n] = httpd_loop_now_ms();
     tlog.id[tlog.n] = id;
     tlog.n++;
 }
 
 /* Logs its tag (data) once. */
-static inline long long on_timer_once(tw_loop *loop, long long id, void *data)
+static inline long long on_timer_once(httpd_loop *loop, long long id, void *data)
 {
     (void)loop;
     tlog_add((int)(intptr_t)data, id);
-    return TW_LOOP_NOMORE;
+    return HTTPD_LOOP_NOMORE;
 }
 
-#endif /* TW_LOOP_HELPERS_H */
+#endif /* HTTPD_LOOP_HELPERS_H */

@@ -25,12 +25,12 @@ static void init_creates_and_seeds(void **state)
     assert_int_equal(store_init(f->db, &err), 0);
     {
         tw_store *s = open_reader(f);
-        inv_buf out = {0};
+        twu_buf out = {0};
 
         assert_int_equal(store_page(s, NULL, 100, &out, &err), 0);
         assert_non_null(strstr(out.data, "\"invoice_number\":\"00095234\""));
         assert_null(strstr(out.data, "},{")); /* the seed, once */
-        inv_buf_free(&out);
+        twu_buf_free(&out);
         store_close(s);
     }
 }
@@ -101,7 +101,7 @@ static void newest_is_the_seed(void **state)
 {
     fixture *f = init_db(state);
     tw_store *s = open_reader(f);
-    inv_buf out = {0};
+    twu_buf out = {0};
     tw_err err;
 
     assert_int_equal(store_newest(s, &out, &err), 1);
@@ -112,7 +112,7 @@ static void newest_is_the_seed(void **state)
     assert_int_equal(out.data[out.len - 2], '"');
     assert_int_equal(out.data[out.len - 3], 'Z');
     assert_null(strchr(out.data, ' ')); /* compact */
-    inv_buf_free(&out);
+    twu_buf_free(&out);
     store_close(s);
 }
 
@@ -120,7 +120,7 @@ static void get_found_and_not_found(void **state)
 {
     fixture *f = init_db(state);
     tw_store *s = open_reader(f);
-    inv_buf out = {0};
+    twu_buf out = {0};
     tw_err err;
 
     assert_int_equal(store_get(s, "00095234", &out, &err), 1);
@@ -131,7 +131,7 @@ static void get_found_and_not_found(void **state)
     assert_int_equal(store_get(s, "' OR 1=1 --", &out, &err), 0);
     /* The statement is reused: found again after a miss. */
     assert_int_equal(store_get(s, "00095234", &out, &err), 1);
-    inv_buf_free(&out);
+    twu_buf_free(&out);
     store_close(s);
 }
 
@@ -156,7 +156,7 @@ static void pages_one_at_a_time(void **state)
     }
     s = open_reader(f);
     for (;;) {
-        inv_buf out = {0};
+        twu_buf out = {0};
         char want[64];
         const char *next;
 
@@ -172,24 +172,24 @@ static void pages_one_at_a_time(void **state)
         assert_non_null(next);
         next += 9;
         if (strcmp(next, "null}") == 0) {
-            inv_buf_free(&out);
+            twu_buf_free(&out);
             break;
         }
         assert_int_equal(next[0], '"');
         snprintf(cursor, sizeof(cursor), "%.*s",
                  (int)(strchr(next + 1, '"') - next - 1), next + 1);
-        inv_buf_free(&out);
+        twu_buf_free(&out);
     }
     assert_int_equal(pages, 5);
 
     /* All at once: no next. */
     {
-        inv_buf out = {0};
+        twu_buf out = {0};
 
         assert_int_equal(store_page(s, "", 5, &out, &err), 0);
         assert_non_null(strstr(out.data, "},{"));
         assert_non_null(strstr(out.data, "],\"next\":null}"));
-        inv_buf_free(&out);
+        twu_buf_free(&out);
     }
     store_close(s);
     store_writer_stop(w);
@@ -203,7 +203,7 @@ static void malformed_cursors_are_input_errors(void **state)
     const char *bad[] = {"x", "-1", "+1", "01", "0", "1 ", " 1", "1.0",
                          "99999999999999999999", "9223372036854775808",
                          "1e3", "0x10"};
-    inv_buf out = {0};
+    twu_buf out = {0};
     tw_err err;
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -221,7 +221,7 @@ static void malformed_cursors_are_input_errors(void **state)
     /* Past the end: an empty page. */
     assert_int_equal(store_page(s, "9223372036854775807", 10, &out, &err), 0);
     assert_string_equal(out.data, "{\"invoices\":[],\"next\":null}");
-    inv_buf_free(&out);
+    twu_buf_free(&out);
     store_close(s);
 }
 
@@ -238,7 +238,7 @@ static void strings_are_escaped(void **state)
         .amount_minor = 1050,
         .created_at = 1795938600, /* 2026-11-29T07:50:00Z */
     };
-    inv_buf out = {0};
+    twu_buf out = {0};
 
     (void)state;
     assert_int_equal(store__render_invoice(&out, &row), 0);
@@ -248,7 +248,7 @@ static void strings_are_escaped(void **state)
         "\\ufffd\",\"email\":\"a@b\",\"invoice_number\":\"N-1\","
         "\"invoice_price\":\"1050JPY\",\"amount_minor\":1050,"
         "\"currency\":\"JPY\",\"created_at\":\"2026-11-29T07:50:00Z\"}");
-    inv_buf_free(&out);
+    twu_buf_free(&out);
 }
 
 /* Bytes that are not UTF-8 (RFC 3629 §3: overlong forms, surrogates,
@@ -262,7 +262,7 @@ static void invalid_utf8_becomes_replacement(void **state)
         .email = "\xf0\x9f\x98\x80\xe2\x82",
         .currency = "USD",
     };
-    inv_buf out = {0};
+    twu_buf out = {0};
 
     (void)state;
     assert_int_equal(store__render_invoice(&out, &row), 0);
@@ -272,7 +272,7 @@ static void invalid_utf8_becomes_replacement(void **state)
         "\"email\":\"\xf0\x9f\x98\x80\\ufffd\\ufffd\",\"invoice_number\":"
         "\"\\ufffd\\ufffd\",",
         106);
-    inv_buf_free(&out);
+    twu_buf_free(&out);
 }
 
 static void prices_use_the_currency_exponent(void **state)
@@ -452,36 +452,36 @@ static void refuses_each_field_by_name(void **state)
     refused("{\"email\":\"x\"}", 13, "invoice_number", "missing");
 }
 
-/* ------------------------------------------------------------- inv_buf */
+/* ------------------------------------------------------------- twu_buf */
 
 static void buffers_have_a_cap(void **state)
 {
-    inv_buf b = {.max = 8};
-    inv_buf big = {0};
+    twu_buf b = {.max = 8};
+    twu_buf big = {0};
     static char chunk[64 * 1024];
 
     (void)state;
-    assert_int_equal(inv_buf_append(&b, "12345678", 8), 0);
-    assert_int_equal(inv_buf_append(&b, "9", 1), -1);
+    assert_int_equal(twu_buf_append(&b, "12345678", 8), 0);
+    assert_int_equal(twu_buf_append(&b, "9", 1), -1);
     assert_string_equal(b.data, "12345678");
-    assert_int_equal(inv_buf_printf(&b, "%d", 1), -1);
+    assert_int_equal(twu_buf_printf(&b, "%d", 1), -1);
     b.len = 4;
     b.data[4] = '\0';
-    assert_int_equal(inv_buf_printf(&b, "%s", "abcd"), 0);
+    assert_int_equal(twu_buf_printf(&b, "%s", "abcd"), 0);
     assert_string_equal(b.data, "1234abcd");
-    assert_int_equal(inv_buf_printf(&b, "%s", "x"), -1);
+    assert_int_equal(twu_buf_printf(&b, "%s", "x"), -1);
     assert_string_equal(b.data, "1234abcd");
-    inv_buf_free(&b);
+    twu_buf_free(&b);
     assert_null(b.data);
 
     /* max 0: 4 MiB. */
     memset(chunk, 'x', sizeof(chunk));
     for (int i = 0; i < 64; i++)
-        assert_int_equal(inv_buf_append(&big, chunk, sizeof(chunk)), 0);
+        assert_int_equal(twu_buf_append(&big, chunk, sizeof(chunk)), 0);
     assert_int_equal(big.len, 4u * 1024 * 1024);
-    assert_int_equal(inv_buf_append(&big, "x", 1), -1);
-    assert_int_equal(inv_buf_printf(&big, "x"), -1);
-    inv_buf_free(&big);
+    assert_int_equal(twu_buf_append(&big, "x", 1), -1);
+    assert_int_equal(twu_buf_printf(&big, "x"), -1);
+    twu_buf_free(&big);
 }
 
 /* Every allocation of ours failing in turn: a clean error, no leak. */
@@ -493,7 +493,7 @@ static void allocation_failures_are_clean(void **state)
     inv_invoice inv = make_invoice("M-1", "Ann", 1, "USD");
     store_writer *w;
     store_queue *q;
-    inv_buf out = {0};
+    twu_buf out = {0};
     tw_err err;
 
     for (long i = 0; i < 4; i++) {

@@ -255,10 +255,10 @@ static void nothing_is_lost_at_stop(void **state)
     assert_int_equal(rows, 41);
     {
         tw_store *s = open_reader(f);
-        inv_buf out = {0};
+        twu_buf out = {0};
 
         assert_int_equal(store_get(s, "D-39", &out, &err), 1);
-        inv_buf_free(&out);
+        twu_buf_free(&out);
         store_close(s);
     }
 }

@@ -1,10 +1,11 @@
 /*
- * server.c - invoice-server's process: configuration, workers, signals,
- * reloads and the drain at shutdown.  The main thread only waits for
- * signals and watches the configured files; workers do all the serving.
+ * server.c - the server's process: the listening address, workers,
+ * signals, reloads and the drain at shutdown.  The main thread only waits
+ * for signals and watches the configured files; workers do all the
+ * serving.
  */
 #define _GNU_SOURCE /* pthread_timedjoin_np */
-#include "server.h"
+#include "httpd_internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,7 +21,7 @@
 
 #define DRAIN_MAX_MS 10000
 
-static int parse_listen(inv_server *srv, const char *text)
+static int parse_listen(httpd *srv, const char *text)
 {
     char host[256];
     const char *colon = strrchr(text, ':');
@@ -59,7 +60,7 @@ static int parse_listen(inv_server *srv, const char *text)
 
 /* SO_REUSEPORT would let a second server share the port and split the
  * connections with it: check first that nobody listens there. */
-static int port_in_use(const inv_server *srv)
+static int port_in_use(const httpd *srv)
 {
     int fd = socket(srv->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1, busy;
@@ -74,7 +75,7 @@ static int port_in_use(const inv_server *srv)
 }
 
 /* Enough file descriptors for --max-connections (and the files besides). */
-static void raise_fd_limit(inv_server *srv)
+static void raise_fd_limit(httpd *srv)
 {
     struct rlimit rl;
     rlim_t want = (rlim_t)srv->opt.max_conns + 256;
@@ -84,12 +85,13 @@ static void raise_fd_limit(inv_server *srv)
     rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
     if (rl.rlim_cur < want)
-        fprintf(stderr, "invoice-server: only %llu file descriptors allowed "
+        fprintf(stderr, "%s: only %llu file descriptors allowed "
                 "(ulimit -n): fewer than --max-connections %d needs\n",
-                (unsigned long long)rl.rlim_cur, srv->opt.max_conns);
+                srv->opt.name, (unsigned long long)rl.rlim_cur,
+                srv->opt.max_conns);
 }
 
-static void addr_text(const inv_server *srv, char *buf, size_t len)
+static void addr_text(const httpd *srv, char *buf, size_t len)
 {
     char host[INET6_ADDRSTRLEN];
 
@@ -106,45 +108,15 @@ static void addr_text(const inv_server *srv, char *buf, size_t len)
     }
 }
 
-static tw_config *build_config(const inv_options *o)
-{
-    tw_config *cfg = tw_config_new();
-
-    if (cfg == NULL) {
-        fprintf(stderr, "invoice-server: out of memory\n");
-        return NULL;
-    }
-    if (tw_config_set_ca_file(cfg, o->ca) < 0 ||
-        tw_config_set_keypair_file(cfg, o->cert, o->key) < 0 ||
-        (o->crl && tw_config_set_crl_file(cfg, o->crl) < 0) ||
-        (o->policy && tw_config_set_policy_file(cfg, o->policy) < 0) ||
-        (o->ticket_keys && tw_config_set_ticket_keys_file(cfg, o->ticket_keys) < 0) ||
-        tw_config_set_tickets(cfg, o->tickets) < 0)
-        goto err;
-    for (int i = 0; i < o->nrules; i++)
-        if (tw_config_add_policy_rule(cfg, o->rules[i]) < 0) {
-            fprintf(stderr, "invoice-server: --allow '%s': %s\n", o->rules[i],
-                    tw_config_error(cfg));
-            tw_config_free(cfg);
-            return NULL;
-        }
-    return cfg;
-err:
-    fprintf(stderr, "invoice-server: %s\n", tw_config_error(cfg));
-    tw_config_free(cfg);
-    return NULL;
-}
-
 /* A signature of the files a reload re-reads: any change of a file's
  * inode, size or modification time (older too, as `cp -p` makes) changes
  * it. */
-static long long files_mtime(const inv_options *o)
+static long long files_mtime(const httpd_options *o)
 {
-    const char *files[] = {o->cert, o->key, o->ca, o->crl, o->policy,
-                           o->ticket_keys};
+    const char *const *files = o->watch;
     unsigned long long sig = 1469598103934665603ULL;
 
-    for (size_t i = 0; i < sizeof(files) / sizeof(*files); i++) {
+    for (size_t i = 0; i < HTTPD_MAX_WATCH; i++) {
         struct stat st;
         unsigned long long parts[4] = {0, 0, 0, 0};
 
@@ -160,18 +132,18 @@ static long long files_mtime(const inv_options *o)
     return (long long)sig;
 }
 
-static void reload(inv_server *srv, const char *why)
+static void reload(httpd *srv, const char *why)
 {
     tw_err err;
 
     if (tw_server_reload(srv->tls, srv->cfg, &err) < 0) {
         atomic_fetch_add(&srv->metrics.reload_failures, 1);
-        inv_log(srv, "reload (%s) failed, keeping generation %u: %s", why,
+        httpd_log(srv, "reload (%s) failed, keeping generation %u: %s", why,
                 tw_server_generation(srv->tls), err.msg);
         return;
     }
     atomic_fetch_add(&srv->metrics.reloads, 1);
-    inv_log(srv, "reloaded (%s): generation %u", why,
+    httpd_log(srv, "reloaded (%s): generation %u", why,
             tw_server_generation(srv->tls));
 }
 
@@ -189,7 +161,7 @@ static void format_utc(time_t t, char *buf, size_t len)
  * one, and nothing else would tell the operator why before they complain.
  * Checked at start, after each reload and each time the main thread wakes.
  */
-static void warn_dates(inv_server *srv)
+static void warn_dates(httpd *srv)
 {
     time_t now = time(NULL);
     time_t crl = tw_server_crl_next_update(srv->tls);
@@ -200,28 +172,28 @@ static void warn_dates(inv_server *srv)
     if (crl != 0 && now >= crl && srv->warned_crl_gen != gen) {
         srv->warned_crl_gen = gen;
         format_utc(crl, when, sizeof(when));
-        inv_log(srv, "warning: a CRL in %s is past its nextUpdate (%s): the "
+        httpd_log(srv, "warning: a CRL in %s is past its nextUpdate (%s): the "
                 "clients of its CA are refused (crl_unusable) until a new CRL "
                 "is in place (twoway-ca crl --ca DIR --out %s, then SIGHUP)",
-                srv->opt.crl, when, srv->opt.crl);
+                srv->opt.crl_file, when, srv->opt.crl_file);
     }
     if (cert != 0 && now >= cert && srv->warned_cert_gen != gen) {
         srv->warned_cert_gen = gen;
         format_utc(cert, when, sizeof(when));
-        inv_log(srv, "warning: the server certificate %s expired on %s: "
+        httpd_log(srv, "warning: the server certificate %s expired on %s: "
                 "clients refuse this server until it has a new one "
-                "(twoway-ca issue ..., then SIGHUP)", srv->opt.cert, when);
+                "(twoway-ca issue ..., then SIGHUP)", srv->opt.cert_file, when);
     }
 }
 
 /* Wait for signals and file changes until SIGTERM/SIGINT; check the CRL
  * and certificate dates at least once a minute. */
-static void supervise(inv_server *srv, int sigfd)
+static void supervise(httpd *srv)
 {
     long long seen = files_mtime(&srv->opt);
 
     for (;;) {
-        struct pollfd p = {.fd = sigfd, .events = POLLIN};
+        struct pollfd p = {.fd = srv->sigfd, .events = POLLIN};
         int timeout = srv->opt.reload_check_ms > 0 &&
                               srv->opt.reload_check_ms < 60000
                           ? srv->opt.reload_check_ms : 60000;
@@ -232,13 +204,13 @@ static void supervise(inv_server *srv, int sigfd)
         if (n > 0) {
             struct signalfd_siginfo si;
 
-            if (read(sigfd, &si, sizeof(si)) != sizeof(si))
+            if (read(srv->sigfd, &si, sizeof(si)) != sizeof(si))
                 continue;
             if (si.ssi_signo == SIGHUP) {
                 seen = files_mtime(&srv->opt);
                 reload(srv, "SIGHUP");
             } else {
-                inv_log(srv, "%s: draining connections, then exiting",
+                httpd_log(srv, "%s: draining connections, then exiting",
                         si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
                 return;
             }
@@ -255,148 +227,185 @@ static void supervise(inv_server *srv, int sigfd)
 }
 
 /* Returns 1 when every worker finished (their state may be freed). */
-static int drain(inv_server *srv)
+static int drain(httpd *srv)
 {
     struct timespec deadline;
     int all = 1;
 
     atomic_store(&srv->draining, 1);
     for (int i = 0; i < srv->nworkers; i++)
-        inv_worker_wake(&srv->workers[i]);
+        httpd__worker_wake(&srv->workers[i]);
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += DRAIN_MAX_MS / 1000;
-    for (int i = 0; i < srv->nworkers; i++)
-        if (pthread_timedjoin_np(srv->workers[i].thread, NULL, &deadline) != 0) {
-            inv_log(srv, "worker %d did not finish in %d s; exiting anyway", i,
-                    DRAIN_MAX_MS / 1000);
+    for (int i = 0; i < srv->nworkers; i++) {
+        httpd_worker *w = &srv->workers[i];
+
+        if (!w->running)
+            continue;
+        if (pthread_timedjoin_np(w->thread, NULL, &deadline) != 0) {
+            httpd_log(srv, "worker %d did not finish in %d s; exiting anyway",
+                      i, DRAIN_MAX_MS / 1000);
             all = 0;
+            continue;
         }
+        w->running = 0;
+    }
     return all;
 }
 
-static void server_free(inv_server *srv, int sigfd)
+void httpd_options_defaults(httpd_options *o)
 {
-    for (int i = 0; srv->workers != NULL && i < srv->nworkers; i++) {
-        inv_worker *w = &srv->workers[i];
-
-        if (w->listen_fd >= 0)
-            close(w->listen_fd);
-        if (w->wake_fd >= 0)
-            close(w->wake_fd);
-        tw_loop_free(w->loop);
-        inv_head_pool_free(w);
-        if (w->cache != NULL) {
-            inv_cache_free(w->cache);
-            free(w->cache);
-        }
-        store_close(w->store);
-        store_queue_free(w->queue);
-    }
-    free(srv->workers);
-    if (srv->access_log != NULL && srv->access_log != stdout)
-        fclose(srv->access_log);
-    if (sigfd >= 0)
-        close(sigfd);
-    tw_server_free(srv->tls);
-    tw_config_free(srv->cfg);
-    pthread_mutex_destroy(&srv->log_lock);
-    free(srv);
+    memset(o, 0, sizeof(*o));
+    o->name = "httpd";
+    o->workers = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (o->workers < 1)
+        o->workers = 1;
+    o->max_head = 8192;
+    o->max_headers = 64;
+    o->max_body = 1024 * 1024;
+    o->header_timeout_ms = 10000;
+    o->idle_timeout_ms = 60000;
+    o->handshake_timeout_ms = 10000;
+    o->max_conns = 10000;
+    o->reload_check_ms = 2000;
 }
 
-int inv_server_run(const inv_options *o)
+httpd *httpd_new(const httpd_options *o, tw_config *cfg, void *app,
+                 tw_err *err)
 {
-    inv_server *srv = calloc(1, sizeof(*srv));
+    httpd *h = tw__calloc(1, sizeof(*h));
     sigset_t mask;
-    tw_err err;
-    int sigfd, started = 0;
-    char where[80];
 
-    if (srv == NULL)
-        return 1;
-    srv->opt = *o;
-    pthread_mutex_init(&srv->log_lock, NULL);
-    srv->started = time(NULL);
-    if (parse_listen(srv, o->listen) < 0) {
-        fprintf(stderr, "invoice-server: --listen '%s' is not ADDR:PORT "
-                "(e.g. 127.0.0.1:3100 or [::1]:3100)\n", o->listen);
-        return 2;
+    if (h == NULL) {
+        tw_err_clear(err);
+        snprintf(err->msg, sizeof(err->msg), "out of memory");
+        err->cls = TW_ERR_INTERNAL;
+        return NULL;
     }
-    if (port_in_use(srv)) {
-        fprintf(stderr, "invoice-server: --listen %s: the address is in use "
-                "(is another invoice-server running?)\n", o->listen);
-        return 1;
+    h->opt = *o;
+    h->app = app;
+    h->cfg = cfg;
+    h->sigfd = -1;
+    pthread_mutex_init(&h->log_lock, NULL);
+    tw_err_clear(err);
+    if (parse_listen(h, o->listen) < 0) {
+        err->cls = TW_ERR_USAGE;
+        snprintf(err->msg, sizeof(err->msg), "--listen '%s' is not ADDR:PORT "
+                 "(e.g. 127.0.0.1:3100 or [::1]:3100)", o->listen);
+        goto err;
     }
-    raise_fd_limit(srv);
-    if (store_init(o->db, &err) < 0) {
-        fprintf(stderr, "invoice-server: --db: %s\n", err.msg);
-        return 1;
+    if (port_in_use(h)) {
+        err->cls = TW_ERR_IO;
+        snprintf(err->msg, sizeof(err->msg), "--listen %s: the address is in "
+                 "use (is another %s running?)", o->listen, o->name);
+        goto err;
     }
-    if ((srv->cfg = build_config(o)) == NULL)
-        return 1;
-    if ((srv->tls = tw_server_new(srv->cfg, &err)) == NULL) {
-        fprintf(stderr, "invoice-server: %s\n", err.msg);
-        return 1;
-    }
+    raise_fd_limit(h);
+    if ((h->tls = tw_server_new(cfg, err)) == NULL)
+        goto err;
     if (o->access_log != NULL) {
-        srv->access_log = strcmp(o->access_log, "-") == 0
-                              ? stdout : fopen(o->access_log, "a");
-        if (srv->access_log == NULL) {
-            fprintf(stderr, "invoice-server: --access-log %s: %s\n",
-                    o->access_log, strerror(errno));
-            return 1;
+        h->access_log = strcmp(o->access_log, "-") == 0
+                            ? stdout : fopen(o->access_log, "a");
+        if (h->access_log == NULL) {
+            err->cls = TW_ERR_IO;
+            snprintf(err->msg, sizeof(err->msg), "--access-log %s: %s",
+                     o->access_log, strerror(errno));
+            goto err;
         }
     }
-    /* Workers inherit this mask: only the main thread takes signals. */
+    /* Threads started from now on (workers, the program's own) inherit
+     * this mask: only the main thread takes these signals. */
     signal(SIGPIPE, SIG_IGN);
     sigemptyset(&mask);
     sigaddset(&mask, SIGHUP);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
     pthread_sigmask(SIG_BLOCK, &mask, NULL);
-    if ((sigfd = signalfd(-1, &mask, SFD_CLOEXEC)) < 0) {
-        fprintf(stderr, "invoice-server: signalfd: %s\n", strerror(errno));
-        return 1;
+    if ((h->sigfd = signalfd(-1, &mask, SFD_CLOEXEC)) < 0) {
+        err->cls = TW_ERR_INTERNAL;
+        snprintf(err->msg, sizeof(err->msg), "signalfd: %s", strerror(errno));
+        goto err;
     }
-    /* Threads start only now, so every one of them has the mask. */
-    if ((srv->writer = store_writer_start(o->db, &err)) == NULL) {
-        fprintf(stderr, "invoice-server: --db: %s\n", err.msg);
-        return 1;
-    }
-    srv->nworkers = o->workers;
-    if ((srv->workers = calloc((size_t)o->workers, sizeof(inv_worker))) == NULL)
-        return 1;
-    for (int i = 0; i < o->workers; i++) {
-        inv_worker *w = &srv->workers[i];
+    return h;
+err:
+    httpd_free(h);
+    return NULL;
+}
 
-        w->srv = srv;
+void httpd_set_worker_hooks(httpd *h, httpd_worker_start_fn *start,
+                            httpd_worker_stop_fn *stop)
+{
+    h->worker_start = start;
+    h->worker_stop = stop;
+}
+
+void httpd_set_metrics(httpd *h, httpd_metrics_fn *fn)
+{
+    h->app_metrics = fn;
+}
+
+void httpd_set_banner(httpd *h, const char *extra, const char *no_policy)
+{
+    h->banner = extra;
+    h->no_policy = no_policy;
+}
+
+int httpd_run(httpd *h)
+{
+    char where[80];
+    int started = 0;
+
+    h->nworkers = h->opt.workers;
+    if ((h->workers = tw__calloc((size_t)h->nworkers, sizeof(*h->workers))) ==
+        NULL) {
+        httpd_log(h, "out of memory");
+        return 1;
+    }
+    for (int i = 0; i < h->nworkers; i++) {
+        httpd_worker *w = &h->workers[i];
+
+        w->srv = h;
         w->index = i;
         w->listen_fd = w->wake_fd = -1;
-        if (inv_worker_start(w) < 0)
+    }
+    for (int i = 0; i < h->nworkers; i++) {
+        if (httpd__worker_start(&h->workers[i]) < 0)
             break;
         started++;
     }
-    if (started < o->workers) {
-        srv->nworkers = started;
-        drain(srv);
+    if (started < h->nworkers) {
+        drain(h);
         return 1;
     }
-    addr_text(srv, where, sizeof(where));
-    if (!tw_server_has_policy(srv->tls))
-        inv_log(srv, "no policy given: any certificate the CA signed may "
-                "read, write and see metrics (add --allow 'read O=...' or "
-                "--policy FILE)");
-    inv_log(srv, "listening on https://%s/ (%d workers, TLS 1.2-1.3, "
-            "database %s)", where, srv->nworkers, o->db);
-    warn_dates(srv);
-    supervise(srv, sigfd);
-    if (!drain(srv)) {
+    addr_text(h, where, sizeof(where));
+    if (!tw_server_has_policy(h->tls) && h->no_policy != NULL)
+        httpd_log(h, "%s", h->no_policy);
+    httpd_log(h, "listening on https://%s/ (%d workers, TLS 1.2-1.3%s%s)",
+              where, h->nworkers, h->banner ? ", " : "",
+              h->banner ? h->banner : "");
+    warn_dates(h);
+    supervise(h);
+    if (!drain(h)) {
         /* A stuck worker still uses its state: leave without running exit
          * handlers under its feet. */
-        inv_log(srv, "stopped (forced)");
+        httpd_log(h, "stopped (forced)");
         _exit(0);
     }
-    store_writer_stop(srv->writer);
-    inv_log(srv, "stopped");
-    server_free(srv, sigfd);
     return 0;
+}
+
+void httpd_free(httpd *h)
+{
+    if (h == NULL)
+        return;
+    for (int i = 0; h->workers != NULL && i < h->nworkers; i++)
+        httpd__worker_free(&h->workers[i]);
+    tw__free(h->workers);
+    if (h->access_log != NULL && h->access_log != stdout)
+        fclose(h->access_log);
+    if (h->sigfd >= 0)
+        close(h->sigfd);
+    tw_server_free(h->tls);
+    pthread_mutex_destroy(&h->log_lock);
+    tw__free(h);
 }

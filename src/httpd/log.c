@@ -1,11 +1,11 @@
 /*
- * log.c - invoice-server's logs: operational and refusal lines on stderr,
+ * log.c - the server's logs: operational and refusal lines on stderr,
  * one JSON line per request in the access log.  Each line is written with
  * one call under a lock, so lines from workers never interleave.  No secret
  * (key, passphrase, request body) is ever logged, and control characters
  * from peers are escaped so a certificate cannot forge log lines.
  */
-#include "server.h"
+#include "httpd_internal.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -13,7 +13,7 @@
 #include <string.h>
 #include <sys/time.h>
 
-static void timestamp(char *buf, size_t len)
+void httpd__timestamp(char *buf, size_t len)
 {
     struct timeval tv;
     struct tm tm;
@@ -23,14 +23,14 @@ static void timestamp(char *buf, size_t len)
     strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-void inv_log(inv_server *srv, const char *fmt, ...)
+void httpd_log(httpd *srv, const char *fmt, ...)
 {
     char line[2048], ts[32];
     va_list ap;
     int n;
 
-    timestamp(ts, sizeof(ts));
-    n = snprintf(line, sizeof(line), "%s invoice-server: ", ts);
+    httpd__timestamp(ts, sizeof(ts));
+    n = snprintf(line, sizeof(line), "%s %s: ", ts, srv->opt.name);
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
     va_end(ap);
@@ -44,12 +44,12 @@ void inv_log(inv_server *srv, const char *fmt, ...)
     pthread_mutex_unlock(&srv->log_lock);
 }
 
-void inv_log_refusal(inv_server *srv, const char *peer, const tw_conn *tls)
+void httpd__log_refusal(httpd *srv, const char *peer, const tw_conn *tls)
 {
     const tw_err *e = tw_conn_err(tls);
     tw_identity *id = tw_conn_refused_identity(tls);
 
-    inv_log(srv, "refused peer=%s reason=%s subject=\"%s\" issuer=\"%s\" "
+    httpd_log(srv, "refused peer=%s reason=%s subject=\"%s\" issuer=\"%s\" "
             "serial=%s: %s", peer,
             e->reason != TW_REASON_NONE ? tw_reason_name(e->reason)
                                         : tw_error_class_name(e->cls),
@@ -59,13 +59,13 @@ void inv_log_refusal(inv_server *srv, const char *peer, const tw_conn *tls)
     tw_identity_free(id);
 }
 
-void inv_log_access(inv_conn *c, int status, size_t bytes)
+void httpd__log_access(httpd_conn *c, int status, size_t bytes)
 {
-    inv_server *srv = c->w->srv;
+    httpd *srv = c->w->srv;
     const tw_identity *id;
     json_t *o;
     char ts[32], *text, path[1024];
-    long long now = tw_loop_now_ms();
+    long long now = httpd_loop_now_ms();
     size_t n;
 
     if (srv->access_log == NULL)
@@ -80,7 +80,7 @@ void inv_log_access(inv_conn *c, int status, size_t bytes)
         path[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
     }
     path[n] = '\0';
-    timestamp(ts, sizeof(ts));
+    httpd__timestamp(ts, sizeof(ts));
     o = json_object();
     json_object_set_new(o, "time", json_string(ts));
     json_object_set_new(o, "peer", json_string(c->peer));

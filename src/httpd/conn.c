@@ -1,10 +1,10 @@
 /*
- * conn.c - one client connection of invoice-server: the TLS handshake,
- * reading and parsing requests, writing responses, keep-alive, pipelining,
- * deadlines.  Each event re-runs conn_drive(), which does whatever the
- * connection can do now and re-arms the loop for what it waits on.
+ * conn.c - one client connection: the TLS handshake, reading and parsing
+ * requests, writing responses, keep-alive, pipelining, deadlines.  Each
+ * event re-runs conn_drive(), which does whatever the connection can do
+ * now and re-arms the loop for what it waits on.
  */
-#include "server.h"
+#include "httpd_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,9 +14,9 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
-static void conn_drive(inv_conn *c);
+static void conn_drive(httpd_conn *c);
 
-static void conn_event(tw_loop *loop, int fd, void *data, int mask)
+static void conn_event(httpd_loop *loop, int fd, void *data, int mask)
 {
     (void)loop;
     (void)fd;
@@ -24,21 +24,22 @@ static void conn_event(tw_loop *loop, int fd, void *data, int mask)
     conn_drive(data);
 }
 
-static void set_mask(inv_conn *c, int mask)
+static void set_mask(httpd_conn *c, int mask)
 {
     if (mask == c->mask)
         return;
     if (c->mask & ~mask)
-        tw_loop_del_fd(c->w->loop, c->fd, c->mask & ~mask);
+        httpd_loop_del_fd(c->w->loop, c->fd, c->mask & ~mask);
     if (mask & ~c->mask)
-        tw_loop_add_fd(c->w->loop, c->fd, mask & ~c->mask, conn_event, c);
+        httpd_loop_add_fd(c->w->loop, c->fd, mask & ~c->mask, conn_event, c);
     c->mask = mask;
 }
 
-static void unlink_conn(inv_conn *c)
+static void unlink_conn(httpd_conn *c)
 {
-    inv_worker *w = c->w;
+    httpd_worker *w = c->w;
 
+    httpd__conn_wait(c, WAIT_NONE);
     if (c->prev != NULL)
         c->prev->next = c->next;
     else if (w->conns == c)
@@ -50,37 +51,37 @@ static void unlink_conn(inv_conn *c)
     atomic_fetch_sub(&w->srv->metrics.open_connections, 1);
 }
 
-static void conn_free(inv_conn *c)
+static void conn_free(httpd_conn *c)
 {
     tw_conn_free(c->tls);
-    inv_request_free(c->w, &c->req);
-    inv_buf_free(&c->out);
+    httpd__request_free(c->w, &c->req);
+    twu_buf_free(&c->out);
     free(c->pending_in);
     free(c);
 }
 
-void inv_conn_close(inv_conn *c)
+void httpd__conn_close(httpd_conn *c)
 {
     if (c->fd < 0)
         return;
     if ((c->state == CONN_ACTIVE || c->state == CONN_CLOSING) &&
         c->out_off >= c->out.len)
         (void)tw_conn_shutdown(c->tls); /* best effort close_notify */
-    tw_loop_del_fd(c->w->loop, c->fd, TW_LOOP_READABLE | TW_LOOP_WRITABLE);
+    httpd_loop_del_fd(c->w->loop, c->fd, HTTPD_LOOP_READABLE | HTTPD_LOOP_WRITABLE);
     close(c->fd);
     c->fd = -1;
     unlink_conn(c);
     if (c->waiting) {
-        c->freed_while_waiting = 1; /* freed when the writer answers */
+        c->freed_while_waiting = 1; /* freed by httpd_req_resume */
         return;
     }
     conn_free(c);
 }
 
-void inv_conn_accept(inv_worker *w, int fd, const struct sockaddr *sa)
+void httpd__conn_accept(httpd_worker *w, int fd, const struct sockaddr *sa)
 {
-    inv_server *srv = w->srv;
-    inv_conn *c;
+    httpd *srv = w->srv;
+    httpd_conn *c;
     tw_err err;
     int one = 1;
     char host[INET6_ADDRSTRLEN] = "?";
@@ -95,8 +96,10 @@ void inv_conn_accept(inv_worker *w, int fd, const struct sockaddr *sa)
         close(fd);
         return;
     }
+    c->req_handle.conn = c;
     c->w = w;
     c->fd = fd;
+    c->wait = WAIT_NONE;
     if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *s6 = (const void *)sa;
 
@@ -109,14 +112,13 @@ void inv_conn_accept(inv_worker *w, int fd, const struct sockaddr *sa)
         snprintf(c->peer, sizeof(c->peer), "%s:%u", host, ntohs(s4->sin_port));
     }
     if ((c->tls = tw_server_accept(srv->tls, fd, &err)) == NULL) {
-        inv_log(srv, "cannot start TLS for %s: %s", c->peer, err.msg);
+        httpd_log(srv, "cannot start TLS for %s: %s", c->peer, err.msg);
         close(fd);
         free(c);
         return;
     }
-    inv_request_reset(c->w, &c->req);
+    httpd__request_reset(c->w, &c->req);
     c->state = CONN_HANDSHAKE;
-    c->deadline_ms = tw_loop_now_ms() + srv->opt.handshake_timeout_ms;
     c->next = w->conns;
     if (w->conns != NULL)
         w->conns->prev = c;
@@ -124,31 +126,31 @@ void inv_conn_accept(inv_worker *w, int fd, const struct sockaddr *sa)
     w->nconns++;
     atomic_fetch_add(&srv->metrics.connections, 1);
     atomic_fetch_add(&srv->metrics.open_connections, 1);
-    set_mask(c, TW_LOOP_READABLE);
+    httpd__conn_wait(c, WAIT_HANDSHAKE);
+    set_mask(c, HTTPD_LOOP_READABLE);
 }
 
-static void handshake_failed(inv_conn *c)
+static void handshake_failed(httpd_conn *c)
 {
     const tw_err *e = tw_conn_err(c->tls);
-    inv_server *srv = c->w->srv;
+    httpd *srv = c->w->srv;
 
     if (e->cls == TW_ERR_PEER_REJECTED || e->cls == TW_ERR_PROTOCOL) {
-        inv_log_refusal(srv, c->peer, c->tls);
-        if ((unsigned)e->reason < INV_REASONS)
-            atomic_fetch_add(&srv->metrics.refusals[e->reason], 1);
+        httpd__log_refusal(srv, c->peer, c->tls);
+        httpd__metrics_refusal(srv, e->reason);
     } else if (e->cls == TW_ERR_REJECTED_BY_PEER) {
-        inv_log(srv, "handshake peer=%s: %s", c->peer, e->msg);
+        httpd_log(srv, "handshake peer=%s: %s", c->peer, e->msg);
     }
     /* The alert is on its way; closing now, with the client's request
      * unread, would turn into a reset that the client sees first. */
     shutdown(c->fd, SHUT_WR);
     c->state = CONN_LINGER;
-    c->deadline_ms = tw_loop_now_ms() + 1000;
-    set_mask(c, TW_LOOP_READABLE);
+    httpd__conn_wait(c, WAIT_LINGER);
+    set_mask(c, HTTPD_LOOP_READABLE);
 }
 
 /* Read and drop what a refused client still sends, until it closes. */
-static void linger(inv_conn *c)
+static void linger(httpd_conn *c)
 {
     for (;;) {
         ssize_t n = read(c->fd, c->w->scratch, sizeof(c->w->scratch));
@@ -159,53 +161,56 @@ static void linger(inv_conn *c)
             return;
         if (n < 0 && errno == EINTR)
             continue;
-        inv_conn_close(c);
+        httpd__conn_close(c);
         return;
     }
 }
 
 /* Write what is queued; 1 when all is written, 0 when blocked, -1 when the
  * connection is gone. */
-static int flush(inv_conn *c)
+static int flush(httpd_conn *c)
 {
     while (c->out_off < c->out.len) {
         long n = tw_conn_write(c->tls, c->out.data + c->out_off,
                                c->out.len - c->out_off);
 
         if (n == TW_WANT_WRITE) {
-            set_mask(c, TW_LOOP_WRITABLE);
+            set_mask(c, HTTPD_LOOP_WRITABLE);
             return 0;
         }
         if (n == TW_WANT_READ) {
-            set_mask(c, TW_LOOP_READABLE);
+            set_mask(c, HTTPD_LOOP_READABLE);
             return 0;
         }
         if (n < 0) {
-            inv_conn_close(c);
+            httpd__conn_close(c);
             return -1;
         }
         c->out_off += (size_t)n;
         atomic_fetch_add(&c->w->srv->metrics.bytes_out, (unsigned long long)n);
     }
     /* Idle connections hold no buffers (memory per idle connection). */
-    inv_buf_free(&c->out);
+    twu_buf_free(&c->out);
     c->out_off = 0;
     return 1;
 }
 
-static void request_done(inv_conn *c)
+static void request_done(httpd_conn *c)
 {
-    inv_request_reset(c->w, &c->req);
+    httpd__request_reset(c->w, &c->req);
     if (!c->keep_alive) {
         c->state = CONN_CLOSING;
+        /* The answer still has to be written: a request answered later
+         * (suspended) has no deadline left, give it the header time. */
+        if (c->wait == WAIT_NONE)
+            httpd__conn_wait(c, WAIT_HEAD);
         return;
     }
-    c->deadline_ms = tw_loop_now_ms() + c->w->srv->opt.idle_timeout_ms;
-    c->timeout_status = 0;
+    httpd__conn_wait(c, WAIT_IDLE);
 }
 
 /* Keep bytes that arrived behind a request still being answered. */
-static int save_pending(inv_conn *c, const char *data, size_t len)
+static int save_pending(httpd_conn *c, const char *data, size_t len)
 {
     char *p;
 
@@ -230,45 +235,44 @@ static int save_pending(inv_conn *c, const char *data, size_t len)
     return 0;
 }
 
-static void refused_after_reload(inv_conn *c)
+static void refused_after_reload(httpd_conn *c)
 {
     const tw_err *e = tw_conn_err(c->tls);
     const tw_identity *id = tw_conn_peer(c->tls);
-    inv_server *srv = c->w->srv;
+    httpd *srv = c->w->srv;
 
-    inv_log(srv, "refused peer=%s reason=%s subject=\"%s\" issuer=\"%s\" "
+    httpd_log(srv, "refused peer=%s reason=%s subject=\"%s\" issuer=\"%s\" "
             "serial=%s: %s (after a reload)", c->peer,
             tw_reason_name(e->reason), id ? tw_identity_subject(id) : "-",
             id ? tw_identity_issuer(id) : "-",
             id ? tw_identity_serial(id) : "-", e->msg);
-    if ((unsigned)e->reason < INV_REASONS)
-        atomic_fetch_add(&srv->metrics.refusals[e->reason], 1);
+    httpd__metrics_refusal(srv, e->reason);
     c->keep_alive = 0;
-    inv_reply_error(c, 403, e->msg);
+    httpd__reply_error(c, 403, e->msg);
     c->state = CONN_CLOSING;
     save_pending(c, NULL, 0);
 }
 
 /* Parse and answer requests in data; returns -1 when the connection must
  * stop reading (closing), else 0. */
-static int consume(inv_conn *c, const char *data, size_t len)
+static int consume(httpd_conn *c, const char *data, size_t len)
 {
-    inv_server *srv = c->w->srv;
+    httpd *srv = c->w->srv;
 
     while (len > 0 && c->state == CONN_ACTIVE && !c->waiting) {
         size_t used;
 
+        /* A request begins: the header timeout runs from its first
+         * byte, and answers 408 when it passes. */
         if (c->req.started_ms == 0 && c->req.head_len == 0 &&
-            c->timeout_status == 0) {
-            c->deadline_ms = tw_loop_now_ms() + srv->opt.header_timeout_ms;
-            c->timeout_status = 408;
-        }
-        used = inv_request_feed(c, data, len);
+            c->wait != WAIT_HEAD)
+            httpd__conn_wait(c, WAIT_HEAD);
+        used = httpd__request_feed(c, data, len);
         data += used;
         len -= used;
         if (c->req.error_status != 0) {
             c->keep_alive = 0;
-            inv_reply_error(c, c->req.error_status, c->req.error_reason);
+            httpd__reply_error(c, c->req.error_status, c->req.error_reason);
             c->state = CONN_CLOSING;
             save_pending(c, NULL, 0);
             return -1;
@@ -282,7 +286,7 @@ static int consume(inv_conn *c, const char *data, size_t len)
                 refused_after_reload(c);
                 return -1;
             }
-            inv_route(c);
+            httpd__route(c);
             if (c->waiting)
                 break;
             request_done(c);
@@ -291,16 +295,16 @@ static int consume(inv_conn *c, const char *data, size_t len)
         }
     }
     if (c->fd >= 0 && save_pending(c, data, len) < 0) {
-        inv_conn_close(c);
+        httpd__conn_close(c);
         return -1;
     }
     return 0;
 }
 
-static void conn_drive(inv_conn *c)
+static void conn_drive(httpd_conn *c)
 {
-    inv_worker *w = c->w;
-    inv_server *srv = w->srv;
+    httpd_worker *w = c->w;
+    httpd *srv = w->srv;
     int drained = 0; /* the last read left nothing behind it */
 
     if (c->state == CONN_LINGER) {
@@ -311,8 +315,8 @@ static void conn_drive(inv_conn *c)
         int rc = tw_conn_handshake(c->tls);
 
         if (rc == TW_WANT_READ || rc == TW_WANT_WRITE) {
-            set_mask(c, rc == TW_WANT_READ ? TW_LOOP_READABLE
-                                           : TW_LOOP_WRITABLE);
+            set_mask(c, rc == TW_WANT_READ ? HTTPD_LOOP_READABLE
+                                           : HTTPD_LOOP_WRITABLE);
             return;
         }
         if (rc < 0) {
@@ -324,8 +328,7 @@ static void conn_drive(inv_conn *c)
             atomic_fetch_add(&srv->metrics.resumed, 1);
         c->state = CONN_ACTIVE;
         c->keep_alive = 1;
-        c->deadline_ms = tw_loop_now_ms() + srv->opt.header_timeout_ms;
-        c->timeout_status = 0;
+        httpd__conn_wait(c, WAIT_FIRST);
     }
     for (;;) {
         int f = flush(c);
@@ -334,7 +337,7 @@ static void conn_drive(inv_conn *c)
         if (f <= 0)
             return; /* blocked (re-armed) or closed */
         if (c->state == CONN_CLOSING) {
-            inv_conn_close(c);
+            httpd__conn_close(c);
             return;
         }
         if (c->waiting) {
@@ -351,20 +354,20 @@ static void conn_drive(inv_conn *c)
          * request is announced by epoll.  Reading again now would mostly
          * cost a read(2) that says EAGAIN, once per request. */
         if (drained && tw_conn_pending(c->tls) == 0) {
-            set_mask(c, TW_LOOP_READABLE);
+            set_mask(c, HTTPD_LOOP_READABLE);
             return;
         }
         n = tw_conn_read(c->tls, w->scratch, sizeof(w->scratch));
         if (n == TW_WANT_READ) {
-            set_mask(c, TW_LOOP_READABLE);
+            set_mask(c, HTTPD_LOOP_READABLE);
             return;
         }
         if (n == TW_WANT_WRITE) {
-            set_mask(c, TW_LOOP_WRITABLE);
+            set_mask(c, HTTPD_LOOP_WRITABLE);
             return;
         }
         if (n <= 0) {
-            inv_conn_close(c); /* closed by the client, or an error */
+            httpd__conn_close(c); /* closed by the client, or an error */
             return;
         }
         drained = (size_t)n < sizeof(w->scratch);
@@ -373,45 +376,36 @@ static void conn_drive(inv_conn *c)
     }
 }
 
-void inv_conn_post_done(void *ctx, store_result *r)
+void httpd_req_suspend(httpd_req *r)
 {
-    inv_conn *c = ctx;
-    char location[64 + INV_NUMBER_MAX];
+    httpd_conn *c = r->conn;
+
+    c->waiting = 1;
+    httpd__conn_wait(c, WAIT_NONE);
+}
+
+void httpd_req_resume(httpd_req *r)
+{
+    httpd_conn *c = r->conn;
 
     c->waiting = 0;
     if (c->freed_while_waiting) {
         conn_free(c);
         return;
     }
-    if (r->status == 201 || r->status == 200) {
-        snprintf(location, sizeof(location), "Location: /invoices/%s\r\n",
-                 r->number);
-        inv_reply(c, r->status, "application/json",
-                  r->body.data ? r->body.data : "", r->body.len, location);
-    } else {
-        inv_reply_error(c, r->status, r->body.data ? r->body.data : "error");
-    }
     request_done(c);
     conn_drive(c);
 }
 
-void inv_conn_sweep(inv_worker *w, long long now)
+void httpd__conn_expired(httpd_conn *c)
 {
-    inv_conn *c = w->conns, *next;
-
-    for (; c != NULL; c = next) {
-        next = c->next;
-        if (c->waiting || c->deadline_ms == 0 || now < c->deadline_ms)
-            continue;
-        if (c->state == CONN_ACTIVE && c->timeout_status == 408 &&
-            c->out.len == 0) {
-            c->keep_alive = 0;
-            inv_reply_error(c, 408, "the request did not arrive in time");
-            c->state = CONN_CLOSING;
-            c->deadline_ms = now + 1000; /* then close regardless */
-            conn_drive(c);
-        } else {
-            inv_conn_close(c);
-        }
+    if (c->wait == WAIT_HEAD && c->state == CONN_ACTIVE && c->out.len == 0) {
+        c->keep_alive = 0;
+        httpd__reply_error(c, 408, "the request did not arrive in time");
+        c->state = CONN_CLOSING;
+        httpd__conn_wait(c, WAIT_CLOSING); /* then close regardless */
+        conn_drive(c);
+    } else {
+        httpd__conn_close(c);
     }
 }

@@ -1,40 +1,47 @@
 /*
- * metrics.c - GET /metrics in the Prometheus text format (version 0.0.4).
+ * metrics.c - the core's counters and GET /metrics in the Prometheus text
+ * format (version 0.0.4); the program adds its own lines after them.
  */
-#include "server.h"
+#include "httpd_internal.h"
 
-void inv_metrics_status(inv_server *srv, int status)
+void httpd__metrics_refusal(httpd *srv, enum tw_reason reason)
+{
+    if ((unsigned)reason < HTTPD_REASONS)
+        atomic_fetch_add(&srv->metrics.refusals[reason], 1);
+}
+
+void httpd__metrics_status(httpd *srv, int status)
 {
     int cls = status / 100;
 
     atomic_fetch_add(&srv->metrics.requests[cls >= 1 && cls <= 5 ? cls : 0], 1);
 }
 
-void inv_metrics_render(inv_server *srv, inv_buf *b)
+void httpd__metrics_render(httpd *srv, twu_buf *b)
 {
-    inv_metrics *m = &srv->metrics;
+    httpd_metrics *m = &srv->metrics;
     static const char *const classes[] = {"other", "1xx", "2xx", "3xx", "4xx",
                                           "5xx"};
 
-    inv_buf_printf(b, "# HELP twoway_requests_total HTTP requests answered, by status class.\n"
+    twu_buf_printf(b, "# HELP twoway_requests_total HTTP requests answered, by status class.\n"
                       "# TYPE twoway_requests_total counter\n");
     for (int i = 0; i < 6; i++)
-        inv_buf_printf(b, "twoway_requests_total{code=\"%s\"} %llu\n",
+        twu_buf_printf(b, "twoway_requests_total{code=\"%s\"} %llu\n",
                        classes[i], atomic_load(&m->requests[i]));
-    inv_buf_printf(b, "# HELP twoway_handshakes_total TLS handshakes completed.\n"
+    twu_buf_printf(b, "# HELP twoway_handshakes_total TLS handshakes completed.\n"
                       "# TYPE twoway_handshakes_total counter\n"
                       "twoway_handshakes_total %llu\n"
                       "# HELP twoway_handshakes_resumed_total Handshakes that resumed a session.\n"
                       "# TYPE twoway_handshakes_resumed_total counter\n"
                       "twoway_handshakes_resumed_total %llu\n",
                    atomic_load(&m->handshakes), atomic_load(&m->resumed));
-    inv_buf_printf(b, "# HELP twoway_refusals_total Peers refused, by reason.\n"
+    twu_buf_printf(b, "# HELP twoway_refusals_total Peers refused, by reason.\n"
                       "# TYPE twoway_refusals_total counter\n");
     for (int r = TW_REASON_NO_CERTIFICATE; r <= TW_REASON_CRL_UNUSABLE; r++)
-        inv_buf_printf(b, "twoway_refusals_total{reason=\"%s\"} %llu\n",
+        twu_buf_printf(b, "twoway_refusals_total{reason=\"%s\"} %llu\n",
                        tw_reason_name((enum tw_reason)r),
                        atomic_load(&m->refusals[r]));
-    inv_buf_printf(b, "# HELP twoway_reloads_total Successful reloads of certificates, CA, CRL and policy.\n"
+    twu_buf_printf(b, "# HELP twoway_reloads_total Successful reloads of certificates, CA, CRL and policy.\n"
                       "# TYPE twoway_reloads_total counter\n"
                       "twoway_reloads_total %llu\n"
                       "# HELP twoway_reload_failures_total Reloads refused (the old configuration stayed).\n"
@@ -68,4 +75,21 @@ void inv_metrics_render(inv_server *srv, inv_buf *b)
                    atomic_load(&m->bytes_out), tw_server_generation(srv->tls),
                    (long long)tw_server_cert_not_after(srv->tls),
                    (long long)tw_server_crl_next_update(srv->tls));
+    if (srv->app_metrics != NULL)
+        srv->app_metrics(srv->app, b);
+}
+
+void httpd_serve_metrics(httpd_req *r)
+{
+    twu_buf b = {0};
+
+    httpd__metrics_render(r->conn->w->srv, &b);
+    httpd_reply(r, 200, "text/plain; version=0.0.4", b.data ? b.data : "",
+                b.len, NULL);
+    twu_buf_free(&b);
+}
+
+void httpd_serve_health(httpd_req *r)
+{
+    httpd_reply(r, 200, "text/plain", "ok", 2, NULL);
 }

@@ -1,19 +1,21 @@
 /*
  * http.c - HTTP/1.1 requests (parsed by libhttp-parser) and responses.
+ * No second HTTP implementation exists in the tree: every server's
+ * requests are read here.
  *
  * Limits answer, never grow: the request head (URL and headers) is held to
  * --max-head bytes (431), the header count to --max-headers (431), the body
  * to --max-body (413).  libhttp-parser refuses conflicting Content-Length
  * and Transfer-Encoding and bad chunk sizes; each of those is a 400.
  */
-#include "server.h"
+#include "httpd_internal.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-const char *inv_status_text(int status)
+const char *httpd__status_text(int status)
 {
     switch (status) {
     case 100: return "Continue";
@@ -36,43 +38,43 @@ const char *inv_status_text(int status)
     }
 }
 
-static void head_release(inv_worker *w, inv_request *r)
+static void head_release(httpd_worker *w, httpd_request *r)
 {
     if (r->head == NULL)
         return;
     if (w->head_pool_n < (int)(sizeof(w->head_pool) / sizeof(*w->head_pool)))
         w->head_pool[w->head_pool_n++] = r->head;
     else
-        free(r->head);
+        tw__free(r->head);
     r->head = NULL;
 }
 
-void inv_request_reset(inv_worker *w, inv_request *r)
+void httpd__request_reset(httpd_worker *w, httpd_request *r)
 {
     head_release(w, r);
-    inv_buf_free(&r->body);
+    twu_buf_free(&r->body);
     memset(r, 0, sizeof(*r));
     http_parser_init(&r->parser, HTTP_REQUEST);
 }
 
-void inv_request_free(inv_worker *w, inv_request *r)
+void httpd__request_free(httpd_worker *w, httpd_request *r)
 {
     head_release(w, r);
-    inv_buf_free(&r->body);
+    twu_buf_free(&r->body);
 }
 
-void inv_head_pool_free(inv_worker *w)
+void httpd__head_pool_free(httpd_worker *w)
 {
     while (w->head_pool_n > 0)
-        free(w->head_pool[--w->head_pool_n]);
+        tw__free(w->head_pool[--w->head_pool_n]);
 }
 
-static inv_conn *conn_of(http_parser *p)
+static httpd_conn *conn_of(http_parser *p)
 {
     return p->data;
 }
 
-static int fail(inv_conn *c, int status, const char *reason)
+static int fail(httpd_conn *c, int status, const char *reason)
 {
     if (c->req.error_status == 0) {
         c->req.error_status = status;
@@ -81,17 +83,32 @@ static int fail(inv_conn *c, int status, const char *reason)
     return -1; /* stops the parser */
 }
 
-/* Append to the head buffer, within --max-head. */
-static int head_append(inv_conn *c, const char *at, size_t len)
+/* The spans of the headers sit after the head bytes, aligned. */
+static size_t spans_offset(const httpd *srv)
 {
-    inv_request *r = &c->req;
+    size_t a = _Alignof(httpd_span);
+
+    return (srv->opt.max_head + 1 + a - 1) / a * a;
+}
+
+static httpd_span *spans(const httpd_conn *c)
+{
+    return (httpd_span *)(void *)(c->req.head + spans_offset(c->w->srv));
+}
+
+/* Append to the head buffer, within --max-head. */
+static int head_append(httpd_conn *c, const char *at, size_t len)
+{
+    httpd_request *r = &c->req;
     size_t max = c->w->srv->opt.max_head;
 
     if (r->head == NULL) {
-        inv_worker *w = c->w;
+        httpd_worker *w = c->w;
+        size_t size = spans_offset(w->srv) +
+                      w->srv->opt.max_headers * sizeof(httpd_span);
 
         r->head = w->head_pool_n > 0 ? w->head_pool[--w->head_pool_n]
-                                     : malloc(max + 1);
+                                     : tw__malloc(size);
         if (r->head == NULL)
             return fail(c, 500, "out of memory");
     }
@@ -104,13 +121,13 @@ static int head_append(inv_conn *c, const char *at, size_t len)
 
 static int on_message_begin(http_parser *p)
 {
-    conn_of(p)->req.started_ms = tw_loop_now_ms();
+    conn_of(p)->req.started_ms = httpd_loop_now_ms();
     return 0;
 }
 
 static int on_url(http_parser *p, const char *at, size_t len)
 {
-    inv_conn *c = conn_of(p);
+    httpd_conn *c = conn_of(p);
 
     if (head_append(c, at, len) < 0)
         return -1;
@@ -118,21 +135,19 @@ static int on_url(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
-/* The header just completed (field and value), if we care about it. */
-static int header_done(inv_conn *c)
+/* The header just completed (field and value): remember where it is, and
+ * act on the one the core answers itself (Expect). */
+static int header_done(httpd_conn *c)
 {
-    inv_request *r = &c->req;
+    httpd_request *r = &c->req;
     const char *value = r->field + r->field_len;
     size_t vlen = (size_t)(r->head + r->head_len - value);
+    httpd_span *sp = &spans(c)[r->nheaders - 1];
 
-    if (r->field_len == 15 && strncasecmp(r->field, "Idempotency-Key", 15) == 0) {
-        if (vlen == 0 || vlen > INV_KEY_MAX)
-            r->idem_key_bad = 1;
-        else {
-            r->idem_key_off = (size_t)(value - r->head);
-            r->idem_key_len = vlen;
-        }
-    } else if (r->field_len == 6 && strncasecmp(r->field, "Expect", 6) == 0) {
+    sp->off = (uint32_t)(r->field - r->head);
+    sp->name_len = (uint32_t)r->field_len;
+    sp->value_len = (uint32_t)vlen;
+    if (r->field_len == 6 && strncasecmp(r->field, "Expect", 6) == 0) {
         if (vlen == 12 && strncasecmp(value, "100-continue", 12) == 0)
             r->expect_continue = 1;
         else
@@ -143,8 +158,8 @@ static int header_done(inv_conn *c)
 
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
-    inv_conn *c = conn_of(p);
-    inv_request *r = &c->req;
+    httpd_conn *c = conn_of(p);
+    httpd_request *r = &c->req;
 
     if (r->last_was_value || r->field == NULL) {
         if (r->field != NULL && header_done(c) < 0)
@@ -165,7 +180,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
-    inv_conn *c = conn_of(p);
+    httpd_conn *c = conn_of(p);
 
     c->req.last_was_value = 1;
     return head_append(c, at, len);
@@ -173,8 +188,8 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 
 static int on_headers_complete(http_parser *p)
 {
-    inv_conn *c = conn_of(p);
-    inv_request *r = &c->req;
+    httpd_conn *c = conn_of(p);
+    httpd_request *r = &c->req;
 
     if (r->field != NULL && header_done(c) < 0)
         return -1;
@@ -185,24 +200,24 @@ static int on_headers_complete(http_parser *p)
         return fail(c, 411, "a POST needs Content-Length or chunked encoding");
     r->body.max = c->w->srv->opt.max_body;
     if (r->expect_continue && p->method == HTTP_POST)
-        inv_buf_append(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        (void)twu_buf_append(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     return 0;
 }
 
 static int on_body(http_parser *p, const char *at, size_t len)
 {
-    inv_conn *c = conn_of(p);
+    httpd_conn *c = conn_of(p);
 
     if (c->req.body.len + len > c->w->srv->opt.max_body)
         return fail(c, 413, "the request body is too large");
-    if (inv_buf_append(&c->req.body, at, len) < 0)
+    if (twu_buf_append(&c->req.body, at, len) < 0)
         return fail(c, 500, "out of memory");
     return 0;
 }
 
 static int on_message_complete(http_parser *p)
 {
-    inv_conn *c = conn_of(p);
+    httpd_conn *c = conn_of(p);
 
     c->req.complete = 1;
     http_parser_pause(p, 1); /* one request at a time (pipelining) */
@@ -219,7 +234,7 @@ static const http_parser_settings settings = {
     .on_message_complete = on_message_complete,
 };
 
-size_t inv_request_feed(inv_conn *c, const char *data, size_t len)
+size_t httpd__request_feed(httpd_conn *c, const char *data, size_t len)
 {
     http_parser *p = &c->req.parser;
     size_t used;
@@ -281,8 +296,8 @@ static size_t format_size(size_t n, char *buf)
 
 #define LIT(s) (s), sizeof(s) - 1
 
-int inv_reply(inv_conn *c, int status, const char *content_type,
-              const char *body, size_t len, const char *extra_headers)
+int httpd__reply(httpd_conn *c, int status, const char *content_type,
+                 const void *body, size_t len, const char *extra_headers)
 {
     const char *text;
     size_t text_len, type_len = strlen(content_type);
@@ -293,7 +308,7 @@ int inv_reply(inv_conn *c, int status, const char *content_type,
 
     if (status < 100 || status > 599)
         status = 500;
-    text = inv_status_text(status);
+    text = httpd__status_text(status);
     text_len = strlen(text);
     code[0] = (char)('0' + status / 100);
     code[1] = (char)('0' + status / 10 % 10);
@@ -303,7 +318,7 @@ int inv_reply(inv_conn *c, int status, const char *content_type,
                sizeof("Content-Length: ") - 1 + length_len + 2 + extra_len +
                (c->keep_alive ? 0 : sizeof("Connection: close\r\n") - 1) + 2;
     if (len > SIZE_MAX - head_len ||
-        inv_buf_reserve(&c->out, head_len + len) < 0)
+        twu_buf_reserve(&c->out, head_len + len) < 0)
         return -1;
     p = c->out.data + c->out.len;
     p = put(p, LIT("HTTP/1.1 "));
@@ -324,8 +339,8 @@ int inv_reply(inv_conn *c, int status, const char *content_type,
         p = put(p, body, len);
     *p = '\0';
     c->out.len = (size_t)(p - c->out.data);
-    inv_metrics_status(c->w->srv, status);
-    inv_log_access(c, status, len);
+    httpd__metrics_status(c->w->srv, status);
+    httpd__log_access(c, status, len);
     return 0;
 }
 
@@ -349,14 +364,59 @@ static void json_escape(const char *in, char *out, size_t len)
     out[o] = '\0';
 }
 
-int inv_reply_error(inv_conn *c, int status, const char *reason)
+int httpd__reply_error(httpd_conn *c, int status, const char *reason)
 {
     char esc[1024], body[1200];
     int n;
 
     json_escape(reason, esc, sizeof(esc));
     n = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"reason\":\"%s\"}",
-                 inv_status_text(status), esc);
-    return inv_reply(c, status, "application/json", body, (size_t)n,
-                     status == 405 ? "Allow: GET, POST\r\n" : NULL);
+                 httpd__status_text(status), esc);
+    return httpd__reply(c, status, "application/json", body, (size_t)n, NULL);
+}
+
+/* ------------------------------------------------- what handlers call */
+
+int httpd_reply(httpd_req *r, int status, const char *content_type,
+                const void *body, size_t len, const char *extra_headers)
+{
+    if (r->conn->fd < 0)
+        return 0; /* the peer went away while the answer was made */
+    return httpd__reply(r->conn, status, content_type, body, len,
+                        extra_headers);
+}
+
+int httpd_reply_error(httpd_req *r, int status, const char *reason)
+{
+    if (r->conn->fd < 0)
+        return 0;
+    return httpd__reply_error(r->conn, status, reason);
+}
+
+int httpd_req_method(const httpd_req *r)
+{
+    return (int)r->conn->req.parser.method;
+}
+
+const char *httpd_req_header(const httpd_req *r, const char *name,
+                             size_t *len)
+{
+    const httpd_conn *c = r->conn;
+    const httpd_span *sp = spans(c);
+    size_t nlen = strlen(name);
+
+    for (size_t i = 0; c->req.head != NULL && i < c->req.nheaders; i++)
+        if (sp[i].name_len == nlen &&
+            strncasecmp(c->req.head + sp[i].off, name, nlen) == 0) {
+            *len = sp[i].value_len;
+            return c->req.head + sp[i].off + nlen;
+        }
+    *len = 0;
+    return NULL;
+}
+
+const char *httpd_req_body(const httpd_req *r, size_t *len)
+{
+    *len = r->conn->req.body.len;
+    return r->conn->req.body.data ? r->conn->req.body.data : "";
 }

@@ -1,11 +1,11 @@
 /*
- * alloc.c - the one allocation wrapper of libtwoway.
+ * alloc.c - the one allocation wrapper of libtwoway and the programs.
  *
  * Tests call tw__alloc_fail_after(n) to make the n-th next allocation fail,
  * so every error path that follows an allocation can be exercised (curl's
  * and SQLite's out-of-memory tests do the same).
  */
-#include "tw_internal.h"
+#include "util.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,0 +1,115 @@
+/*
+ * run.c - invoice-server's process: the TLS configuration from the command
+ * line, the database, the writer thread, and the server core (src/httpd)
+ * with the API's routes.  One error exit frees whatever was made.
+ */
+#include "app.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static tw_config *build_config(const inv_options *o)
+{
+    tw_config *cfg = tw_config_new();
+
+    if (cfg == NULL) {
+        fprintf(stderr, "invoice-server: out of memory\n");
+        return NULL;
+    }
+    if (tw_config_set_ca_file(cfg, o->ca) < 0 ||
+        tw_config_set_keypair_file(cfg, o->cert, o->key) < 0 ||
+        (o->crl && tw_config_set_crl_file(cfg, o->crl) < 0) ||
+        (o->policy && tw_config_set_policy_file(cfg, o->policy) < 0) ||
+        (o->ticket_keys && tw_config_set_ticket_keys_file(cfg, o->ticket_keys) < 0) ||
+        tw_config_set_tickets(cfg, o->tickets) < 0) {
+        fprintf(stderr, "invoice-server: %s\n", tw_config_error(cfg));
+        goto err;
+    }
+    for (int i = 0; i < o->nrules; i++)
+        if (tw_config_add_policy_rule(cfg, o->rules[i]) < 0) {
+            fprintf(stderr, "invoice-server: --allow '%s': %s\n", o->rules[i],
+                    tw_config_error(cfg));
+            goto err;
+        }
+    return cfg;
+err:
+    tw_config_free(cfg);
+    return NULL;
+}
+
+static void server_options(const inv_options *o, httpd_options *ho)
+{
+    httpd_options_defaults(ho);
+    ho->name = "invoice-server";
+    ho->listen = o->listen;
+    ho->access_log = o->access_log;
+    ho->cert_file = o->cert;
+    ho->crl_file = o->crl;
+    ho->not_found = "no such path: see invoice-server(8) for the routes";
+    ho->watch[0] = o->cert;
+    ho->watch[1] = o->key;
+    ho->watch[2] = o->ca;
+    ho->watch[3] = o->crl;
+    ho->watch[4] = o->policy;
+    ho->watch[5] = o->ticket_keys;
+    ho->workers = o->workers;
+    ho->max_conns = o->max_conns;
+    ho->max_head = o->max_head;
+    ho->max_headers = o->max_headers;
+    ho->max_body = o->max_body;
+    ho->handshake_timeout_ms = o->handshake_timeout_ms;
+    ho->header_timeout_ms = o->header_timeout_ms;
+    ho->idle_timeout_ms = o->idle_timeout_ms;
+    ho->reload_check_ms = o->reload_check_ms;
+}
+
+int inv_run(const inv_options *o)
+{
+    inv_app app = {.opt = o};
+    httpd_options ho;
+    tw_config *cfg = NULL;
+    httpd *h = NULL;
+    char banner[64 + 4096];
+    tw_err err;
+    int rc = 1;
+
+    server_options(o, &ho);
+    if ((cfg = build_config(o)) == NULL)
+        goto out;
+    /* The address and the TLS files first: a server that cannot start
+     * leaves no new database behind. */
+    if ((h = httpd_new(&ho, cfg, &app, &err)) == NULL) {
+        fprintf(stderr, "invoice-server: %s\n", err.msg);
+        rc = err.cls == TW_ERR_USAGE ? 2 : 1;
+        goto out;
+    }
+    if (store_init(o->db, &err) < 0) {
+        fprintf(stderr, "invoice-server: --db: %s\n", err.msg);
+        goto out;
+    }
+    snprintf(banner, sizeof(banner), "database %s", o->db);
+    httpd_set_banner(h, banner, "no policy given: any certificate the CA "
+                     "signed may read, write and see metrics (add --allow "
+                     "'read O=...' or --policy FILE)");
+    httpd_set_worker_hooks(h, inv_worker_start, inv_worker_stop);
+    if (inv_routes_add(h) < 0) {
+        fprintf(stderr, "invoice-server: cannot register the routes\n");
+        goto out;
+    }
+    /* After httpd_new: the writer thread inherits its signal mask. */
+    if ((app.writer = store_writer_start(o->db, &err)) == NULL) {
+        fprintf(stderr, "invoice-server: --db: %s\n", err.msg);
+        goto out;
+    }
+    rc = httpd_run(h);
+    store_writer_stop(app.writer);
+    app.writer = NULL;
+    if (rc == 0)
+        httpd_log(h, "stopped");
+out:
+    if (app.writer != NULL)
+        store_writer_stop(app.writer);
+    httpd_free(h);
+    tw_config_free(cfg);
+    return rc;
+}
