@@ -75,6 +75,14 @@ void httpd__metrics_render(httpd *srv, twu_buf *b)
                    atomic_load(&m->bytes_out), tw_server_generation(srv->tls),
                    (long long)tw_server_cert_not_after(srv->tls),
                    (long long)tw_server_crl_next_update(srv->tls));
+    twu_buf_printf(b, "# HELP twoway_session_cache_bytes Memory held by the TLS session cache (sessions and bookkeeping).\n"
+                      "# TYPE twoway_session_cache_bytes gauge\n"
+                      "twoway_session_cache_bytes %zu\n"
+                      "# HELP twoway_session_cache_sessions Sessions in the TLS session cache.\n"
+                      "# TYPE twoway_session_cache_sessions gauge\n"
+                      "twoway_session_cache_sessions %zu\n",
+                   tw_server_session_cache_bytes(srv->tls),
+                   tw_server_session_cache_count(srv->tls));
     if (srv->app_metrics != NULL)
         srv->app_metrics(srv->app, b);
 }

@@ -37,6 +37,8 @@ static const char usage[] =
     "  --access-log FILE|-    one JSON line per request (- for stdout)\n"
     "  --ticket-keys FILE     TLS ticket keys shared with other instances\n"
     "  --tickets N            TLS 1.3 tickets per handshake (default 1, 0 = off)\n"
+    "  --session-cache SIZE   memory for resumable TLS sessions (default 10M;\n"
+    "                         K, M, G suffixes; 0 = off)\n"
     "  --max-connections N    open connections at most (default 10000)\n"
     "  --max-head BYTES       request line + headers (default 8192; 431 above)\n"
     "  --max-headers N        header count (default 64; 431 above)\n"
@@ -77,6 +79,7 @@ int inv_options_parse(inv_options *o, int argc, char **argv, int *done)
         {"access-log", required_argument, NULL, 'L'},
         {"ticket-keys", required_argument, NULL, 'T'},
         {"tickets", required_argument, NULL, 't'},
+        {"session-cache", required_argument, NULL, 'S'},
         {"max-connections", required_argument, NULL, 'M'},
         {"max-head", required_argument, NULL, 'H'},
         {"max-headers", required_argument, NULL, 'N'},
@@ -102,6 +105,7 @@ int inv_options_parse(inv_options *o, int argc, char **argv, int *done)
     o->max_conns = 10000;
     o->reload_check_ms = 2000;
     o->tickets = 1;
+    o->session_cache = 10ULL * 1024 * 1024;
     *done = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
@@ -132,6 +136,15 @@ int inv_options_parse(inv_options *o, int argc, char **argv, int *done)
             if (parse_num("--tickets", optarg, 0, 8, &v) < 0)
                 goto usage_error;
             o->tickets = (int)v;
+            break;
+        case 'S':
+            if (twu_parse_size(optarg, 1ULL << 40, &o->session_cache) < 0 ||
+                (o->session_cache > 0 && o->session_cache < 4096)) {
+                fprintf(stderr, "invoice-server: --session-cache '%s' is not "
+                        "a size: give 0 (off) or 4K and more, e.g. 10M, "
+                        "512K, 1G\n", optarg);
+                goto usage_error;
+            }
             break;
         case 'M':
             if (parse_num("--max-connections", optarg, 1, 1000000, &v) < 0)

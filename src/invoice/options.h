@@ -16,6 +16,7 @@ typedef struct inv_options {
     size_t max_head, max_headers, max_body;
     int header_timeout_ms, idle_timeout_ms, handshake_timeout_ms;
     int max_conns, reload_check_ms, tickets;
+    unsigned long long session_cache; /* bytes */
 } inv_options;
 
 /* Parse argv; returns 0, or an exit code (0 after --help). `done` is set

@@ -21,7 +21,8 @@ static tw_config *build_config(const inv_options *o)
         (o->crl && tw_config_set_crl_file(cfg, o->crl) < 0) ||
         (o->policy && tw_config_set_policy_file(cfg, o->policy) < 0) ||
         (o->ticket_keys && tw_config_set_ticket_keys_file(cfg, o->ticket_keys) < 0) ||
-        tw_config_set_tickets(cfg, o->tickets) < 0) {
+        tw_config_set_tickets(cfg, o->tickets) < 0 ||
+        tw_config_set_session_cache_size(cfg, (size_t)o->session_cache) < 0) {
         fprintf(stderr, "invoice-server: %s\n", tw_config_error(cfg));
         goto err;
     }

@@ -4,6 +4,7 @@
  *
  *   alloc.c  the one allocation wrapper (tests fail each allocation in turn)
  *   buf.c    a growable text buffer with a hard maximum (curl's dynbuf)
+ *   parse.c  sizes and durations, strictly
  *
  * Nothing here is exported from libtwoway.so: the library is built with
  * hidden visibility and only `tw_` names are public.
@@ -55,5 +56,17 @@ int twu_buf_printf(twu_buf *b, const char *fmt, ...) TWU_PRINTF(2, 3);
 /* Forget the contents, keep the memory. */
 void twu_buf_reset(twu_buf *b);
 void twu_buf_free(twu_buf *b);
+
+/* --------------------------------------------------------------- parsing */
+
+/* A size in bytes: digits, then nothing or B, K/KiB/k, M/MiB, G/GiB
+ * (powers of 1024), at most `max`.  0, or -1 when the text is anything
+ * else (no sign, no space, no fraction). */
+int twu_parse_size(const char *text, unsigned long long max,
+                   unsigned long long *out) TWU_MUST_CHECK;
+/* A duration: digits and one unit, s, m, h or d ("90s", "15m", "24h",
+ * "30d"), in seconds within [min_s, max_s].  0, or -1. */
+int twu_parse_duration(const char *text, long long min_s, long long max_s,
+                       long long *out) TWU_MUST_CHECK;
 
 #endif /* TW_UTIL_H */

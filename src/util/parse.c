@@ -1,0 +1,82 @@
+/*
+ * parse.c - numbers, sizes and durations from command lines and files,
+ * strictly: all of the text, in range, no overflow, no sign where none
+ * belongs.
+ */
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The leading decimal digits of text as an unsigned count; -1 when there
+ * are none or they overflow.  *end points past them. */
+static int leading_count(const char *text, unsigned long long *v,
+                         const char **end)
+{
+    char *e;
+
+    if (!isdigit((unsigned char)text[0]))
+        return -1; /* no sign, no space */
+    errno = 0;
+    *v = strtoull(text, &e, 10);
+    if (errno != 0)
+        return -1;
+    *end = e;
+    return 0;
+}
+
+int twu_parse_size(const char *text, unsigned long long max,
+                   unsigned long long *out)
+{
+    static const struct {
+        const char *suffix;
+        unsigned long long mult;
+    } units[] = {
+        {"", 1},          {"B", 1},
+        {"K", 1ULL << 10}, {"KiB", 1ULL << 10}, {"k", 1ULL << 10},
+        {"M", 1ULL << 20}, {"MiB", 1ULL << 20},
+        {"G", 1ULL << 30}, {"GiB", 1ULL << 30},
+    };
+    unsigned long long v;
+    const char *end;
+
+    if (leading_count(text, &v, &end) < 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(units) / sizeof(*units); i++)
+        if (strcmp(end, units[i].suffix) == 0) {
+            if (v > max / units[i].mult)
+                return -1;
+            *out = v * units[i].mult;
+            return 0;
+        }
+    return -1;
+}
+
+int twu_parse_duration(const char *text, long long min_s, long long max_s,
+                       long long *out)
+{
+    static const struct {
+        char unit;
+        long long seconds;
+    } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+    unsigned long long v;
+    const char *end;
+
+    if (leading_count(text, &v, &end) < 0 || end[0] == '\0' || end[1] != '\0')
+        return -1;
+    for (size_t i = 0; i < sizeof(units) / sizeof(*units); i++)
+        if (end[0] == units[i].unit) {
+            if (v > (unsigned long long)(INT64_MAX / units[i].seconds))
+                return -1;
+            long long s = (long long)v * units[i].seconds;
+
+            if (s < min_s || s > max_s)
+                return -1;
+            *out = s;
+            return 0;
+        }
+    return -1;
+}
