@@ -51,4 +51,34 @@ int store__check_schema(sqlite3 *db, const char *path, tw_err *err);
 int store__prepare(sqlite3 *db, const char *path, const char *sql,
                    sqlite3_stmt **stmt, tw_err *err);
 
+/* ---- the writer's requests and the queues that carry them back ---- */
+
+#include <pthread.h>
+
+#define HASH_HEX (2 * 32 + 1)  /* SHA-256 in hex, NUL */
+
+/* One insert, from store_writer_submit until its callback ran. */
+typedef struct store_req {
+    struct store_req *next;
+    store_queue *q;
+    store_done_fn *done;
+    void *ctx;
+    inv_invoice inv;
+    char key[INV_KEY_MAX + 1]; /* Idempotency-Key, "" when none */
+    char client[INV_CLIENT_MAX + 1]; /* whose key it is ("" for none) */
+    char hash[HASH_HEX];       /* of inv, to tell a replay from a reuse */
+    store_result result;
+} store_req;
+
+struct store_queue {
+    pthread_mutex_t mu;
+    store_req *head, *tail;
+    int fd;
+};
+
+/* Hand a list of answered requests to their queues (writer thread). */
+void store__queue_post(store_req *r);
+/* Free a request (its callback will not run). */
+void store__req_free(store_req *r);
+
 #endif /* TW_INVOICE_STORE_INTERNAL_H */

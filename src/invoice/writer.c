@@ -1,6 +1,6 @@
 /*
- * writer.c - the one thread that writes invoices, and the completion queues
- * that carry its answers back to the workers.
+ * writer.c - the one thread that writes invoices; queue.c carries its
+ * answers back to the workers.
  *
  * Workers submit inserts; the writer sleeps on a condition variable until
  * there is work, then takes everything pending (up to GROUP_MAX) and runs it
@@ -32,25 +32,6 @@
 
 #define GROUP_MAX 256          /* requests per transaction */
 #define CHECKPOINT_PAGES 1000  /* WAL pages before the writer checkpoints */
-#define HASH_HEX (2 * 32 + 1)  /* SHA-256 in hex, NUL */
-
-typedef struct store_req {
-    struct store_req *next;
-    store_queue *q;
-    store_done_fn *done;
-    void *ctx;
-    inv_invoice inv;
-    char key[INV_KEY_MAX + 1]; /* Idempotency-Key, "" when none */
-    char client[INV_CLIENT_MAX + 1]; /* whose key it is ("" for none) */
-    char hash[HASH_HEX];       /* of inv, to tell a replay from a reuse */
-    store_result result;
-} store_req;
-
-struct store_queue {
-    pthread_mutex_t mu;
-    store_req *head, *tail;
-    int fd;
-};
 
 struct store_writer {
     pthread_mutex_t mu;
@@ -68,110 +49,6 @@ struct store_writer {
     sqlite3_stmt *sel_key, *sel_num, *ins_inv, *ins_key;
     int wal_pages;
 };
-
-/* -------------------------------------------------------------- queues */
-
-store_queue *store_queue_new(tw_err *err)
-{
-    store_queue *q = tw__calloc(1, sizeof(*q));
-
-    if (q == NULL) {
-        tw__err_nomem(err);
-        return NULL;
-    }
-    q->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (q->fd < 0) {
-        tw__err(err, TW_ERR_INTERNAL, "cannot make an eventfd: %s",
-                strerror(errno));
-        tw__free(q);
-        return NULL;
-    }
-    if (pthread_mutex_init(&q->mu, NULL) != 0) {
-        tw__err(err, TW_ERR_INTERNAL, "cannot make a mutex");
-        close(q->fd);
-        tw__free(q);
-        return NULL;
-    }
-    return q;
-}
-
-int store_queue_fd(const store_queue *q)
-{
-    return q->fd;
-}
-
-static void req_free(store_req *r)
-{
-    twu_buf_free(&r->result.body);
-    tw__free(r);
-}
-
-void store_queue_drain(store_queue *q)
-{
-    store_req *r, *next;
-    uint64_t count;
-
-    /* Read the counter before taking the list: a post that lands after the
-     * swap writes the eventfd again, so the loop will call us again. */
-    if (read(q->fd, &count, sizeof(count)) < 0) {
-        /* EAGAIN: nothing signalled since the last drain; look anyway */
-    }
-    pthread_mutex_lock(&q->mu);
-    r = q->head;
-    q->head = q->tail = NULL;
-    pthread_mutex_unlock(&q->mu);
-    for (; r != NULL; r = next) {
-        next = r->next;
-        r->done(r->ctx, &r->result);
-        req_free(r); /* frees body.data unless the callback took it */
-    }
-}
-
-void store_queue_free(store_queue *q)
-{
-    store_req *r, *next;
-
-    if (q == NULL)
-        return;
-    for (r = q->head; r != NULL; r = next) { /* undelivered: no callback */
-        next = r->next;
-        req_free(r);
-    }
-    pthread_mutex_destroy(&q->mu);
-    close(q->fd);
-    tw__free(q);
-}
-
-/*
- * Hand the answered requests to their queues: one lock and one eventfd
- * write per run of requests for the same queue.  The eventfd is written
- * under the lock so that a worker that drained everything may free its
- * queue at once: we no longer touch it after unlocking.
- */
-static void post_results(store_req *r)
-{
-    while (r != NULL) {
-        store_queue *q = r->q;
-        store_req *last = r, *rest;
-        uint64_t one = 1;
-
-        while (last->next != NULL && last->next->q == q)
-            last = last->next;
-        rest = last->next;
-        last->next = NULL;
-        pthread_mutex_lock(&q->mu);
-        if (q->tail != NULL)
-            q->tail->next = r;
-        else
-            q->head = r;
-        q->tail = last;
-        if (write(q->fd, &one, sizeof(one)) < 0) {
-            /* EAGAIN only when the counter is full: still readable */
-        }
-        pthread_mutex_unlock(&q->mu);
-        r = rest;
-    }
-}
 
 /* ------------------------------------------------------------ answers */
 
@@ -462,7 +339,7 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&w->mu);
 
         run_group(w, group);
-        post_results(group);
+        store__queue_post(group);
         if (w->wal_pages >= CHECKPOINT_PAGES) {
             sqlite3_wal_checkpoint_v2(w->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
                                       NULL, NULL);

@@ -20,7 +20,9 @@ Environment:
 Each check prints "ok   NAME" or "FAIL NAME: detail"; the last line is
 "N passed, M failed" and the exit status is 1 when any check failed.
 Everything happens in a private temp directory; servers listen on
-127.0.0.1 port 0 only and are always stopped.  Python standard library only.
+127.0.0.1 port 0 only and are always stopped.  Events are waited for (a log
+line, a port, an exit, a count: wait_for), never slept on; the few sleeps
+left are the point of their test and say so.  Python standard library only.
 """
 
 import json
@@ -88,14 +90,40 @@ class SetupError(Exception):
     pass
 
 
-def wait_for(fn, timeout, interval=0.05):
-    """Call fn until it returns something true or timeout seconds pass."""
+POLL = 0.02  # seconds between two looks at something a test waits for
+
+
+class WaitTimeout(Exception):
+    """Something a test waited for did not happen in time; the message
+    names it."""
+
+
+def poll(fn, timeout, interval=POLL):
+    """Call fn until it returns something true or timeout seconds pass;
+    returns fn's last value."""
     deadline = time.monotonic() + timeout
     while True:
         v = fn()
         if v or time.monotonic() >= deadline:
             return v
-        time.sleep(interval)
+        time.sleep(interval)  # the polling interval, not a guess at an order
+
+
+def wait_for(predicate, timeout, what, interval=POLL):
+    """Poll predicate until it returns something true, and return that.
+
+    Tests order events with this, never with a fixed sleep: wait for a log
+    line, a port that answers or stops answering, a process that exits, a
+    count that grows.  timeout is in seconds for a server run bare and is
+    stretched by SLOW.  When it passes, raise WaitTimeout naming `what` (a
+    string, or a function returning one, called then, so that the message
+    can tell the state things were left in)."""
+    limit = timeout * SLOW
+    v = poll(predicate, limit, interval)
+    if not v:
+        raise WaitTimeout("%s did not happen within %g s"
+                          % (what() if callable(what) else what, limit))
+    return v
 
 
 # ---------------------------------------------------------------- commands
@@ -129,6 +157,26 @@ def must(cmd, cwd=None, input=None, timeout=120):
         raise SetupError("%s -> exit %d: %s" % (" ".join(cmd), r.returncode,
                                                 r.text[-500:]))
     return r
+
+
+class PipeReader:
+    """What a child process writes to a pipe, collected on a thread, so that
+    a test can wait for a line while the child still runs."""
+
+    def __init__(self, pipe):
+        self.pipe, self.chunks = pipe, []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            chunk = os.read(self.pipe.fileno(), 65536)
+            if not chunk:
+                return
+            self.chunks.append(chunk)
+
+    def text(self):
+        return b"".join(list(self.chunks)).decode("utf-8", "replace")
 
 
 def norm_serial(s):
@@ -166,7 +214,7 @@ class Server:
         def ready():
             m = pat.search(self.log())
             return m or self.proc.poll() is not None
-        m = wait_for(ready, 20 * SLOW)
+        m = poll(ready, 20 * SLOW)
         if not isinstance(m, re.Match):
             rc = self.proc.poll()
             self.kill()
@@ -192,7 +240,7 @@ class Server:
         """The first match of regex in stderr after mark; None after timeout
         (or at once when the server has died)."""
         pat = re.compile(regex)
-        wait_for(lambda: pat.search(self.since(mark)) or not self.alive(), timeout * SLOW)
+        poll(lambda: pat.search(self.since(mark)) or not self.alive(), timeout * SLOW)
         return pat.search(self.since(mark))
 
     def why(self, mark):
@@ -351,6 +399,16 @@ class HttpConn:
         self.send(build_request(method, path, body, headers))
         return self.read_response()
 
+    def read_continue(self):
+        """Read the server's "100 Continue" (sent once it has parsed a
+        request head with Expect: 100-continue); ValueError when something
+        else comes."""
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        if not re.match(rb"HTTP/1\.1 100 ", head):
+            raise ValueError("expected 100 Continue, got %r" % head[:200])
+
     def close(self):
         try:
             self.sock.close()
@@ -388,6 +446,18 @@ def try_request(port, ctx, method, path, body=None, headers=None):
         return request(port, ctx, method, path, body, headers), ""
     except Exception as e:  # noqa: BLE001 - any failure is the answer
         return None, "%s: %s" % (type(e).__name__, e)
+
+
+def refuses_connections(port):
+    """True when nothing accepts TCP connections on 127.0.0.1:port."""
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW)
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    s.close()
+    return False
 
 
 def raw_exchange(port, ctx, data, timeout=None):
@@ -851,6 +921,7 @@ def old_protocols(srv, p):
 
 def renegotiation(srv, p):
     """s_client -tls1_2, then 'R' on stdin: the server must not renegotiate."""
+    name = "TLS 1.2 renegotiation is refused"
     m = p.c["mail"]
     cmd = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % srv.port, "-tls1_2",
            "-servername", "localhost", "-cert", m["cert"], "-key", m["key"],
@@ -859,30 +930,68 @@ def renegotiation(srv, p):
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT)
     except OSError as e:
-        fail("TLS 1.2 renegotiation is refused", e)
+        fail(name, e)
         return
-    out = b""
+    out = PipeReader(proc.stdout)
+
+    def after_r():
+        return out.text().partition("RENEGOTIATING")[2]
+
+    def ended():
+        return proc.poll() is not None
+
+    late = None
     try:
-        time.sleep(1.0 * SLOW)
+        # s_client takes commands from stdin once it has printed the session
+        # (the block ends with a line of dashes); each step below is one read
+        # of stdin, so each waits for the outcome of the one before.
+        wait_for(lambda: ended() or re.search(r"SSL-Session:.*?\n---\n", out.text(), re.S),
+                 10, "s_client's TLS 1.2 handshake")
+        if ended():
+            raise WaitTimeout("s_client exited (status %s) before its handshake finished"
+                              % proc.poll())
         proc.stdin.write(b"R\n")
         proc.stdin.flush()
-        time.sleep(1.0 * SLOW)
-        proc.stdin.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        proc.stdin.flush()
-        time.sleep(0.5 * SLOW)
+        # The attempt ends with an alert (s_client then exits) or, were the
+        # server to renegotiate, with a second handshake's Finished.
+        wait_for(lambda: ended() or re.search(r"alert|error|read finished", after_r()),
+                 10, "the end of s_client's renegotiation attempt (an alert, its exit, or "
+                 "a new handshake)")
+        if not ended():
+            # Still connected: a request must not be answered on a connection
+            # that was renegotiated.  Silence is a refusal too, so running out
+            # of time here is not a failure.
+            proc.stdin.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            proc.stdin.flush()
+            try:
+                wait_for(lambda: ended() or "HTTP/" in after_r(), 5,
+                         "an answer to GET /healthz after R")
+            except WaitTimeout:
+                pass
+    except WaitTimeout as e:
+        late = str(e)
+    except OSError:
+        pass  # s_client has already exited (a broken pipe): fine
+    if late:
+        proc.kill()  # stuck; what it printed tells where
+    try:
         proc.stdin.close()
     except OSError:
-        pass  # s_client may already have exited: fine
+        pass
     try:
-        out, _ = proc.communicate(timeout=10 * SLOW)
+        proc.wait(10 * SLOW)  # stdin's end makes s_client close and exit
     except subprocess.TimeoutExpired:
         proc.kill()
-        out, _ = proc.communicate()
-    text = out.decode("utf-8", "replace")
+        proc.wait()
+    out.thread.join(10 * SLOW)
+    text = out.text()
+    if late:
+        fail(name, "%s; s_client output: %r" % (late, text[-400:]))
+        return
     attempted = "RENEGOTIATING" in text
     after = text.split("RENEGOTIATING", 1)[1] if attempted else ""
     renegotiated = "read server hello" in after
-    check("TLS 1.2 renegotiation is refused",
+    check(name,
           attempted and not renegotiated and "HTTP/1.1 200" not in after,
           "client %s; output after R: %r" % ("attempted" if attempted else "did not attempt",
                                              after[:400] or text[-400:]))
@@ -1161,7 +1270,7 @@ def section_policy(tmp, p):
             check("--allow 'read O=MailServer': GET /metrics without the role -> 403",
                   r is not None and r.status == 403, err or repr(r))
             check("policy: a 403 is logged as a policy_denied refusal",
-                  "reason=policy_denied" in srv.log(), srv.log()[-300:])
+                  srv.wait_log(r"reason=policy_denied", 0, timeout=5), srv.log()[-300:])
         finally:
             srv.stop()
 
@@ -1266,6 +1375,8 @@ def section_slow(tmp, p):
             c = HttpConn(srv.port, p.ctx("mail"))
             t0 = time.monotonic()
             c.send(b"GET /invoi")
+            # Deliberately slow: this read waits out --header-timeout 1, the
+            # thing under test, and gives up at 3.5 s.
             c.sock.settimeout(3.5 * SLOW)
             try:
                 r = c.read_response()
@@ -1300,6 +1411,7 @@ def section_durability(tmp, p):
         fail("durability: server starts", e)
         return
     created, errors = [], []
+    created_by = {1: 0, 2: 0}  # 201s per posting thread
     stop = threading.Event()
 
     def poster(tid):
@@ -1314,6 +1426,7 @@ def section_durability(tmp, p):
                 if r.status == 201:
                     with _lock:
                         created.append(num)
+                        created_by[tid] += 1
                 else:
                     errors.append("%s: HTTP %d" % (num, r.status))
             except Exception as e:  # noqa: BLE001 - expected once killed
@@ -1323,21 +1436,29 @@ def section_durability(tmp, p):
                 c = None
                 if not srv.alive():
                     break
-                time.sleep(0.01)
+                time.sleep(0.01)  # deliberate: a pause before reconnecting
         if c is not None:
             c.close()
 
     threads = [threading.Thread(target=poster, args=(t,), daemon=True) for t in (1, 2)]
     for t in threads:
         t.start()
-    time.sleep(1.0 * (2 if WRAP else 1))
+    # Both clients are well into their POSTs when the SIGKILL comes.
+    want = 100
+    late = ""
+    try:
+        wait_for(lambda: min(created_by.values()) >= want, 10,
+                 lambda: "%d 201s for each posting client (they have %s)"
+                 % (want, sorted(created_by.values())))
+    except WaitTimeout as e:
+        late = "; %s" % e
     srv.proc.kill()  # SIGKILL while the POSTs run
     srv.proc.wait(10)
     stop.set()
     for t in threads:
         t.join(10 * SLOW)
-    check("durability: clients got 201s before the SIGKILL", len(created) > 0,
-          "no 201 at all; errors: %r" % errors[:3])
+    check("durability: clients got 201s before the SIGKILL", len(created) > 0 and not late,
+          "%d 201s%s; errors: %r" % (len(created), late, errors[:3]))
     srv2 = Server(tmp, "durable-restart", args)
     try:
         srv2.start()
@@ -1397,7 +1518,7 @@ class Loop:
                 if c is not None:
                     c.close()
                 c = None
-                time.sleep(0.05)
+                time.sleep(0.05)  # deliberate: a pause before reconnecting
         if c is not None:
             c.close()
 
@@ -1434,7 +1555,19 @@ def section_reload(tmp, p):
             fail("reload: the second client's keep-alive connection is served",
                  "%s: %s" % (type(e).__name__, e))
         loops = [Loop(srv.port, p.ctx("mail"), True), Loop(srv.port, p.ctx("mail"), False)]
-        time.sleep(0.5 * SLOW)
+        late = []  # what the loops did not do in time, for the checks below
+
+        def served(goal):
+            return lambda: all(lp.ok >= n for lp, n in zip(loops, goal))
+
+        def counts():
+            return "(keep-alive loop %d ok, %d failed; new-connection loop %d ok, %d failed)" % (
+                loops[0].ok, loops[0].failures, loops[1].ok, loops[1].failures)
+        try:
+            wait_for(served([20, 20]), 10,
+                     lambda: "20 answers in each loop before the reload %s" % counts())
+        except WaitTimeout as e:
+            late.append(str(e))
         before = [lp.ok for lp in loops]
         mark = srv.mark()
         p.tw("issue", "--ca", "abc", "--out", p.path("rel-srv"), "--subject",
@@ -1444,18 +1577,26 @@ def section_reload(tmp, p):
         srv.signal(signal.SIGHUP)
         m = srv.wait_log(r"reloaded", mark, timeout=10)
         check("reload: SIGHUP -> stderr says reloaded", m, srv.why(mark))
-        time.sleep((0.5 if QUICK else 1.0) * SLOW)
+        # The loops go on past the reload: so many more answers each (the
+        # new-connection loop's are handshakes with the new configuration).
+        more = 50 if QUICK else 100
+        at_reload = [lp.ok for lp in loops]
+        goal = [n + more for n in at_reload]
+        try:
+            wait_for(served(goal), 10,
+                     lambda: "%d more answers in each loop after the reload %s" % (more, counts()))
+        except WaitTimeout as e:
+            late.append(str(e))
         for lp in loops:
             lp.finish()
         after = [lp.ok for lp in loops]
-        check("reload: zero failed requests in the keep-alive loop (%d ok)" % loops[0].ok,
-              loops[0].failures == 0 and after[0] > before[0] > 0,
-              "%d failures (%s); ok before reload %d, at the end %d"
-              % (loops[0].failures, loops[0].errors[:3], before[0], after[0]))
-        check("reload: zero failed requests in the new-connection loop (%d ok)" % loops[1].ok,
-              loops[1].failures == 0 and after[1] > before[1] > 0,
-              "%d failures (%s); ok before reload %d, at the end %d"
-              % (loops[1].failures, loops[1].errors[:3], before[1], after[1]))
+        for i, kind in enumerate(("keep-alive", "new-connection")):
+            lp = loops[i]
+            check("reload: zero failed requests in the %s loop (%d ok)" % (kind, lp.ok),
+                  lp.failures == 0 and before[i] > 0 and after[i] >= goal[i],
+                  "%d failures (%s); ok before reload %d, at the reload %d, at the end %d "
+                  "(wanted %d)%s" % (lp.failures, lp.errors[:3], before[i], at_reload[i],
+                                     after[i], goal[i], "".join("; " + t for t in late)))
         try:
             c = HttpConn(srv.port, p.ctx("mail"))
             der = c.sock.getpeercert(binary_form=True)
@@ -1515,17 +1656,30 @@ def section_sigterm(tmp, p):
         fail("SIGTERM: server starts", e)
         return
     name = "SIGTERM with a POST in flight: the response completes (201)"
+    idle = c = None
     try:
         idle = HttpConn(srv.port, p.ctx("mail"))  # an idle keep-alive connection
         idle.request("GET", "/healthz")
         c = HttpConn(srv.port, p.ctx("mail"))
         body = json.dumps(invoice("00095500")).encode()
+        # Expect: 100-continue makes the server say when it has the head:
+        # from then on the request is in flight.
         head = ("POST /invoices HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json"
-                "\r\nContent-Length: %d\r\n\r\n" % len(body)).encode()
+                "\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)).encode()
         c.send(head + body[:20])
-        time.sleep(0.3 * SLOW)
+        try:
+            c.read_continue()
+        except (socket.timeout, TimeoutError):
+            raise WaitTimeout("the server's 100 Continue to the POST head did not come "
+                              "within %d s" % (10 * SLOW))
+        mark = srv.mark()
         srv.signal(signal.SIGTERM)
-        time.sleep(0.3 * SLOW)
+        # The rest of the body goes out only once the server drains: it has
+        # said so, and no worker accepts connections any more.
+        if not srv.wait_log(r"SIGTERM: draining connections", mark, timeout=10):
+            raise WaitTimeout("no 'SIGTERM: draining connections' line: %s" % srv.why(mark))
+        wait_for(lambda: refuses_connections(srv.port), 10,
+                 "the server refusing new connections after SIGTERM")
         try:
             c.send(body[20:])
             r = c.read_response()
@@ -1534,11 +1688,13 @@ def section_sigterm(tmp, p):
             fail(name, "%s: %s; server %s" % (type(e).__name__, e,
                                                "running" if srv.alive() else
                                                "exited %s" % srv.proc.poll()))
-        c.close()
-        idle.close()
     except Exception as e:  # noqa: BLE001
         fail(name, "%s: %s" % (type(e).__name__, e))
         srv.signal(signal.SIGTERM)
+    finally:
+        for conn in (c, idle):
+            if conn is not None:
+                conn.close()
     try:
         rc = srv.proc.wait(15 * SLOW)
         if rc == 0:
