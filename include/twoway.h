@@ -1,9 +1,14 @@
 /*
  * twoway.h - libtwoway, mutual TLS for machine-to-machine services.
  *
- * One public header.  Every type is opaque except tw_err, a small value the
- * caller owns and passes to calls that have no object of their own to keep
- * an error in.
+ * This header: configs, servers, clients, connections, identities, trust,
+ * policy, and the errors and refusal reasons they report.  Issuance (keys,
+ * subjects, certificates made and written, CSRs, CRLs) is in twoway_pki.h,
+ * which includes this one.  Every type is opaque except tw_err, a small
+ * value the caller owns and passes to calls that have no object of their
+ * own to keep an error in.  No OpenSSL type appears: a certificate from
+ * elsewhere (another TLS stack's verify callback) comes in as DER bytes
+ * through tw_identity_from_der.
  *
  * Conventions (see docs/internals/errors.md):
  *   - Calls return 0 on success and -1 on failure, or a pointer / NULL.
@@ -16,6 +21,25 @@
  *     and released with the matching tw_*_free, which accepts NULL.
  *   - Strings returned by accessors are owned by the object and live as long
  *     as it does.
+ *
+ * Threads (each type's section says more):
+ *   - tw_config: one thread at a time; tw_server_new, tw_server_reload and
+ *     tw_client_new read it, so it must not change while they run.
+ *   - tw_server: tw_server_accept, tw_server_reload and the tw_server_*
+ *     getters may be called from any threads at once.  The configuration
+ *     in use is a generation, taken under a short lock and reference-counted
+ *     with atomics; a reload swaps in a new one while connections keep the
+ *     one they were accepted under.
+ *   - tw_client: tw_client_connect from any threads at once (a lock guards
+ *     the session it resumes).
+ *   - tw_conn: one thread at a time (it may move from thread to thread);
+ *     distinct connections are independent.
+ *   - tw_cert, tw_identity, tw_trust, and a tw_policy once its rules are
+ *     added: never changed by the calls that take them const, so any
+ *     number of threads may read one at the same time.
+ *   - tw_err: the caller's; give each thread its own.
+ *   - An object is freed by one thread, once no other uses it; a server or
+ *     client only after the connections made from it are freed.
  */
 #ifndef TWOWAY_H
 #define TWOWAY_H
@@ -28,6 +52,22 @@
 extern "C" {
 #endif
 
+/*
+ * The API version: the project's version (CMakeLists.txt, project()).
+ * MINOR grows when calls are added, MAJOR when a call, type or enum value
+ * changes or goes away (while MAJOR is 0, MINOR does both), PATCH for
+ * fixes that change no declaration.  TW_VERSION_NUMBER compares as a
+ * number: #if TW_VERSION_NUMBER >= 0x000100.
+ */
+#define TW_VERSION_MAJOR 0
+#define TW_VERSION_MINOR 1
+#define TW_VERSION_PATCH 0
+#define TW_VERSION_NUMBER                                                     \
+    ((TW_VERSION_MAJOR << 16) | (TW_VERSION_MINOR << 8) | TW_VERSION_PATCH)
+
+/* TW_API marks what the shared library exports (it is built with hidden
+ * visibility).  TW_MUST_CHECK makes the compiler warn when a result that
+ * says whether the call worked, or that must be freed, is dropped. */
 #if defined(__GNUC__)
 #define TW_API __attribute__((visibility("default")))
 #define TW_MUST_CHECK __attribute__((warn_unused_result))
@@ -43,16 +83,19 @@ enum tw_error_class {
     TW_ERR_NONE = 0,
     TW_ERR_IO,            /* a file or socket could not be read or written */
     TW_ERR_CLOSED,        /* the peer closed the connection */
-    TW_ERR_BLOCKED,       /* non-blocking I/O would block; retry later */
+    TW_ERR_BLOCKED,       /* something is busy (a CA index locked by another
+                             process): retry later */
     TW_ERR_PROTOCOL,      /* the peer spoke TLS or HTTP wrongly */
-    TW_ERR_PEER_REJECTED, /* we refused the peer's certificate (reason) */
-    TW_ERR_POLICY_DENIED, /* the identity is valid but has no role */
+    TW_ERR_PEER_REJECTED, /* we refused the peer's certificate (reason;
+                             policy_denied when it has no role) */
     TW_ERR_USAGE,         /* the caller asked for something invalid */
     TW_ERR_INPUT,         /* malformed input: PEM, subject, CSR, config */
     TW_ERR_INTERNAL,      /* out of memory or an unexpected library failure */
-    TW_ERR_REJECTED_BY_PEER /* the peer refused our certificate (TLS alert;
-                               tw_err.reason says which) */
+    TW_ERR_REJECTED_BY_PEER /* the peer refused us with a TLS alert
+                               (tw_err.reason says which check) */
 };
+/* Non-blocking I/O that would block is not an error: it returns
+ * TW_WANT_READ / TW_WANT_WRITE (see the connections). */
 
 /* Why a certificate was refused.  Names are stable: they appear in logs. */
 enum tw_reason {
@@ -89,62 +132,6 @@ TW_API const char *tw_reason_name(enum tw_reason reason);
  * "unknown_ca" for 48, "certificate_revoked" for 44; "unknown_alert". */
 TW_API const char *tw_tls_alert_name(int code);
 
-/* ------------------------------------------------------------------ keys */
-
-typedef struct tw_key tw_key;
-
-/*
- * Generate a private key.  `type` is one of "ec-p256" (the default when
- * NULL), "ec-p384", "ed25519", "rsa-2048", "rsa-3072", "rsa-4096".
- */
-TW_API tw_key *tw_key_generate(const char *type, tw_err *err) TW_MUST_CHECK;
-
-/* Whether `type` names a key type tw_key_generate knows. */
-TW_API int tw_key_type_valid(const char *type);
-
-/*
- * Read a PEM private key.  `passphrase` (may be NULL) decrypts an encrypted
- * key; a wrong or missing passphrase is TW_ERR_USAGE naming the file.
- */
-TW_API tw_key *tw_key_load_file(const char *path, const char *passphrase,
-                                tw_err *err) TW_MUST_CHECK;
-
-/* Whether the PEM key file at `path` is encrypted (1), plain (0), or -1. */
-TW_API int tw_key_file_is_encrypted(const char *path, tw_err *err);
-
-/*
- * Write the key as PKCS#8 PEM to `path`, mode 0600, atomically: a temporary
- * file in the same directory, fsync, rename.  With a non-NULL `passphrase`
- * the key is encrypted with AES-256-CBC (PBKDF2).  The file is never
- * readable by others, even for an instant, and an existing file at `path` is
- * never replaced (TW_ERR_IO: remove it first if that is what you mean).
- */
-TW_API int tw_key_write_file(const tw_key *key, const char *path,
-                             const char *passphrase, tw_err *err) TW_MUST_CHECK;
-
-/* A short description: "EC P-256", "RSA 2048", "Ed25519". */
-TW_API const char *tw_key_describe(const tw_key *key);
-
-TW_API void tw_key_free(tw_key *key);
-
-/* ------------------------------------------------------------ subjects */
-
-typedef struct tw_name tw_name;
-
-/*
- * Parse a distinguished name in the `openssl -subj` form:
- * "/O=ABC Inc./CN=localhost".  A backslash escapes the next character
- * ("/O=A\/B" is O "A/B").  Attribute names are OpenSSL short or long names
- * (C, ST, L, O, OU, CN, emailAddress, ...).  Values are UTF-8, at most 64
- * bytes for CN/O/OU (RFC 5280 upper bounds).  Errors name the offending part.
- */
-TW_API tw_name *tw_name_parse(const char *text, tw_err *err) TW_MUST_CHECK;
-
-/* The name in the `-subj` form, escaped so that tw_name_parse reads it back. */
-TW_API const char *tw_name_text(const tw_name *name);
-
-TW_API void tw_name_free(tw_name *name);
-
 /* --------------------------------------------------------- certificates */
 
 typedef struct tw_cert tw_cert;
@@ -157,16 +144,6 @@ TW_API tw_cert *tw_cert_load_file(const char *path, tw_err *err) TW_MUST_CHECK;
 TW_API tw_cert *tw_cert_parse(const void *data, size_t len,
                               tw_err *err) TW_MUST_CHECK;
 
-/* Write the certificate as PEM, atomically (mode 0644). */
-TW_API int tw_cert_write_file(const tw_cert *cert, const char *path,
-                              tw_err *err) TW_MUST_CHECK;
-
-/* The certificate as PEM text.  The caller frees it with free(). */
-TW_API char *tw_cert_to_pem(const tw_cert *cert, tw_err *err) TW_MUST_CHECK;
-
-/* Whether the public key of `cert` belongs to `key`. */
-TW_API int tw_cert_matches_key(const tw_cert *cert, const tw_key *key);
-
 TW_API void tw_cert_free(tw_cert *cert);
 
 /* Purposes: what a certificate may be used for (extendedKeyUsage). */
@@ -178,66 +155,12 @@ TW_API void tw_cert_free(tw_cert *cert);
 enum tw_san_type { TW_SAN_DNS = 0, TW_SAN_IP, TW_SAN_URI, TW_SAN_EMAIL,
                    TW_SAN_TYPES };
 
-/*
- * A certificate template: what to certify.  Build it, then sign it with
- * tw_certgen_sign.  RFC 5280 extensions are set from the purposes:
- * basicConstraints (critical), keyUsage (critical), extendedKeyUsage,
- * subjectKeyIdentifier, authorityKeyIdentifier and subjectAltName.
- */
-typedef struct tw_certgen tw_certgen;
-
-TW_API tw_certgen *tw_certgen_new(tw_err *err) TW_MUST_CHECK;
-/* The subject; copied. */
-TW_API int tw_certgen_set_subject(tw_certgen *g, const tw_name *subject,
-                                  tw_err *err) TW_MUST_CHECK;
-/* Add a SAN; the value is checked (a host name, an IPv4/IPv6 address, a URI
- * with a scheme, an email address) and copied. */
-TW_API int tw_certgen_add_san(tw_certgen *g, enum tw_san_type type,
-                              const char *value, tw_err *err) TW_MUST_CHECK;
-/* Number of SANs of every type added so far. */
-TW_API size_t tw_certgen_san_count(const tw_certgen *g);
-/* When no SAN was added and the subject's last CN is a host name, add it as
- * a DNS SAN: clients match host names against SANs only (RFC 6125 section
- * 6.4.4).  Returns 1 when added, 0 when not, -1 on error. */
-TW_API int tw_certgen_add_cn_as_dns(tw_certgen *g, tw_err *err);
-/* TW_PURPOSE_* flags; CA excludes SERVER and CLIENT. */
-TW_API int tw_certgen_set_purposes(tw_certgen *g, int purposes,
-                                   tw_err *err) TW_MUST_CHECK;
-/* Validity: from one minute ago, for `days` days (1..36500). */
-TW_API int tw_certgen_set_days(tw_certgen *g, int days,
-                               tw_err *err) TW_MUST_CHECK;
-/* Serial number: 8..20 bytes, big-endian, high bit clear.  When never set,
- * tw_certgen_sign draws 16 random bytes. */
-TW_API int tw_certgen_set_serial(tw_certgen *g, const unsigned char *serial,
-                                 size_t len, tw_err *err) TW_MUST_CHECK;
-/* The public key to certify: the public half of `key` (not kept). */
-TW_API int tw_certgen_set_public_key(tw_certgen *g, const tw_key *key,
-                                     tw_err *err) TW_MUST_CHECK;
-/*
- * Sign.  `issuer` is the CA certificate, or NULL for a self-signed one (then
- * `issuer_key` must be the key of the certified public key).  The issuer
- * must be a CA; the certificate may not outlive it (its not-after is
- * clipped to the issuer's).
- */
-TW_API tw_cert *tw_certgen_sign(tw_certgen *g, const tw_cert *issuer,
-                                const tw_key *issuer_key,
-                                tw_err *err) TW_MUST_CHECK;
-TW_API void tw_certgen_free(tw_certgen *g);
-
-/* Fill a template from a CSR: checks the CSR's self-signature, refuses a
- * CSR asking for CA:TRUE, and copies the subject, the public key and the
- * SANs the CSR carries (names only; no other extension is copied). */
-TW_API int tw_certgen_from_csr_file(tw_certgen *g, const char *csr_path,
-                                    tw_err *err) TW_MUST_CHECK;
-
-/* Random serial number: 16 bytes, high bit clear, never zero. */
-TW_API int tw_serial_random(unsigned char serial[16], tw_err *err) TW_MUST_CHECK;
-
 /* ------------------------------------------------------------- identity */
 
 /*
  * Identity: what a certificate says about its holder, parsed.  Policy and
- * logs use these fields, never the subject as one string.
+ * logs use these fields, never the subject as one string.  Never changed
+ * once made: any number of threads may read one at the same time.
  */
 typedef struct tw_identity tw_identity;
 
@@ -285,6 +208,7 @@ TW_API const char *tw_identity_signature_algorithm(const tw_identity *id);
 /*
  * Trust: the CA certificates (trust anchors) and optionally a CRL.  Chains
  * are checked at OpenSSL security level 2 (RSA >= 2048 bits, no SHA-1).
+ * Several threads may verify against one tw_trust at the same time.
  */
 typedef struct tw_trust tw_trust;
 
@@ -307,29 +231,64 @@ TW_API int tw_trust_verify(const tw_trust *trust, const tw_cert *cert,
                            int purpose, const char *host,
                            tw_err *err) TW_MUST_CHECK;
 
-/* ----------------------------------------------------------------- CRLs */
-
-/* One revoked certificate, for tw_crl_build. */
-typedef struct tw_revoked {
-    const char *serial_hex; /* upper- or lower-case hex */
-    time_t revoked_at;
-    int reason;             /* RFC 5280 CRLReason code, -1 for none */
-} tw_revoked;
-
-/* CRLReason names ("keyCompromise", "superseded", ...) to codes; -1 if
- * unknown.  "unspecified" is 0. */
-TW_API int tw_crl_reason_code(const char *name);
-TW_API const char *tw_crl_reason_name(int code);
+/* --------------------------------------------------- refusals explained */
 
 /*
- * Build a v2 CRL signed by `ca`/`ca_key` listing `revoked`, valid from now
- * for `days` days, with CRL number `number` and an authorityKeyIdentifier;
- * written as PEM to `path` atomically.
+ * The reasons and sentences of libtwoway's own servers and clients, for a
+ * program whose TLS another library drives (mail-server's libcurl): its
+ * verify callback records what failed, these calls say it.  They keep no
+ * state and may run in any thread.
  */
-TW_API int tw_crl_write_file(const tw_cert *ca, const tw_key *ca_key,
-                             const tw_revoked *revoked, size_t count,
-                             uint64_t number, int days, const char *path,
-                             tw_err *err) TW_MUST_CHECK;
+
+/*
+ * The reason for an OpenSSL certificate verification error: an
+ * X509_V_ERR_* code, as X509_STORE_CTX_get_error() or libcurl's
+ * CURLINFO_SSL_VERIFYRESULT give it.  TW_REASON_NONE for 0 (X509_V_OK);
+ * TW_REASON_BAD_CERTIFICATE for a code of no other class (a weak key or
+ * digest, a bad signature, a malformed field).
+ */
+TW_API enum tw_reason tw_reason_from_verify_error(int x509_verify_error);
+
+/*
+ * Explain a certificate we refused: fill `err` with TW_ERR_PEER_REJECTED,
+ * `reason` and a sentence saying which check failed, on which certificate
+ * (subject, issuer, serial, and the date when a date is why) and what to
+ * do.  `cert` is the certificate that failed, or NULL when none was
+ * presented or it could not be read.  `whose` says whose it is ("the
+ * client's", "the server's issuing CA's"; NULL: "the").  `detail` is, for
+ * TW_REASON_NAME_MISMATCH, the host asked for; otherwise the checker's own
+ * words (X509_verify_cert_error_string()) or NULL.  Returns -1, so that
+ * callers may `return tw_explain_refusal(...)`; with a NULL `err` it only
+ * returns -1.
+ */
+TW_API int tw_explain_refusal(tw_err *err, enum tw_reason reason,
+                              const tw_identity *cert, const char *whose,
+                              const char *detail);
+
+/*
+ * Whether TLS alert `alert` is the peer refusing our certificate
+ * (bad_certificate, unsupported_certificate, certificate_revoked,
+ * certificate_expired, certificate_unknown, unknown_ca, access_denied,
+ * certificate_required: RFC 8446 section 6.2) rather than something else
+ * of the handshake.
+ */
+TW_API int tw_tls_alert_refuses_certificate(int alert);
+
+/*
+ * Explain a fatal TLS alert the peer sent us during the handshake (RFC 8446
+ * section 6.2): fill `err` with TW_ERR_REJECTED_BY_PEER, the reason the
+ * alert stands for (TW_REASON_PROTOCOL when it is not about a certificate)
+ * and a sentence: who refused, the alert, what it says about our
+ * certificate and what to do.  `purpose` is our side: TW_PURPOSE_CLIENT
+ * when we connected, TW_PURPOSE_SERVER when we accepted.  `own` is the
+ * certificate we sent (NULL: none); `own_file`, when not NULL, is the file
+ * it came from and is named in the sentence; `peer` names the other side
+ * ("the invoice server"; NULL: "the server" or "the client", by `purpose`).
+ * Returns -1, as tw_explain_refusal.
+ */
+TW_API int tw_explain_alert(tw_err *err, int alert, int purpose,
+                            const tw_identity *own, const char *own_file,
+                            const char *peer);
 
 /* --------------------------------------------------------------- policy */
 
@@ -349,6 +308,10 @@ TW_API int tw_crl_write_file(const tw_cert *ca, const tw_key *ca_key,
  *
  * An expectation (a client's check of its server, `--expect-server`) is the
  * same line without the role.
+ *
+ * Threads: rules are added by one thread, before the policy is shared;
+ * after that any number of threads may call tw_policy_allows and
+ * tw_policy_roles at the same time.
  */
 typedef struct tw_policy tw_policy;
 
@@ -387,7 +350,8 @@ TW_API size_t tw_policy_roles(const tw_policy *p, const tw_identity *id,
  * verified, no renegotiation, no compression.  A config copies every string
  * it is given; it may be freed once the servers and clients built from it
  * are built (they keep what they need).  Errors are read with
- * tw_config_error().
+ * tw_config_error().  One thread at a time: do not change a config while
+ * tw_server_new, tw_server_reload or tw_client_new reads it.
  */
 typedef struct tw_config tw_config;
 
@@ -437,6 +401,19 @@ TW_API int tw_config_set_ticket_keys_file(tw_config *cfg,
 /* Server: how many TLS 1.3 tickets to send after a full handshake (default
  * 1; 0 disables resumption). */
 TW_API int tw_config_set_tickets(tw_config *cfg, int count) TW_MUST_CHECK;
+/*
+ * Server: the most memory, in bytes, the session cache may hold (default
+ * 10 MiB; 0 turns it off, and then sessions are not resumed by session id
+ * or TLS 1.3 stateful ticket).  Each session is charged what it takes in
+ * memory (about 6.5 KiB with an ECDSA P-256 client certificate, 8.3 KiB
+ * with RSA-4096) and kept until the session lifetime (one hour) ends or
+ * newer sessions need the room, oldest first.
+ * The cache is per generation: a reload starts an empty one.  With a ticket
+ * keys file, sessions live in tickets and this cache is not used.  Sizes
+ * from 1 to 16383 are refused (TW_ERR_USAGE).
+ */
+TW_API int tw_config_set_session_cache_size(tw_config *cfg,
+                                            size_t bytes) TW_MUST_CHECK;
 
 /* -------------------------------------------------------- connections */
 
@@ -451,8 +428,11 @@ typedef struct tw_conn tw_conn;
 /*
  * A server built from a config: reads the CA, CRL, certificate, key,
  * policy and ticket keys now.  NULL with err set (naming the file) when any
- * of them is unusable.  Thread-safe: several threads may accept on one
- * server while another reloads it.
+ * of them is unusable.  Thread-safe: any threads may call tw_server_accept,
+ * tw_server_reload and the tw_server_* getters at the same time (each takes
+ * the current generation under a short lock; a generation is
+ * reference-counted with atomics and freed by whoever drops the last
+ * reference).  Free the server after every connection it accepted.
  */
 TW_API tw_server *tw_server_new(const tw_config *cfg, tw_err *err) TW_MUST_CHECK;
 /*
@@ -471,6 +451,11 @@ TW_API int tw_server_has_policy(const tw_server *srv);
  * its CRLs, for metrics (0 when there is no CRL). */
 TW_API time_t tw_server_cert_not_after(const tw_server *srv);
 TW_API time_t tw_server_crl_next_update(const tw_server *srv);
+/* The current generation's session cache, for metrics: the bytes it holds
+ * (sessions, bookkeeping and its table; 0 when off) and how many sessions
+ * (expired ones not counted). */
+TW_API size_t tw_server_session_cache_bytes(const tw_server *srv);
+TW_API size_t tw_server_session_cache_count(const tw_server *srv);
 TW_API void tw_server_free(tw_server *srv);
 
 /* Take a connected socket (non-blocking or blocking); the connection does
@@ -478,7 +463,9 @@ TW_API void tw_server_free(tw_server *srv);
 TW_API tw_conn *tw_server_accept(tw_server *srv, int fd,
                                  tw_err *err) TW_MUST_CHECK;
 
-/* A client built from a config (trust, own certificate, expectations). */
+/* A client built from a config (trust, own certificate, expectations).
+ * Any threads may call tw_client_connect on one client at the same time;
+ * free it after every connection it made. */
 TW_API tw_client *tw_client_new(const tw_config *cfg, tw_err *err) TW_MUST_CHECK;
 TW_API void tw_client_free(tw_client *cli);
 /* Start a connection on a connected socket; `host` is sent as SNI and
@@ -487,10 +474,15 @@ TW_API tw_conn *tw_client_connect(tw_client *cli, int fd, const char *host,
                                   tw_err *err) TW_MUST_CHECK;
 
 /*
+ * A connection is used by one thread at a time (it may move between
+ * threads: accepted on one, served on another); connections do not share
+ * mutable state, so distinct ones run in parallel.
+ *
  * Drive the handshake: 0 when done (peer verified), TW_WANT_READ /
  * TW_WANT_WRITE to be called again when the fd is ready, -1 when it failed:
- * tw_conn_err() then has the class (TW_ERR_PEER_REJECTED with a reason when
- * a certificate was refused, by us or, from the alert, by the peer).
+ * tw_conn_err() then has the class (TW_ERR_PEER_REJECTED with a reason
+ * when we refused the peer's certificate, TW_ERR_REJECTED_BY_PEER with a
+ * reason when the peer's alert refused ours).
  */
 TW_API int tw_conn_handshake(tw_conn *c) TW_MUST_CHECK;
 /* Read/write application data: bytes, 0 on a clean close (read), TW_WANT_*,

@@ -6,6 +6,7 @@
 #define TW_CA_H
 
 #include "tw_internal.h"
+#include "twoway_pki.h"
 
 #include <sqlite3.h>
 
@@ -14,12 +15,14 @@ enum {
     CA_EXIT_OK = 0,
     CA_EXIT_FAIL = 1,    /* the operation failed */
     CA_EXIT_USAGE = 2,   /* bad command line */
-    CA_EXIT_REFUSED = 3  /* verify: the certificate would be refused */
+    CA_EXIT_REFUSED = 3, /* verify: the certificate would be refused */
+    CA_EXIT_BUSY = 4     /* the CA index is held by another command: retry */
 };
 
 /* Print "twoway-ca CMD: message" on stderr. */
 void ca_fail(const char *cmd, const char *fmt, ...) TW_PRINTF(2, 3);
-/* Print the error and return the exit code its class calls for. */
+/* Print the error and return the exit code its class calls for
+ * (TW_ERR_USAGE: CA_EXIT_USAGE, TW_ERR_BLOCKED: CA_EXIT_BUSY). */
 int ca_fail_err(const char *cmd, const tw_err *err);
 
 /* getopt_long returned '?' or ':': say which option was wrong; returns
@@ -55,10 +58,26 @@ int ca_mkdirs(const char *path, unsigned mode);
 char *ca_path_join(const char *dir, const char *name);
 
 /* ---- the index (cadb.c) ---- */
+/* How long a command waits for an index another command holds before it
+ * gives up with "PATH is busy" (TW_ERR_BLOCKED).  Long enough for any one
+ * twoway-ca transaction, short enough that a stuck holder is reported.
+ * The environment variable sets another wait, in seconds, for machines
+ * where transactions are slower (a slow disk, many commands at once, a run
+ * under Valgrind); 0 fails at once. */
+#define CADB_BUSY_TIMEOUT_S 5
+#define CADB_BUSY_TIMEOUT_MAX 3600
+#define CADB_BUSY_TIMEOUT_ENV "TWOWAY_CA_BUSY_TIMEOUT"
 int cadb_create(sqlite3 *db, tw_err *err);
+/* Set the busy timeout and check that `path` is a twoway CA index: a busy
+ * index is TW_ERR_BLOCKED, a bad TWOWAY_CA_BUSY_TIMEOUT TW_ERR_USAGE,
+ * anything else that fails TW_ERR_INPUT. */
 int cadb_check(sqlite3 *db, const char *path, tw_err *err);
-int cadb_begin(sqlite3 *db, tw_err *err);
-int cadb_commit(sqlite3 *db, tw_err *err);
+int cadb_begin(sqlite3 *db, const char *path, tw_err *err);
+int cadb_commit(sqlite3 *db, const char *path, tw_err *err);
+/* After a failed call on the index at `path`: set *err to "PATH is busy"
+ * (TW_ERR_BLOCKED) when it was busy, else "WHAT PATH: sqlite's message"
+ * (TW_ERR_IO).  Returns -1. */
+int cadb_err(sqlite3 *db, const char *path, const char *what, tw_err *err);
 void cadb_rollback(sqlite3 *db);
 /* 1 when the serial is already in the index, 0 when not, -1 on error. */
 int cadb_serial_exists(sqlite3 *db, const char *serial, tw_err *err);

@@ -3,10 +3,16 @@
  * revocation, in SQLite.  Issuing and revoking are transactions taken with
  * BEGIN IMMEDIATE, so two twoway-ca processes never draw the same serial or
  * CRL number, and a crash leaves the index as it was before or after.
+ *
+ * While one command holds the index, another waits for it at most
+ * CADB_BUSY_TIMEOUT_S seconds (or TWOWAY_CA_BUSY_TIMEOUT) and then says the
+ * index is busy: a busy index needs patience, a file that is not an index
+ * needs repair, and the two must never read alike.
  */
 #include "ca.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char schema[] =
@@ -31,6 +37,33 @@ static int db_err(sqlite3 *db, tw_err *err, const char *what)
     return tw__err(err, TW_ERR_IO, "%s: %s", what, sqlite3_errmsg(db));
 }
 
+/* The wait cadb_check set, for the busy message.  One CLI process, one
+ * index: a file-level value is enough. */
+static int busy_timeout_s = CADB_BUSY_TIMEOUT_S;
+
+/* SQLITE_BUSY is what a lock held past the busy timeout returns; the
+ * primary code, because the extended ones (SQLITE_BUSY_RECOVERY, ...) mean
+ * the same to us. */
+static int is_busy(sqlite3 *db)
+{
+    return sqlite3_errcode(db) == SQLITE_BUSY;
+}
+
+static int busy_err(const char *path, tw_err *err)
+{
+    return tw__err(err, TW_ERR_BLOCKED,
+                   "%s is busy: another twoway-ca command holds it (waited "
+                   "%d s); try again", path, busy_timeout_s);
+}
+
+int cadb_err(sqlite3 *db, const char *path, const char *what, tw_err *err)
+{
+    if (is_busy(db))
+        return busy_err(path, err);
+    return tw__err(err, TW_ERR_IO, "%s %s: %s", what, path,
+                   sqlite3_errmsg(db));
+}
+
 int cadb_create(sqlite3 *db, tw_err *err)
 {
     if (sqlite3_exec(db, schema, NULL, NULL, NULL) != SQLITE_OK)
@@ -41,37 +74,55 @@ int cadb_create(sqlite3 *db, tw_err *err)
 int cadb_check(sqlite3 *db, const char *path, tw_err *err)
 {
     sqlite3_stmt *st = NULL;
-    int ok;
+    const char *version, *env = getenv(CADB_BUSY_TIMEOUT_ENV);
+    long seconds = CADB_BUSY_TIMEOUT_S;
+    int step, ok;
 
-    /* Wait for other twoway-ca processes rather than fail. */
-    sqlite3_busy_timeout(db, 30000);
+    if (env != NULL && tw__parse_long(env, 0, CADB_BUSY_TIMEOUT_MAX,
+                                      &seconds) < 0)
+        return tw__err(err, TW_ERR_USAGE,
+                       "%s='%s' is not a number of seconds from 0 to %d",
+                       CADB_BUSY_TIMEOUT_ENV, env, CADB_BUSY_TIMEOUT_MAX);
+    busy_timeout_s = (int)seconds;
+    sqlite3_busy_timeout(db, busy_timeout_s * 1000);
+    /* Both statements read the schema, so both wait for a lock another
+     * process holds; only what fails for another reason is "not an index". */
     if (sqlite3_exec(db, "PRAGMA synchronous=FULL;", NULL, NULL, NULL) !=
             SQLITE_OK ||
         sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='schema'", -1,
-                           &st, NULL) != SQLITE_OK)
+                           &st, NULL) != SQLITE_OK) {
+        if (is_busy(db))
+            return busy_err(path, err);
         return tw__err(err, TW_ERR_INPUT,
                        "%s is not a twoway CA index: %s", path,
                        sqlite3_errmsg(db));
-    ok = sqlite3_step(st) == SQLITE_ROW &&
-         strcmp((const char *)sqlite3_column_text(st, 0), "1") == 0;
+    }
+    step = sqlite3_step(st);
+    version = step == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0)
+                                 : NULL;
+    ok = version != NULL && strcmp(version, "1") == 0;
     sqlite3_finalize(st);
+    if (step == SQLITE_BUSY)
+        return busy_err(path, err);
     if (!ok)
         return tw__err(err, TW_ERR_INPUT,
                        "%s has an unknown schema version", path);
     return 0;
 }
 
-int cadb_begin(sqlite3 *db, tw_err *err)
+int cadb_begin(sqlite3 *db, const char *path, tw_err *err)
 {
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return db_err(db, err, "cannot lock the CA index");
+        return cadb_err(db, path, "cannot lock the CA index", err);
     return 0;
 }
 
-int cadb_commit(sqlite3 *db, tw_err *err)
+int cadb_commit(sqlite3 *db, const char *path, tw_err *err)
 {
+    /* COMMIT waits for readers to let go; when they do not in time, the
+     * transaction is still open and rolled back here. */
     if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        db_err(db, err, "cannot commit to the CA index");
+        cadb_err(db, path, "cannot commit to the CA index", err);
         cadb_rollback(db);
         return -1;
     }

@@ -64,7 +64,7 @@ int ca_dir_open(ca_dir *ca, const char *cmd, const char *dir,
 {
     struct stat st;
     tw_err err;
-    int rc;
+    int rc = CA_EXIT_FAIL;
 
     memset(ca, 0, sizeof(*ca));
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -94,19 +94,18 @@ int ca_dir_open(ca_dir *ca, const char *cmd, const char *dir,
         ca_fail(cmd, "cannot open %s: %s", ca->db_path, sqlite3_errmsg(ca->db));
         goto fail;
     }
+    /* A busy index exits CA_EXIT_BUSY, so that a script can retry it. */
     if (cadb_check(ca->db, ca->db_path, &err) < 0) {
-        ca_fail(cmd, "%s", err.msg);
+        rc = ca_fail_err(cmd, &err);
         goto fail;
     }
     if ((flags & CA_OPEN_SIGN) &&
-        (rc = load_key(ca, cmd, passfile)) != CA_EXIT_OK) {
-        ca_dir_close(ca);
-        return rc;
-    }
+        (rc = load_key(ca, cmd, passfile)) != CA_EXIT_OK)
+        goto fail;
     return CA_EXIT_OK;
 fail:
     ca_dir_close(ca);
-    return CA_EXIT_FAIL;
+    return rc;
 }
 
 tw_cert *ca_sign_record(ca_dir *ca, tw_certgen *g, tw_err *err)

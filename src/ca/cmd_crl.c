@@ -110,7 +110,7 @@ int cmd_crl(int argc, char **argv)
     if ((rc = ca_dir_open(&ca, "crl", dir, passfile, CA_OPEN_SIGN)) !=
         CA_EXIT_OK)
         return rc;
-    if (cadb_begin(ca.db, &err) < 0)
+    if (cadb_begin(ca.db, ca.db_path, &err) < 0)
         goto fail;
     in_tx = 1;
     if (read_revoked(ca.db, &list, &count, &names) < 0) {
@@ -131,7 +131,7 @@ int cmd_crl(int argc, char **argv)
     if (cadb_next_crl_number(ca.db, &number, &err) < 0 ||
         tw_crl_write_file(ca.cert, ca.key, list, count, number, days, staged,
                           &err) < 0 ||
-        cadb_commit(ca.db, &err) < 0)
+        cadb_commit(ca.db, ca.db_path, &err) < 0)
         goto fail;
     in_tx = 0;
     if (rename(staged, out) != 0) {

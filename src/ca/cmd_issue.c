@@ -1,6 +1,11 @@
 /*
  * cmd_issue.c - `twoway-ca issue`: a new key and certificate for a server
  * or client, recorded in the index before its files get their names.
+ *
+ * With --force the new files replace the old ones only by rename(2), after
+ * the index has recorded the certificate: until then the old key.pem,
+ * cert.pem and ca.cert.pem are untouched, so a failure (a busy index, a full
+ * disk, a wrong passphrase) never leaves a service without its pair.
  */
 #include "ca.h"
 
@@ -45,6 +50,8 @@ static const struct option opts[] = {
 static const ca_certcmd issue = {
     "issue", usage, opts, "give --ca DIR, --out OUTDIR and --subject SUBJECT"};
 
+/* Create OUTDIR if needed and refuse existing files without --force.
+ * Nothing is removed here: replacing is the renames at the very end. */
 static int prepare_outdir(const ca_certopts *a, const char *key_path,
                           const char *cert_path)
 {
@@ -66,10 +73,6 @@ static int prepare_outdir(const ca_certopts *a, const char *key_path,
                 "replacing it (give --force to replace)", a->out);
         return -1;
     }
-    if (a->force) {
-        unlink(key_path);
-        unlink(cert_path);
-    }
     return 0;
 }
 
@@ -82,9 +85,10 @@ int cmd_issue(int argc, char **argv)
     tw_cert *cert = NULL;
     tw_identity *id = NULL;
     char *key_path = NULL, *cert_path = NULL, *anchor_path = NULL, *pem = NULL;
-    tw__staged key_stage = {0}, cert_stage = {0};
+    char *anchor_pem = NULL;
+    tw__staged key_stage = {0}, cert_stage = {0}, anchor_stage = {0};
     BIO *key_pem = NULL;
-    int rc, in_tx = 0;
+    int rc, in_tx = 0, replace;
     tw_err err;
 
     if ((rc = ca_certopts_parse(&a, &issue, argc, argv)) != CA_EXIT_OK)
@@ -108,6 +112,9 @@ int cmd_issue(int argc, char **argv)
     }
     if (prepare_outdir(&a, key_path, cert_path) < 0)
         goto done;
+    /* Without --force a file that appeared since prepare_outdir is still
+     * not replaced: link(2) refuses it (TW__WRITE_NO_REPLACE). */
+    replace = a.force ? 0 : TW__WRITE_NO_REPLACE;
     if ((key = tw_key_generate(a.keytype, &err)) == NULL ||
         tw_certgen_set_public_key(g, key, &err) < 0 ||
         (key_pem = tw__key_pem(key, NULL, &err)) == NULL)
@@ -119,23 +126,37 @@ int cmd_issue(int argc, char **argv)
         /* Staging the key first proves OUTDIR is writable before anything
          * is recorded. */
         if (tw__stage_file(&key_stage, key_path, data, (size_t)len, 0600,
-                           TW__WRITE_NO_REPLACE, &err) < 0)
+                           replace, &err) < 0)
             goto fail;
     }
-    if (cadb_begin(ca.db, &err) < 0)
+    if ((anchor_pem = tw_cert_to_pem(ca.cert, &err)) == NULL ||
+        tw__stage_file(&anchor_stage, anchor_path, anchor_pem,
+                       strlen(anchor_pem), 0644, 0, &err) < 0)
+        goto fail;
+    if (cadb_begin(ca.db, ca.db_path, &err) < 0)
         goto fail;
     in_tx = 1;
     if ((cert = ca_sign_record(&ca, g, &err)) == NULL ||
         (pem = tw_cert_to_pem(cert, &err)) == NULL ||
-        tw__stage_file(&cert_stage, cert_path, pem, strlen(pem), 0644, 0,
-                       &err) < 0 ||
-        cadb_commit(ca.db, &err) < 0)
+        tw__stage_file(&cert_stage, cert_path, pem, strlen(pem), 0644,
+                       replace, &err) < 0 ||
+        cadb_commit(ca.db, ca.db_path, &err) < 0)
         goto fail;
     in_tx = 0;
-    /* Recorded: now the files get their names. */
-    if (tw__stage_commit(&key_stage, &err) < 0 ||
-        tw__stage_commit(&cert_stage, &err) < 0 ||
-        tw_cert_write_file(ca.cert, anchor_path, &err) < 0)
+    /* Recorded: now the files get their names, key.pem before cert.pem.
+     * A crash between the two leaves the new key beside the old
+     * certificate, a pair that does not match: a service refuses to load
+     * it and a reload keeps the old one in memory.  The other order would
+     * leave the same mismatch, but with the new private key stranded in a
+     * temp file, a secret nobody knows to wipe; this one strands only a
+     * certificate, which the index holds anyway.  And with cert.pem last,
+     * whoever sees the new certificate (a reload watching the files, an
+     * expiry check) finds its key already in place.  The anchor goes first:
+     * it is not half of the pair, and a renewal from the same CA does not
+     * change it. */
+    if (tw__stage_commit(&anchor_stage, &err) < 0 ||
+        tw__stage_commit(&key_stage, &err) < 0 ||
+        tw__stage_commit(&cert_stage, &err) < 0)
         goto fail;
     if ((id = tw_identity_from_cert(cert, &err)) == NULL)
         goto fail;
@@ -148,8 +169,10 @@ fail:
 done:
     tw__stage_abort(&key_stage);
     tw__stage_abort(&cert_stage);
+    tw__stage_abort(&anchor_stage);
     BIO_free(key_pem);
     tw__free(pem);
+    tw__free(anchor_pem);
     tw_identity_free(id);
     tw__free(key_path);
     tw__free(cert_path);

@@ -82,6 +82,7 @@ int cmd_list(int argc, char **argv)
     sqlite3_stmt *st = NULL;
     json_t *all = NULL;
     time_t now = time(NULL);
+    tw_err err;
 
     optind = 0;
     opterr = 0;
@@ -105,7 +106,8 @@ int cmd_list(int argc, char **argv)
                            " not_after, revoked_at, revoke_reason FROM certs"
                            " ORDER BY issued_at, rowid", -1, &st,
                            NULL) != SQLITE_OK) {
-        ca_fail("list", "cannot read %s: %s", ca.db_path, sqlite3_errmsg(ca.db));
+        cadb_err(ca.db, ca.db_path, "cannot read", &err);
+        rc = ca_fail_err("list", &err);
         goto done;
     }
     if (as_json)
@@ -131,7 +133,8 @@ int cmd_list(int argc, char **argv)
                status_of(st, now), days_left);
     }
     if (c != SQLITE_DONE) {
-        ca_fail("list", "cannot read %s: %s", ca.db_path, sqlite3_errmsg(ca.db));
+        cadb_err(ca.db, ca.db_path, "cannot read", &err);
+        rc = ca_fail_err("list", &err);
         goto done;
     }
     if (as_json) {

@@ -119,7 +119,7 @@ int cmd_revoke(int argc, char **argv)
         CA_EXIT_OK)
         return rc;
     rc = CA_EXIT_FAIL;
-    if (cadb_begin(ca.db, &err) < 0)
+    if (cadb_begin(ca.db, ca.db_path, &err) < 0)
         goto fail;
     in_tx = 1;
     if (sqlite3_prepare_v2(ca.db,
@@ -153,7 +153,7 @@ int cmd_revoke(int argc, char **argv)
     sqlite3_bind_text(st, 3, serial, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE)
         goto db_fail;
-    if (cadb_commit(ca.db, &err) < 0)
+    if (cadb_commit(ca.db, ca.db_path, &err) < 0)
         goto fail;
     printf("revoked %s %s\n", serial, subject);
     rc = CA_EXIT_OK;

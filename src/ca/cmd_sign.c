@@ -60,13 +60,13 @@ int cmd_sign(int argc, char **argv)
     if ((rc = ca_dir_open(&ca, "sign", a.ca, a.passfile, CA_OPEN_SIGN)) !=
         CA_EXIT_OK)
         goto done;
-    if (cadb_begin(ca.db, &err) < 0)
+    if (cadb_begin(ca.db, ca.db_path, &err) < 0)
         goto fail;
     in_tx = 1;
     if ((cert = ca_sign_record(&ca, g, &err)) == NULL ||
         (pem = tw_cert_to_pem(cert, &err)) == NULL ||
         tw__stage_file(&stage, a.out, pem, strlen(pem), 0644, 0, &err) < 0 ||
-        cadb_commit(ca.db, &err) < 0)
+        cadb_commit(ca.db, ca.db_path, &err) < 0)
         goto fail;
     in_tx = 0;
     if (tw__stage_commit(&stage, &err) < 0 ||

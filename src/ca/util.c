@@ -29,7 +29,11 @@ void ca_fail(const char *cmd, const char *fmt, ...)
 int ca_fail_err(const char *cmd, const tw_err *err)
 {
     ca_fail(cmd, "%s", err->msg[0] ? err->msg : "failed");
-    return err->cls == TW_ERR_USAGE ? CA_EXIT_USAGE : CA_EXIT_FAIL;
+    if (err->cls == TW_ERR_USAGE)
+        return CA_EXIT_USAGE;
+    if (err->cls == TW_ERR_BLOCKED) /* the CA index is busy: retry */
+        return CA_EXIT_BUSY;
+    return CA_EXIT_FAIL;
 }
 
 int ca_parse_days(const char *cmd, const char *text, int max)

@@ -139,10 +139,10 @@ int inv_options_parse(inv_options *o, int argc, char **argv, int *done)
             break;
         case 'S':
             if (twu_parse_size(optarg, 1ULL << 40, &o->session_cache) < 0 ||
-                (o->session_cache > 0 && o->session_cache < 4096)) {
+                (o->session_cache > 0 && o->session_cache < 16384)) {
                 fprintf(stderr, "invoice-server: --session-cache '%s' is not "
-                        "a size: give 0 (off) or 4K and more, e.g. 10M, "
-                        "512K, 1G\n", optarg);
+                        "a size the cache can use: give 0 (off) or 16K and "
+                        "more, e.g. 10M, 512K, 1G\n", optarg);
                 goto usage_error;
             }
             break;

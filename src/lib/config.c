@@ -19,6 +19,7 @@ tw_config *tw_config_new(void)
     cfg->min_version = TW_TLS_1_2;
     cfg->max_version = TW_TLS_1_3;
     cfg->tickets = 1;
+    cfg->session_cache_bytes = TW__SESSION_CACHE_DEFAULT;
     return cfg;
 }
 
@@ -175,5 +176,19 @@ int tw_config_set_tickets(tw_config *cfg, int count)
         return tw__err(&cfg->err, TW_ERR_USAGE,
                        "ticket count %d is out of range: give 0 to 8", count);
     cfg->tickets = count;
+    return 0;
+}
+
+int tw_config_set_session_cache_size(tw_config *cfg, size_t bytes)
+{
+    /* One session takes about 6.5 KiB with an ECDSA client certificate
+     * (sesscache.c): a cache below 16 KiB would hold one or none, which
+     * is surely not what was meant. */
+    if (bytes != 0 && bytes < TW__SESSION_CACHE_MIN)
+        return tw__err(&cfg->err, TW_ERR_USAGE,
+                       "a session cache of %zu bytes holds no session: give "
+                       "0 to turn it off, or at least %d bytes", bytes,
+                       TW__SESSION_CACHE_MIN);
+    cfg->session_cache_bytes = bytes;
     return 0;
 }

@@ -59,15 +59,33 @@ err:
     return NULL;
 }
 
+/*
+ * The generation whose SSL_CTX made c->ssl.  c->gen starts as this one and
+ * moves to the current one on tw_conn_refresh; this one stays referenced
+ * until tw_conn_free, because the SSL uses its context, and what hangs off
+ * the context (the session cache), until SSL_free.
+ */
+static tw__gen *ssl_gen(const tw_conn *c)
+{
+    if (c->ssl == NULL)
+        return c->gen;
+    return SSL_CTX_get_ex_data(SSL_get_SSL_CTX(c->ssl), tw__ctx_gen_index());
+}
+
 void tw_conn_free(tw_conn *c)
 {
+    tw__gen *own;
+
     if (c == NULL)
         return;
+    own = ssl_gen(c);
     SSL_free(c->ssl);
     X509_free(c->verify_cert);
     tw_identity_free(c->peer);
     tw__free(c->host);
     tw__free(c->err);
+    if (own != c->gen)
+        tw__gen_unref(own);
     tw__gen_unref(c->gen);
     tw__free(c);
 }
@@ -290,7 +308,9 @@ tw_identity *tw_conn_refused_identity(const tw_conn *c)
  * by the new CRL is refused at its next request, not at its next
  * handshake.  Nothing changed: one atomic load.  Changed (once per reload
  * per connection): verify the peer's certificate again under the current
- * trust store, CRL and purpose, and adopt the current policy.
+ * trust store, CRL and purpose, and adopt the current policy.  The
+ * handshake's verify callback sees this check too, so a refusal names the
+ * same failure, on the same certificate, in the same words.
  */
 int tw_conn_refresh(tw_conn *c)
 {
@@ -311,19 +331,25 @@ int tw_conn_refresh(tw_conn *c)
     ok = peer != NULL &&
          X509_STORE_CTX_init(ctx, tw__trust_store(g->trust), peer,
                              SSL_get_peer_cert_chain(c->ssl)) == 1 &&
-         X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) == 1;
+         X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) == 1 &&
+         X509_STORE_CTX_set_ex_data(ctx, SSL_get_ex_data_X509_STORE_CTX_idx(),
+                                    c->ssl) == 1;
     if (ok) {
         X509_VERIFY_PARAM_set_auth_level(X509_STORE_CTX_get0_param(ctx), 2);
+        X509_STORE_CTX_set_verify_cb(ctx, tw__verify_cb);
         ok = X509_verify_cert(ctx) == 1;
     }
     code = X509_STORE_CTX_get_error(ctx);
     X509_STORE_CTX_free(ctx);
     ERR_clear_error();
-    tw__gen_unref(c->gen);
+    if (c->gen != ssl_gen(c))
+        tw__gen_unref(c->gen); /* an earlier refresh's */
     c->gen = g; /* the current policy applies from now on */
     if (!ok)
-        return tw__reject(tw__conn_errbuf(c), tw__reason_from_x509(code), peer,
-                          "the client's",
+        return tw__reject(tw__conn_errbuf(c), tw__reason_from_x509(code),
+                          c->verify_cert ? c->verify_cert : peer,
+                          c->verify_depth > 0 ? "the issuing CA's"
+                                              : "the client's",
                           X509_verify_cert_error_string(code));
     return 0;
 }

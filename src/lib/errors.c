@@ -27,7 +27,6 @@ const char *tw_error_class_name(enum tw_error_class cls)
     case TW_ERR_BLOCKED: return "blocked";
     case TW_ERR_PROTOCOL: return "protocol";
     case TW_ERR_PEER_REJECTED: return "peer_rejected";
-    case TW_ERR_POLICY_DENIED: return "policy_denied";
     case TW_ERR_USAGE: return "usage";
     case TW_ERR_INPUT: return "input";
     case TW_ERR_INTERNAL: return "internal";

@@ -17,8 +17,22 @@
 /* TLS 1.2 suites: forward secrecy and AEAD only. */
 #define TLS12_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL"
 #define GROUPS "X25519:P-256:P-384"
-/* Server session cache: entries and lifetime (seconds). */
-#define SESSION_CACHE_SIZE 20000
+/*
+ * Signature algorithms, offered (ClientHello, CertificateRequest) and
+ * accepted: SHA-256 or stronger with ECDSA, Ed25519, RSA-PSS and RSA
+ * PKCS#1 v1.5; no SHA-1 (RFC 9155 deprecates it in TLS 1.2), no SHA-224
+ * (below 128-bit security for the hash, RFC 9325 section 4.1), no DSA (RFC
+ * 8446 section 4.2.3 dropped it).  One list serves both versions: OpenSSL
+ * never signs a TLS 1.3 handshake with PKCS#1 v1.5 (RFC 8446 section 4.2.3
+ * allows it for certificates only), yet offers it, so that certificates
+ * signed sha256WithRSAEncryption (the seed's, X.509 v1) are still accepted.
+ */
+#define SIGALGS                                                               \
+    "ECDSA+SHA256:ECDSA+SHA384:ECDSA+SHA512:ed25519:"                         \
+    "rsa_pss_rsae_sha256:rsa_pss_rsae_sha384:rsa_pss_rsae_sha512:"            \
+    "rsa_pss_pss_sha256:rsa_pss_pss_sha384:rsa_pss_pss_sha512:"               \
+    "RSA+SHA256:RSA+SHA384:RSA+SHA512"
+/* Server sessions: lifetime (seconds). */
 #define SESSION_TIMEOUT 3600
 
 static pthread_once_t index_once = PTHREAD_ONCE_INIT;
@@ -53,6 +67,7 @@ void tw__gen_unref(tw__gen *g)
     if (g == NULL || atomic_fetch_sub(&g->refs, 1) != 1)
         return;
     SSL_CTX_free(g->ctx);
+    tw__sesscache_free(g->sesscache); /* after the SSL_CTX that used it */
     tw_trust_free(g->trust);
     tw_policy_free(g->policy);
     tw_policy_free(g->expect);
@@ -230,14 +245,17 @@ static int set_tls_options(tw__gen *g, const tw_config *cfg, tw_err *err)
     if (SSL_CTX_set_min_proto_version(ctx, cfg->min_version) != 1 ||
         SSL_CTX_set_max_proto_version(ctx, cfg->max_version) != 1 ||
         SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1 ||
-        SSL_CTX_set1_groups_list(ctx, GROUPS) != 1)
+        SSL_CTX_set1_groups_list(ctx, GROUPS) != 1 ||
+        SSL_CTX_set1_sigalgs_list(ctx, SIGALGS) != 1 ||
+        SSL_CTX_set1_client_sigalgs_list(ctx, SIGALGS) != 1)
         return tw__err_ssl(err, TW_ERR_INTERNAL, "cannot set TLS parameters");
     if (g->is_server) {
         mode |= SSL_VERIFY_CLIENT_ONCE;
         SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
         /* Required when peers are verified and sessions resumed. */
         SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"twoway", 6);
-        if (cfg->tickets == 0) {
+        if (cfg->tickets == 0 || (cfg->session_cache_bytes == 0 &&
+                                  cfg->ticket_keys_file == NULL)) {
             SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
             SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
             SSL_CTX_set_num_tickets(ctx, 0);
@@ -250,20 +268,22 @@ static int set_tls_options(tw__gen *g, const tw_config *cfg, tw_err *err)
             if (tw__ticket_install(ctx, err) < 0)
                 return -1;
         } else {
-            /* A bounded in-memory session cache: resuming finds the session
-             * by id instead of decrypting and parsing a ticket, and making a
-             * TLS 1.3 ticket does not serialise the client certificate
-             * (OpenSSL 3.0 parses it back for each stateless ticket).  The
-             * cache belongs to this generation's SSL_CTX, so a reload
-             * starts it empty: no session outlives a CRL or CA change.
-             * Expiry is checked on each resumption (tw_conn_handshake). */
-            SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+            /* A session cache bounded in bytes (sesscache.c says why it
+             * keeps live sessions): resuming finds the session by id (TLS
+             * 1.2) or stateful ticket (TLS 1.3) instead of decrypting and
+             * parsing a ticket.  The cache belongs to this generation, so
+             * a reload starts it empty: no session outlives a CRL or CA
+             * change.  Expiry is checked on each resumption, there and in
+             * tw_conn_handshake. */
+            if ((g->sesscache = tw__sesscache_new(cfg->session_cache_bytes,
+                                                  err)) == NULL)
+                return -1;
+            tw__sesscache_install(ctx);
             /* A client that closes without close_notify (many do) would
              * otherwise count as a fatal error and lose its session.
              * Requests are framed by HTTP, so an early EOF truncates
              * nothing the server acts on. */
             SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
-            SSL_CTX_sess_set_cache_size(ctx, SESSION_CACHE_SIZE);
             SSL_CTX_set_timeout(ctx, SESSION_TIMEOUT);
             SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
             SSL_CTX_set_num_tickets(ctx, (size_t)cfg->tickets);

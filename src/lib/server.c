@@ -98,6 +98,34 @@ time_t tw_server_crl_next_update(const tw_server *srv)
     return t;
 }
 
+/* The current generation's session cache: bytes and sessions held. */
+static void session_cache_stats(const tw_server *srv, size_t *bytes,
+                                size_t *count)
+{
+    tw__gen *g = tw__server_current((tw_server *)srv);
+
+    *bytes = *count = 0;
+    if (g->sesscache != NULL)
+        tw__sesscache_stats(g->sesscache, bytes, count);
+    tw__gen_unref(g);
+}
+
+size_t tw_server_session_cache_bytes(const tw_server *srv)
+{
+    size_t bytes, count;
+
+    session_cache_stats(srv, &bytes, &count);
+    return bytes;
+}
+
+size_t tw_server_session_cache_count(const tw_server *srv)
+{
+    size_t bytes, count;
+
+    session_cache_stats(srv, &bytes, &count);
+    return count;
+}
+
 tw_conn *tw_server_accept(tw_server *srv, int fd, tw_err *err)
 {
     tw_conn *c = tw__conn_new(tw__server_current(srv), fd, 1, NULL, err);

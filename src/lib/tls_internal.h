@@ -16,12 +16,17 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+/* The server's session cache: default and smallest size, in bytes. */
+#define TW__SESSION_CACHE_DEFAULT ((size_t)10 * 1024 * 1024)
+#define TW__SESSION_CACHE_MIN 16384
+
 struct tw_config {
     char *ca_file, *crl_file, *cert_file, *key_file;
     char *policy_file, *ticket_keys_file;
     char **rules, **expectations;
     size_t nrules, nexpectations;
     int min_version, max_version, tickets;
+    size_t session_cache_bytes; /* 0: no session cache */
     tw_err err;
 };
 
@@ -46,6 +51,16 @@ void tw__vcache_init(tw__vcache *vc);
 void tw__vcache_destroy(tw__vcache *vc);
 int tw__vcache_verify(X509_STORE_CTX *xs, void *arg);
 
+/* sesscache.c: the server's session cache, bounded in bytes (see there). */
+typedef struct tw__sesscache tw__sesscache;
+tw__sesscache *tw__sesscache_new(size_t max_bytes, tw_err *err);
+void tw__sesscache_free(tw__sesscache *sc);
+/* Make ctx keep its sessions in the cache of its generation (ex-data). */
+void tw__sesscache_install(SSL_CTX *ctx);
+/* Bytes held (entries, bookkeeping and the table) and sessions held, after
+ * dropping the expired ones. */
+void tw__sesscache_stats(tw__sesscache *sc, size_t *bytes, size_t *count);
+
 typedef struct tw__gen {
     atomic_int refs;
     unsigned id;
@@ -61,6 +76,7 @@ typedef struct tw__gen {
     time_t cert_not_after;
     time_t crl_next_update; /* the earliest of the CRLs'; 0: no CRL */
     tw__vcache *vcache;     /* servers only; NULL for clients */
+    tw__sesscache *sesscache; /* servers with a session cache, else NULL */
 } tw__gen;
 
 /* Build a generation from cfg.  `keys`/`nkeys`: ticket keys to use when the

@@ -17,6 +17,31 @@
 #include <stdio.h>
 #include <string.h>
 
+/*
+ * With CRLs, OpenSSL checks the leaf against its issuer's CRL (RFC 5280
+ * section 6.3), and a CRL is only ever loaded for a CA of the CA file
+ * (trust.c refuses the others).  An issuer the peer sent in its chain,
+ * absent from the CA file, can therefore never have a CRL here: "unable to
+ * get certificate CRL" would send the operator to publish a fresh CRL of
+ * the root, which changes nothing.  What failed is that the issuer is not
+ * a CA we were given: unknown_ca, the alert OpenSSL sends for it anyway.
+ * An issuer that is in the CA file but has no CRL stays crl_unusable.
+ */
+static int first_failure(X509_STORE_CTX *store)
+{
+    int code = X509_STORE_CTX_get_error(store);
+    int depth = X509_STORE_CTX_get_error_depth(store);
+
+    /* The chain starts with the certificates the peer sent (the untrusted
+     * ones); the issuer of chain[depth] is chain[depth + 1]. */
+    if (code == X509_V_ERR_UNABLE_TO_GET_CRL &&
+        depth + 1 < X509_STORE_CTX_get_num_untrusted(store)) {
+        code = X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY;
+        X509_STORE_CTX_set_error(store, code);
+    }
+    return code;
+}
+
 int tw__verify_cb(int ok, X509_STORE_CTX *store)
 {
     SSL *ssl = X509_STORE_CTX_get_ex_data(store,
@@ -28,7 +53,7 @@ int tw__verify_cb(int ok, X509_STORE_CTX *store)
         return ok;
     if (!ok) {
         if (c->verify_error == 0) {
-            c->verify_error = X509_STORE_CTX_get_error(store);
+            c->verify_error = first_failure(store);
             c->verify_depth = X509_STORE_CTX_get_error_depth(store);
             if (cert != NULL && X509_up_ref(cert) == 1)
                 c->verify_cert = cert;
@@ -86,81 +111,17 @@ const char *tw_tls_alert_name(int code)
     }
 }
 
-/* The peer refused us: explain the alert in terms of our certificate. */
+/* The peer refused us: explain the alert in terms of our certificate
+ * (the words are tw_explain_alert's, which mail-server uses too). */
 static int rejected_by_peer(tw_conn *c, int alert)
 {
-    tw_err *e = tw__conn_errbuf(c); /* only failures get here */
-    const char *peer = c->is_server ? "the client" : "the server";
     X509 *own = SSL_get_certificate(c->ssl);
-    char *subject = own ? tw__name_text(X509_get_subject_name(own)) : NULL;
-    char *issuer = own ? tw__name_text(X509_get_issuer_name(own)) : NULL;
-    const char *s = subject ? subject : "(none)", *i = issuer ? issuer : "?";
-    enum tw_reason reason = TW_REASON_PROTOCOL;
-    char why[512];
+    tw_identity *id = own ? tw__identity_from_x509(own, NULL) : NULL;
 
-    switch (alert) {
-    case 48:
-        reason = TW_REASON_UNKNOWN_CA;
-        snprintf(why, sizeof(why), "it does not trust the CA that issued our "
-                 "certificate %s (issuer %s): get a certificate from the CA "
-                 "it trusts", s, i);
-        break;
-    case 45:
-        reason = TW_REASON_EXPIRED;
-        snprintf(why, sizeof(why), "it says our certificate %s has expired: "
-                 "issue a new one", s);
-        break;
-    case 44:
-        reason = TW_REASON_REVOKED;
-        snprintf(why, sizeof(why), "our certificate %s (issuer %s) was "
-                 "revoked: issue a new one", s, i);
-        break;
-    case 43:
-        reason = TW_REASON_WRONG_USAGE;
-        snprintf(why, sizeof(why), "our certificate %s may not be used for "
-                 "this: issue it with the right purpose (--client or "
-                 "--server)", s);
-        break;
-    case 42:
-    case 46:
-        reason = TW_REASON_BAD_CERTIFICATE;
-        snprintf(why, sizeof(why), "it found our certificate %s unacceptable "
-                 "(not yet valid, weak key or signature, or not the identity "
-                 "it expects?): check it with `twoway-ca verify` and the "
-                 "peer's expectation", s);
-        break;
-    case 116:
-        reason = TW_REASON_NO_CERTIFICATE;
-        snprintf(why, sizeof(why), "it requires a client certificate and we "
-                 "sent none: give a certificate and key");
-        break;
-    case 40:
-        reason = own ? TW_REASON_PROTOCOL : TW_REASON_NO_CERTIFICATE;
-        snprintf(why, sizeof(why), "%s", own ? "no common cipher or parameters"
-                 : "it requires a client certificate and we sent none: give "
-                   "a certificate and key");
-        break;
-    case 49:
-        reason = TW_REASON_POLICY_DENIED;
-        snprintf(why, sizeof(why), "access denied to our certificate %s", s);
-        break;
-    case 51:
-        reason = TW_REASON_BAD_CERTIFICATE;
-        snprintf(why, sizeof(why), "our signature did not verify: does the "
-                 "key belong to the certificate %s?", s);
-        break;
-    case 70:
-        snprintf(why, sizeof(why), "no TLS version in common (twoway speaks "
-                 "TLS 1.2 and 1.3)");
-        break;
-    default:
-        snprintf(why, sizeof(why), "the handshake failed on its side");
-    }
-    tw__err_reason(e, TW_ERR_REJECTED_BY_PEER, reason,
-                   "%s rejected our certificate (TLS alert %s): %s", peer,
-                   tw_tls_alert_name(alert), why);
-    tw__free(subject);
-    tw__free(issuer);
+    tw_explain_alert(tw__conn_errbuf(c), alert,
+                     c->is_server ? TW_PURPOSE_SERVER : TW_PURPOSE_CLIENT, id,
+                     NULL, NULL);
+    tw_identity_free(id);
     return -1;
 }
 
@@ -190,6 +151,80 @@ static int we_rejected(tw_conn *c)
                       c->verify_depth == 0 ? role : "the issuing CA's", detail);
 }
 
+/*
+ * The peer's certificate verified, but the signature that proves it holds
+ * the certificate's private key did not: the CertificateVerify (RFC 8446
+ * section 4.4.3; RFC 5246 section 7.4.8 for a TLS 1.2 client) or a TLS 1.2
+ * server's ServerKeyExchange (RFC 5246 section 7.4.3).  OpenSSL answers
+ * decrypt_error, as both RFCs ask.  The reason is bad_certificate, not
+ * protocol: the messages were well formed, and what failed is the
+ * certificate as a credential, the way the peer reads our decrypt_error
+ * (rejected_by_peer above).  The cause is a key file that does not go with
+ * the certificate file, or someone presenting a certificate that is not
+ * theirs; the certificate is named, as the one the peer claimed (nothing
+ * proves it holds it), for the refusal log (tw_conn_refused_identity).
+ */
+static int bad_handshake_signature(tw_conn *c)
+{
+    tw_err *e = tw__conn_errbuf(c); /* only failures get here */
+    const char *peer = c->is_server ? "client" : "server";
+    X509 *cert = SSL_get0_peer_certificate(c->ssl);
+    tw_identity *id = cert ? tw__identity_from_x509(cert, NULL) : NULL;
+
+    if (cert != NULL && c->verify_cert == NULL && X509_up_ref(cert) == 1)
+        c->verify_cert = cert;
+    tw__err_reason(e, TW_ERR_PEER_REJECTED, TW_REASON_BAD_CERTIFICATE,
+                   "the %s's handshake signature does not verify with the "
+                   "public key of its certificate %s (issuer %s, serial %s): "
+                   "the %s is signing with a key that does not belong to its "
+                   "certificate", peer, id ? tw_identity_subject(id) : "?",
+                   id ? tw_identity_issuer(id) : "?",
+                   id ? tw_identity_serial(id) : "?", peer);
+    tw_identity_free(id);
+    return -1;
+}
+
+/*
+ * A peer Certificate message that does not parse: the certificate list's
+ * length disagrees with the message's, a certificate's length with what is
+ * left of the list (SSL_R_LENGTH_MISMATCH, SSL_R_CERT_LENGTH_MISMATCH;
+ * SSL_R_BAD_LENGTH for a TLS 1.3 entry's extensions), or an entry is not
+ * DER X.509 (ERR_R_ASN1_LIB).  The alert stays OpenSSL's decode_error:
+ * RFC 8446 section 6 says a message that "cannot be parsed according to
+ * the syntax (e.g., have a length extending beyond the message boundary or
+ * contain an out-of-range length) MUST terminate the connection with a
+ * decode_error alert", and RFC 5246 section 7.2.2 defines decode_error as
+ * "the length of the message was incorrect"; bad_certificate (RFC 8446
+ * section 6.2, RFC 5246 section 7.2.2) is for a certificate that was read
+ * and found corrupt.  tlsfuzzer's test-certificate-malformed.py expects
+ * decode_error for every length it mangles.  It expects bad_certificate
+ * only for a well-framed entry of zero bytes, where OpenSSL 3 sends
+ * decode_error from inside tls_process_client_certificate, with no hook
+ * before the alert goes out: that one we can name, not change.
+ */
+static int malformed_certificate_message(tw_conn *c, int r)
+{
+    OSSL_HANDSHAKE_STATE peer_certificate =
+        c->is_server ? TLS_ST_SR_CERT : TLS_ST_CR_CERT;
+    const char *peer = c->is_server ? "client" : "server";
+
+    if (SSL_get_state(c->ssl) != peer_certificate ||
+        (r != SSL_R_LENGTH_MISMATCH && r != SSL_R_CERT_LENGTH_MISMATCH &&
+         r != SSL_R_BAD_LENGTH && r != ERR_R_ASN1_LIB))
+        return 0;
+    return tw__err_reason(tw__conn_errbuf(c), TW_ERR_PROTOCOL,
+                          TW_REASON_PROTOCOL,
+                          "the %s's Certificate message is malformed (%s): "
+                          "TLS alert decode_error sent; the %s's TLS software "
+                          "built a broken message, or something on the path "
+                          "changed it", peer,
+                          r == ERR_R_ASN1_LIB
+                              ? "an entry of its certificate list is not a "
+                                "DER X.509 certificate"
+                              : "the lengths in its certificate list "
+                                "disagree", peer);
+}
+
 int tw__conn_fail(tw_conn *c, int ret, const char *what)
 {
     tw_err *out = tw__conn_errbuf(c); /* only failures get here */
@@ -212,7 +247,14 @@ int tw__conn_fail(tw_conn *c, int ret, const char *what)
                 break;
             return rejected_by_peer(c, r - SSL_AD_REASON_OFFSET);
         }
+        if (malformed_certificate_message(c, r) < 0) {
+            ERR_clear_error();
+            return -1;
+        }
         switch (r) {
+        case SSL_R_BAD_SIGNATURE:
+            ERR_clear_error();
+            return bad_handshake_signature(c);
         case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
             ERR_clear_error();
             return tw__reject(out, TW_REASON_NO_CERTIFICATE, NULL, NULL,

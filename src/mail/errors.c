@@ -7,14 +7,14 @@
  *
  *   - we refused the server (exit 4): the verify callback recorded the
  *     X509 check and the certificate; libtwoway writes the sentence
- *     (tw__reject), the same words invoice-server and `twoway-ca verify` use;
+ *     (tw_explain_refusal), the same words invoice-server and
+ *     `twoway-ca verify` use; we add the option to fix (--ca, --crl);
  *   - the server refused us (exit 3): it sent a TLS alert (RFC 8446 section
- *     6.2), recorded by the info callback; we explain it in terms of our
- *     --cert file, which only we know;
+ *     6.2), recorded by the info callback; libtwoway explains it in terms
+ *     of our --cert file, which only we know (tw_explain_alert);
  *   - network (5), HTTP status (6), bad answer (7), our own files (2).
  */
 #include "mail.h"
-#include "tw_internal.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -57,82 +57,27 @@ static void host_port(const char *url, char *buf, size_t len)
     curl_url_cleanup(u);
 }
 
-int mail_alert_is_about_us(int alert)
-{
-    return (alert >= 42 && alert <= 49 && alert != 47) || alert == 116;
-}
-
-/* The server refused us: its alert, explained with our certificate. */
+/* The server refused us: its alert, explained with our --cert file, which
+ * only we know (libtwoway writes the sentence, as for its own clients). */
 int mail_err_refused(mail_err *e, int alert, const mail_tls_options *o,
                      const mail_self *self)
 {
-    const char *subject = tw_identity_subject(self->id);
-    const char *issuer = tw_identity_issuer(self->id);
-    char when[32], why[1200];
+    tw_err err;
 
-    mail_rfc3339(tw_identity_not_after(self->id), when);
-    switch (alert) {
-    case 48: /* unknown_ca */
-        snprintf(why, sizeof(why), "it does not trust the CA that signed %s "
-                 "(issuer %s): get a certificate from the CA the invoice "
-                 "server trusts, or have it trust %s", o->cert, issuer, issuer);
-        break;
-    case 45: /* certificate_expired */
-        if (tw_identity_not_after(self->id) < time(NULL))
-            snprintf(why, sizeof(why), "%s (%s) expired on %s: issue a new "
-                     "certificate", o->cert, subject, when);
-        else
-            snprintf(why, sizeof(why), "it says %s (%s, valid until %s) has "
-                     "expired: check the invoice server's clock", o->cert,
-                     subject, when);
-        break;
-    case 44: /* certificate_revoked */
-        snprintf(why, sizeof(why), "%s (%s, serial %s) was revoked by its CA "
-                 "%s: issue a new certificate", o->cert, subject,
-                 tw_identity_serial(self->id), issuer);
-        break;
-    case 43: /* unsupported_certificate */
-        snprintf(why, sizeof(why), "%s (%s) may not be used by a TLS client: "
-                 "issue it with --client (extendedKeyUsage clientAuth)",
-                 o->cert, subject);
-        break;
-    case 42: /* bad_certificate */
-    case 46: /* certificate_unknown */
-        snprintf(why, sizeof(why), "it finds %s (%s, issuer %s) unacceptable "
-                 "(not yet valid, weak key or signature, wrong purpose?): "
-                 "check it with `twoway-ca verify --ca CAFILE --purpose client "
-                 "%s`", o->cert, subject, issuer, o->cert);
-        break;
-    case 116: /* certificate_required */
-        snprintf(why, sizeof(why), "it requires a client certificate and did "
-                 "not get %s: check --cert and --key", o->cert);
-        break;
-    case 49: /* access_denied */
-        snprintf(why, sizeof(why), "it does not let %s (%s) in: ask its "
-                 "operator to allow this identity", o->cert, subject);
-        break;
-    case 51: /* decrypt_error */
-        snprintf(why, sizeof(why), "our signature did not verify: does %s "
-                 "belong to %s?", o->key, o->cert);
-        break;
-    case 70: /* protocol_version */
-    case 71: /* insufficient_security */
-        snprintf(why, sizeof(why), "no TLS version or cipher in common "
-                 "(mail-server speaks TLS 1.2 and 1.3)");
-        break;
-    case 40: /* handshake_failure */
-        snprintf(why, sizeof(why), "no cipher, key type or signature "
-                 "algorithm in common with %s (%s), or it wanted a client "
-                 "certificate it did not get", o->cert,
-                 tw_identity_key_type(self->id));
-        break;
-    default:
-        snprintf(why, sizeof(why), "the handshake failed on its side; its "
-                 "log says why");
-    }
-    return mail_err_set(e, MAIL_EXIT_REFUSED_BY_PEER,
-                        "the invoice server rejected our certificate (TLS "
-                        "alert %s): %s", tw_tls_alert_name(alert), why);
+    tw_explain_alert(&err, alert, TW_PURPOSE_CLIENT, self->id, o->cert,
+                     "the invoice server");
+    return mail_err_set(e, MAIL_EXIT_REFUSED_BY_PEER, "%s", err.msg);
+}
+
+tw_identity *mail_identity_of(X509 *cert)
+{
+    unsigned char *der = NULL;
+    int len = cert ? i2d_X509(cert, &der) : -1;
+    tw_identity *id = len > 0 ? tw_identity_from_der(der, (size_t)len, NULL)
+                              : NULL;
+
+    OPENSSL_free(der);
+    return id;
 }
 
 /* Subject and SANs of a certificate, for "is this the right server?". */
@@ -140,13 +85,9 @@ static void describe_identity(X509 *cert, char *buf, size_t len)
 {
     static const char *const prefix[TW_SAN_TYPES] = {"DNS", "IP", "URI",
                                                      "email"};
-    unsigned char *der = NULL;
-    int n = cert ? i2d_X509(cert, &der) : -1;
-    tw_identity *id = n > 0 ? tw_identity_from_der(der, (size_t)n, NULL)
-                            : NULL;
+    tw_identity *id = mail_identity_of(cert);
     size_t used;
 
-    OPENSSL_free(der);
     if (id == NULL) {
         snprintf(buf, len, "an unreadable certificate");
         return;
@@ -168,16 +109,19 @@ static void describe_identity(X509 *cert, char *buf, size_t len)
 static int we_refused(mail_err *e, const mail_tls_seen *s, int x509_error,
                       const mail_tls_options *o, const mail_self *self)
 {
-    enum tw_reason reason = tw__reason_from_x509(x509_error);
-    X509 *cert = s->verify_cert ? s->verify_cert : s->server_cert;
-    const char *role = s->verify_cert && s->verify_depth > 0
-                           ? "the invoice server's issuing CA's"
-                           : "the invoice server's";
+    enum tw_reason reason = tw_reason_from_verify_error(x509_error);
+    tw_identity *cert = mail_identity_of(s->verify_cert ? s->verify_cert
+                                                        : s->server_cert);
+    const char *whose = s->verify_cert && s->verify_depth > 0
+                            ? "the invoice server's issuing CA's"
+                            : "the invoice server's";
     tw_err err;
 
-    tw__reject(&err, reason, cert, role,
-               reason == TW_REASON_NAME_MISMATCH
-                   ? self->host : X509_verify_cert_error_string(x509_error));
+    tw_explain_refusal(&err, reason, cert, whose,
+                       reason == TW_REASON_NAME_MISMATCH
+                           ? self->host
+                           : X509_verify_cert_error_string(x509_error));
+    tw_identity_free(cert);
     if (reason == TW_REASON_UNKNOWN_CA)
         return mail_err_set(e, MAIL_EXIT_PEER_REFUSED, "%s (--ca %s)", err.msg,
                             o->ca);

@@ -8,8 +8,10 @@
  * afterwards: a verify callback that remembers which check failed on which
  * certificate and enforces --expect-server on the server's parsed identity
  * (libtwoway's policy matcher), and an info callback that remembers the TLS
- * alert the server sent when it refused us.  errors.c turns that record
- * into the sentence.
+ * alert the server sent when it refused us.  That record is all the
+ * callbacks keep: errors.c hands it to libtwoway (tw_reason_from_verify_error,
+ * tw_explain_refusal, tw_explain_alert), which words it as for its own
+ * clients.
  */
 #include "mail.h"
 
@@ -50,15 +52,10 @@ static void seen_reset(mail_tls_seen *s)
 /* Whether the server's certificate matches one --expect-server rule. */
 static int expected(const mail_https *h, X509 *cert)
 {
-    unsigned char *der = NULL;
-    int len = i2d_X509(cert, &der), ok = 0;
-    tw_identity *id = len > 0 ? tw_identity_from_der(der, (size_t)len, NULL)
-                              : NULL;
+    tw_identity *id = mail_identity_of(cert);
+    int ok = id != NULL && tw_policy_allows(h->self->expect, id, NULL, NULL);
 
-    if (id != NULL)
-        ok = tw_policy_allows(h->self->expect, id, NULL, NULL);
     tw_identity_free(id);
-    OPENSSL_free(der);
     return ok;
 }
 
@@ -267,7 +264,7 @@ static int probe_refusal(mail_https *h, const char *url)
                          (long)(CURL_SSLVERSION_TLSv1_2 |
                                 CURL_SSLVERSION_MAX_TLSv1_2)) == CURLE_OK &&
         curl_easy_perform(probe) != CURLE_OK &&
-        mail_alert_is_about_us(h->seen.alert_received))
+        tw_tls_alert_refuses_certificate(h->seen.alert_received))
         alert = h->seen.alert_received;
     curl_easy_cleanup(probe);
     seen_reset(&h->seen);

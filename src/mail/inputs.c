@@ -8,6 +8,7 @@
  */
 #include "mail.h"
 #include "tw_internal.h"
+#include "twoway_pki.h"
 
 #include <curl/curl.h>
 

@@ -148,12 +148,13 @@ int mail_err_transfer(mail_err *e, const mail_transfer *t,
 /* The server refused us with TLS alert `alert` (exit 3). */
 int mail_err_refused(mail_err *e, int alert, const mail_tls_options *o,
                      const mail_self *self);
-/* Whether a TLS alert is about our certificate. */
-int mail_alert_is_about_us(int alert);
 /* An HTTP error status: the server's JSON `reason` when it gave one. */
 int mail_err_http(mail_err *e, long status, const char *body, size_t len,
                   const char *url, const mail_tls_options *o,
                   const mail_self *self);
+/* The identity of a certificate the TLS callbacks kept (NULL for NULL, or
+ * when it cannot be read); the caller frees it. */
+tw_identity *mail_identity_of(X509 *cert);
 /* Whether `e` is worth retrying (a network failure). */
 int mail_err_retriable(const mail_err *e);
 

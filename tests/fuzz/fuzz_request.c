@@ -213,10 +213,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (c.out.len < 12 || memcmp(c.out.data, "HTTP/1.1 ", 9) != 0)
             abort(); /* every request gets a response */
-        inv_buf_free(&c.out);
+        twu_buf_free(&c.out);
         inv_request_reset(&w, &c.req);
     }
     inv_request_free(&w, &c.req);
-    inv_buf_free(&c.out);
+    twu_buf_free(&c.out);
     return 0;
 }

@@ -788,9 +788,112 @@ if [[ "$count_before" =~ ^[0-9]+$ ]] && [ "$count_before" = "$count_after" ]; th
 else fail "bad input: refused commands added no certificate to ca.db" \
     "entries before: $count_before, after: $count_after"; fi
 
+# ---- a busy index ------------------------------------------------------------
+# Two bugs: a locked ca.db was reported as "not a twoway CA index: database is
+# locked", and `issue --force` deleted the old key.pem and cert.pem before it
+# took the index's lock, so a busy index (or any later failure) left the
+# service with neither.
+
+# hold_index MODE: a python3 process holds ca/ca.db with BEGIN MODE until
+# release_index: IMMEDIATE lets others read but not write, EXCLUSIVE lets
+# them not even read, DEFERRED plus a read keeps a reader that a COMMIT must
+# wait for.  Returns once the lock is held (python3 may take a second to
+# start on a busy machine); $HOLDER is its pid.
+hold_index() {
+    rm -f .held
+    python3 -c 'import sqlite3, sys, time
+db = sqlite3.connect("ca/ca.db", isolation_level=None, timeout=0)
+db.execute("BEGIN " + sys.argv[1])
+db.execute("SELECT count(*) FROM meta").fetchall()
+open(".held", "w").close()
+time.sleep(60)' "$1" 2>/dev/null &
+    HOLDER=$!
+    for _ in $(seq 1 100); do
+        [ -e .held ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+release_index() { kill "$HOLDER" 2>/dev/null; wait "$HOLDER" 2>/dev/null; }
+busy_msg() { echo "ca/ca.db is busy: another twoway-ca command holds it (waited $1 s); try again"; }
+
+if hold_index EXCLUSIVE; then ok "busy index: setup, ca/ca.db locked (BEGIN EXCLUSIVE)"
+else fail "busy index: setup, ca/ca.db locked (BEGIN EXCLUSIVE)" "python3 did not get the lock"; fi
+started=$(date +%s)
+expect_exit 4 "list with a locked index exits 4 (busy)" -- "$TW" list --ca ca
+waited=$(($(date +%s) - started))
+release_index
+expect_stderr_contains "twoway-ca list: $(busy_msg 5)" \
+    "list with a locked index says it is busy, not 'not an index'"
+if [ "$waited" -ge 4 ] && [ "$waited" -le 30 ]; then ok "list with a locked index waits about 5 s"
+else fail "list with a locked index waits about 5 s" "gave up after $waited s"; fi
+
+cp -r inv inv-locked
+locked_sum=$(digests inv-locked/key.pem inv-locked/cert.pem inv-locked/ca.cert.pem)
+count_locked=$(db_count)
+for lock in IMMEDIATE DEFERRED; do
+    # IMMEDIATE makes BEGIN wait; DEFERRED (a reader) makes COMMIT wait.
+    # TWOWAY_CA_BUSY_TIMEOUT=1: the 5 s default was waited for above.
+    if hold_index "$lock"; then ok "issue --force with a locked index ($lock): setup"
+    else fail "issue --force with a locked index ($lock): setup" "python3 did not get the lock"; fi
+    expect_exit 4 "issue --force with a locked index ($lock) keeps the old pair: exit 4" -- \
+        env TWOWAY_CA_BUSY_TIMEOUT=1 "$TW" issue --ca ca --out inv-locked \
+        --subject "/CN=localhost/O=InvoiceServer" --server --force
+    release_index
+    expect_stderr_contains "twoway-ca issue: $(busy_msg 1)" \
+        "issue --force with a locked index ($lock) says the index is busy"
+    expect_unchanged "issue --force with a locked index ($lock) keeps the old pair byte for byte" \
+        "$locked_sum" "$(digests inv-locked/key.pem inv-locked/cert.pem inv-locked/ca.cert.pem)"
+    expect_key_matches "issue --force with a locked index ($lock): the old key still matches" \
+        inv-locked/cert.pem inv-locked/key.pem
+    expect_eq "issue --force with a locked index ($lock) leaves no temp file" \
+        "ca.cert.pem cert.pem key.pem" "$(files_in inv-locked)"
+done
+expect_eq "issue --force with a locked index records no certificate" "$count_locked" "$(db_count)"
+
+expect_exit 0 "issue --force with a free index replaces the pair" -- \
+    "$TW" issue --ca ca --out inv-locked --subject "/CN=localhost/O=InvoiceServer" --server --force
+if ! cmp -s inv/key.pem inv-locked/key.pem && ! cmp -s inv/cert.pem inv-locked/cert.pem; then
+    ok "issue --force replaces both key.pem and cert.pem"
+else fail "issue --force replaces both key.pem and cert.pem" "key.pem or cert.pem unchanged"; fi
+expect_key_matches "issue --force: the new key matches the new certificate" \
+    inv-locked/cert.pem inv-locked/key.pem
+expect_mode "issue --force: the new key.pem has mode 600" 600 inv-locked/key.pem
+expect_same_file "issue --force: ca.cert.pem is the CA certificate" \
+    inv-locked/ca.cert.pem ca/ca.cert.pem
+expect_eq "issue --force: OUTDIR holds exactly the three files (no temp files)" \
+    "ca.cert.pem cert.pem key.pem" "$(files_in inv-locked)"
+
+if hold_index IMMEDIATE; then ok "busy index: setup, a lock released after 1 s"
+else fail "busy index: setup, a lock released after 1 s" "python3 did not get the lock"; fi
+(sleep 1; kill "$HOLDER" 2>/dev/null) &
+expect_exit 0 "issue waits for a lock released within 5 s" -- \
+    "$TW" issue --ca ca --out waited --subject "/CN=waited" --client
+wait
+expect_exit 2 "a TWOWAY_CA_BUSY_TIMEOUT that is not a number of seconds exits 2" -- \
+    env TWOWAY_CA_BUSY_TIMEOUT=5s "$TW" list --ca ca
+expect_stderr_contains "TWOWAY_CA_BUSY_TIMEOUT='5s' is not a number of seconds from 0 to 3600" \
+    "a bad TWOWAY_CA_BUSY_TIMEOUT is named on stderr"
+
+mkdir notidx && cp ca/ca.cert.pem ca/ca.key.pem notidx/
+echo "this file is not a database" >notidx/ca.db
+expect_exit 1 "list with a file that is not an index exits 1" -- "$TW" list --ca notidx
+expect_stderr_contains "notidx/ca.db is not a twoway CA index: file is not a database" \
+    "list with a file that is not an index still says 'not a twoway CA index'"
+rm notidx/ca.db
+python3 -c 'import sqlite3; sqlite3.connect("notidx/ca.db").execute("CREATE TABLE t (x)")'
+expect_exit 1 "issue with an SQLite file that is not an index exits 1" -- \
+    "$TW" issue --ca notidx --out notidx-out --subject "/CN=x" --client
+expect_stderr_contains "notidx/ca.db is not a twoway CA index: no such table: meta" \
+    "issue with an SQLite file that is not an index says 'not a twoway CA index'"
+expect_no_files "issue with a file that is not an index writes no file" notidx-out
+
 # ---- concurrent use: parallel issues on one CA all succeed -----------------
 
 "$TW" init par >/dev/null 2>&1
+# Under Valgrind one transaction can take seconds: let the 30 wait longer
+# than the default 5 s rather than report the index busy.
+[ -n "${TW_WRAP:-}" ] && export TWOWAY_CA_BUSY_TIMEOUT=600
 for i in $(seq 1 30); do
     ("$TW" issue --ca par --out "par-out/$i" --subject "/CN=p$i" --client >/dev/null \
         2>"par-$i.err"; echo $? >"par-$i.rc") &
@@ -804,6 +907,7 @@ expect_exit 0 "concurrency: list --json after parallel issues" -- "$TW" list --c
 cp "$OUT" par.json
 expect_eq "concurrency: every successful issue is listed, serials distinct" \
     "$((30 - par_failed)) $((30 - par_failed))" "$(json par.json '"%d %d" % (len(d), len({e["serial"] for e in d}))')"
+unset TWOWAY_CA_BUSY_TIMEOUT
 
 # ---- 1000 certificates: serials are unique ---------------------------------
 

@@ -16,8 +16,6 @@ static void class_names_are_stable(void **state)
     assert_string_equal(tw_error_class_name(TW_ERR_PROTOCOL), "protocol");
     assert_string_equal(tw_error_class_name(TW_ERR_PEER_REJECTED),
                         "peer_rejected");
-    assert_string_equal(tw_error_class_name(TW_ERR_POLICY_DENIED),
-                        "policy_denied");
     assert_string_equal(tw_error_class_name(TW_ERR_USAGE), "usage");
     assert_string_equal(tw_error_class_name(TW_ERR_INPUT), "input");
     assert_string_equal(tw_error_class_name(TW_ERR_INTERNAL), "internal");
@@ -26,6 +24,21 @@ static void class_names_are_stable(void **state)
     /* 15: outside the list, inside the enum's range of values. */
     assert_string_equal(tw_error_class_name((enum tw_error_class)15),
                         "unknown");
+}
+
+/* TW_ERR_POLICY_DENIED was removed: nothing produced it (a role refused is
+ * PEER_REJECTED with the policy_denied reason).  Every class left has a
+ * name, and none after the last. */
+static void removed_class_leaves_no_gap(void **state)
+{
+    (void)state;
+    for (int c = TW_ERR_NONE; c <= TW_ERR_REJECTED_BY_PEER; c++)
+        if (strcmp(tw_error_class_name((enum tw_error_class)c), "unknown") == 0)
+            fail_msg("error class %d has no name", c);
+    assert_string_equal(tw_error_class_name((enum tw_error_class)(
+                            TW_ERR_REJECTED_BY_PEER + 1)),
+                        "unknown");
+    assert_int_equal(TW_ERR_REJECTED_BY_PEER, 9);
 }
 
 static void reason_names_are_stable(void **state)
@@ -179,6 +192,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(class_names_are_stable),
+        cmocka_unit_test(removed_class_leaves_no_gap),
         cmocka_unit_test(reason_names_are_stable),
         cmocka_unit_test(clear_resets_everything),
         cmocka_unit_test(err_formats_and_returns_minus_one),

@@ -242,6 +242,30 @@ static void unknown_ca(void **state)
     tw_trust_free(t);
 }
 
+/* With a CRL the chain is still checked first: a certificate whose issuer
+ * is not in the CA file is unknown_ca, never crl_unusable for the CRL its
+ * issuer does not have (refusal_test.c has the handshake's side). */
+static void unknown_ca_stays_unknown_ca_with_a_crl(void **state)
+{
+    struct fx *f = *state;
+    char crl[4096];
+    tw_trust *t;
+    tw_err err;
+
+    th_path(crl, f->dir, "ca1-empty.crl");
+    assert_int_equal(tw_crl_write_file(f->ca1, f->ca1_key, NULL, 0, 1, 30, crl,
+                                       &err), 0);
+    t = load(f->ca1_path, crl);
+    assert_int_equal(tw_trust_verify(t, f->other_server, TW_PURPOSE_SERVER,
+                                     "localhost", &err), -1);
+    assert_int_equal(err.cls, TW_ERR_PEER_REJECTED);
+    assert_int_equal(err.reason, TW_REASON_UNKNOWN_CA);
+    assert_non_null(strstr(err.msg, "(issuer /O=Test/CN=CA Two is not in the "
+                                    "CA file): issue it from the trusted CA, "
+                                    "or trust its issuer"));
+    tw_trust_free(t);
+}
+
 static void a_self_signed_stranger_is_unknown_ca(void **state)
 {
     struct fx *f = *state;
@@ -687,6 +711,7 @@ int main(void)
         cmocka_unit_test(cn_counts_only_without_any_san),
         cmocka_unit_test(an_empty_host_is_a_usage_error_not_no_check),
         cmocka_unit_test(unknown_ca),
+        cmocka_unit_test(unknown_ca_stays_unknown_ca_with_a_crl),
         cmocka_unit_test(a_self_signed_stranger_is_unknown_ca),
         cmocka_unit_test(expired),
         cmocka_unit_test(not_yet_valid),

@@ -10,6 +10,7 @@
 #define TW_UNIT_HELPERS_H
 
 #include "tw_internal.h"
+#include "twoway_pki.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

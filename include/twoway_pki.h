@@ -1,0 +1,179 @@
+/*
+ * twoway_pki.h - libtwoway's issuance calls: keys, subjects, certificates
+ * made and written, CSRs, CRLs.
+ *
+ * A program that only serves or connects needs twoway.h alone; a program
+ * that runs a CA (twoway-ca) or checks a key against its certificate
+ * includes this header too.  It is the same library and follows the same
+ * conventions (twoway.h): 0 / -1 or a pointer / NULL, the failure in the
+ * tw_err passed in, objects freed with the matching tw_*_free (NULL is
+ * accepted).
+ *
+ * Threads: a tw_key and a tw_name never change once made: several threads
+ * may read them and sign with them at the same time, and they are freed
+ * once no thread uses them.  A tw_certgen belongs to one thread at a time.
+ * The other calls keep no state between calls and may run in any thread.
+ */
+#ifndef TWOWAY_PKI_H
+#define TWOWAY_PKI_H
+
+#include "twoway.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ keys */
+
+typedef struct tw_key tw_key;
+
+/*
+ * Generate a private key.  `type` is one of "ec-p256" (the default when
+ * NULL), "ec-p384", "ed25519", "rsa-2048", "rsa-3072", "rsa-4096".
+ */
+TW_API tw_key *tw_key_generate(const char *type, tw_err *err) TW_MUST_CHECK;
+
+/* Whether `type` names a key type tw_key_generate knows. */
+TW_API int tw_key_type_valid(const char *type);
+
+/*
+ * Read a PEM private key.  `passphrase` (may be NULL) decrypts an encrypted
+ * key; a wrong or missing passphrase is TW_ERR_USAGE naming the file.
+ */
+TW_API tw_key *tw_key_load_file(const char *path, const char *passphrase,
+                                tw_err *err) TW_MUST_CHECK;
+
+/* Whether the PEM key file at `path` is encrypted (1), plain (0), or -1. */
+TW_API int tw_key_file_is_encrypted(const char *path, tw_err *err);
+
+/*
+ * Write the key as PKCS#8 PEM to `path`, mode 0600, atomically: a temporary
+ * file in the same directory, fsync, rename.  With a non-NULL `passphrase`
+ * the key is encrypted with AES-256-CBC (PBKDF2).  The file is never
+ * readable by others, even for an instant, and an existing file at `path` is
+ * never replaced (TW_ERR_IO: remove it first if that is what you mean).
+ */
+TW_API int tw_key_write_file(const tw_key *key, const char *path,
+                             const char *passphrase, tw_err *err) TW_MUST_CHECK;
+
+/* A short description: "EC P-256", "RSA 2048", "Ed25519". */
+TW_API const char *tw_key_describe(const tw_key *key);
+
+TW_API void tw_key_free(tw_key *key);
+
+/* ------------------------------------------------------------ subjects */
+
+typedef struct tw_name tw_name;
+
+/*
+ * Parse a distinguished name in the `openssl -subj` form:
+ * "/O=ABC Inc./CN=localhost".  A backslash escapes the next character
+ * ("/O=A\/B" is O "A/B").  Attribute names are OpenSSL short or long names
+ * (C, ST, L, O, OU, CN, emailAddress, ...).  Values are UTF-8, at most 64
+ * bytes for CN/O/OU (RFC 5280 upper bounds).  Errors name the offending part.
+ */
+TW_API tw_name *tw_name_parse(const char *text, tw_err *err) TW_MUST_CHECK;
+
+/* The name in the `-subj` form, escaped so that tw_name_parse reads it back. */
+TW_API const char *tw_name_text(const tw_name *name);
+
+TW_API void tw_name_free(tw_name *name);
+
+/* ------------------------------------------- certificates made and written */
+
+/* Write the certificate as PEM, atomically (mode 0644). */
+TW_API int tw_cert_write_file(const tw_cert *cert, const char *path,
+                              tw_err *err) TW_MUST_CHECK;
+
+/* The certificate as PEM text.  The caller frees it with free(). */
+TW_API char *tw_cert_to_pem(const tw_cert *cert, tw_err *err) TW_MUST_CHECK;
+
+/* Whether the public key of `cert` belongs to `key`. */
+TW_API int tw_cert_matches_key(const tw_cert *cert, const tw_key *key);
+
+/*
+ * A certificate template: what to certify.  Build it, then sign it with
+ * tw_certgen_sign.  RFC 5280 extensions are set from the purposes:
+ * basicConstraints (critical), keyUsage (critical), extendedKeyUsage,
+ * subjectKeyIdentifier, authorityKeyIdentifier and subjectAltName.
+ */
+typedef struct tw_certgen tw_certgen;
+
+TW_API tw_certgen *tw_certgen_new(tw_err *err) TW_MUST_CHECK;
+/* The subject; copied. */
+TW_API int tw_certgen_set_subject(tw_certgen *g, const tw_name *subject,
+                                  tw_err *err) TW_MUST_CHECK;
+/* Add a SAN; the value is checked (a host name, an IPv4/IPv6 address, a URI
+ * with a scheme, an email address) and copied. */
+TW_API int tw_certgen_add_san(tw_certgen *g, enum tw_san_type type,
+                              const char *value, tw_err *err) TW_MUST_CHECK;
+/* Number of SANs of every type added so far. */
+TW_API size_t tw_certgen_san_count(const tw_certgen *g);
+/* When no SAN was added and the subject's last CN is a host name, add it as
+ * a DNS SAN: clients match host names against SANs only (RFC 6125 section
+ * 6.4.4).  Returns 1 when added, 0 when not, -1 on error. */
+TW_API int tw_certgen_add_cn_as_dns(tw_certgen *g, tw_err *err);
+/* TW_PURPOSE_* flags; CA excludes SERVER and CLIENT. */
+TW_API int tw_certgen_set_purposes(tw_certgen *g, int purposes,
+                                   tw_err *err) TW_MUST_CHECK;
+/* Validity: from one minute ago, for `days` days (1..36500). */
+TW_API int tw_certgen_set_days(tw_certgen *g, int days,
+                               tw_err *err) TW_MUST_CHECK;
+/* Serial number: 8..20 bytes, big-endian, high bit clear.  When never set,
+ * tw_certgen_sign draws 16 random bytes. */
+TW_API int tw_certgen_set_serial(tw_certgen *g, const unsigned char *serial,
+                                 size_t len, tw_err *err) TW_MUST_CHECK;
+/* The public key to certify: the public half of `key` (not kept). */
+TW_API int tw_certgen_set_public_key(tw_certgen *g, const tw_key *key,
+                                     tw_err *err) TW_MUST_CHECK;
+/*
+ * Sign.  `issuer` is the CA certificate, or NULL for a self-signed one (then
+ * `issuer_key` must be the key of the certified public key).  The issuer
+ * must be a CA; the certificate may not outlive it (its not-after is
+ * clipped to the issuer's).
+ */
+TW_API tw_cert *tw_certgen_sign(tw_certgen *g, const tw_cert *issuer,
+                                const tw_key *issuer_key,
+                                tw_err *err) TW_MUST_CHECK;
+TW_API void tw_certgen_free(tw_certgen *g);
+
+/* Random serial number: 16 bytes, high bit clear, never zero. */
+TW_API int tw_serial_random(unsigned char serial[16], tw_err *err) TW_MUST_CHECK;
+
+/* ------------------------------------------------------------------ CSRs */
+
+/* Fill a template from a CSR: checks the CSR's self-signature, refuses a
+ * CSR asking for CA:TRUE, and copies the subject, the public key and the
+ * SANs the CSR carries (names only; no other extension is copied). */
+TW_API int tw_certgen_from_csr_file(tw_certgen *g, const char *csr_path,
+                                    tw_err *err) TW_MUST_CHECK;
+
+/* ----------------------------------------------------------------- CRLs */
+
+/* One revoked certificate, for tw_crl_write_file. */
+typedef struct tw_revoked {
+    const char *serial_hex; /* upper- or lower-case hex */
+    time_t revoked_at;
+    int reason;             /* RFC 5280 CRLReason code, -1 for none */
+} tw_revoked;
+
+/* CRLReason names ("keyCompromise", "superseded", ...) to codes; -1 if
+ * unknown.  "unspecified" is 0. */
+TW_API int tw_crl_reason_code(const char *name);
+TW_API const char *tw_crl_reason_name(int code);
+
+/*
+ * Build a v2 CRL signed by `ca`/`ca_key` listing `revoked`, valid from now
+ * for `days` days, with CRL number `number` and an authorityKeyIdentifier;
+ * written as PEM to `path` atomically.
+ */
+TW_API int tw_crl_write_file(const tw_cert *ca, const tw_key *ca_key,
+                             const tw_revoked *revoked, size_t count,
+                             uint64_t number, int days, const char *path,
+                             tw_err *err) TW_MUST_CHECK;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TWOWAY_PKI_H */
