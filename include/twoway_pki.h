@@ -56,6 +56,16 @@ TW_API int tw_key_file_is_encrypted(const char *path, tw_err *err);
 TW_API int tw_key_write_file(const tw_key *key, const char *path,
                              const char *passphrase, tw_err *err) TW_MUST_CHECK;
 
+/*
+ * The key as PEM (PKCS#8; encrypted with AES-256-CBC when `passphrase` is
+ * given), NUL-terminated, `len` bytes without the NUL, for callers that put
+ * the file in place themselves (a staged replace).  Free it with
+ * tw_key_pem_free, which wipes it.  NULL with `err` set.
+ */
+TW_API char *tw_key_pem(const tw_key *key, const char *passphrase,
+                        size_t *len, tw_err *err) TW_MUST_CHECK;
+TW_API void tw_key_pem_free(char *pem, size_t len);
+
 /* A short description: "EC P-256", "RSA 2048", "Ed25519". */
 TW_API const char *tw_key_describe(const tw_key *key);
 

@@ -5,7 +5,7 @@
 #ifndef TW_CA_H
 #define TW_CA_H
 
-#include "tw_internal.h"
+#include "util.h"
 #include "twoway_pki.h"
 
 #include <sqlite3.h>
@@ -20,7 +20,7 @@ enum {
 };
 
 /* Print "twoway-ca CMD: message" on stderr. */
-void ca_fail(const char *cmd, const char *fmt, ...) TW_PRINTF(2, 3);
+void ca_fail(const char *cmd, const char *fmt, ...) TWU_PRINTF(2, 3);
 /* Print the error and return the exit code its class calls for
  * (TW_ERR_USAGE: CA_EXIT_USAGE, TW_ERR_BLOCKED: CA_EXIT_BUSY). */
 int ca_fail_err(const char *cmd, const tw_err *err);

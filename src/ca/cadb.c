@@ -34,7 +34,7 @@ static const char schema[] =
 
 static int db_err(sqlite3 *db, tw_err *err, const char *what)
 {
-    return tw__err(err, TW_ERR_IO, "%s: %s", what, sqlite3_errmsg(db));
+    return twu_err(err, TW_ERR_IO, "%s: %s", what, sqlite3_errmsg(db));
 }
 
 /* The wait cadb_check set, for the busy message.  One CLI process, one
@@ -51,7 +51,7 @@ static int is_busy(sqlite3 *db)
 
 static int busy_err(const char *path, tw_err *err)
 {
-    return tw__err(err, TW_ERR_BLOCKED,
+    return twu_err(err, TW_ERR_BLOCKED,
                    "%s is busy: another twoway-ca command holds it (waited "
                    "%d s); try again", path, busy_timeout_s);
 }
@@ -60,7 +60,7 @@ int cadb_err(sqlite3 *db, const char *path, const char *what, tw_err *err)
 {
     if (is_busy(db))
         return busy_err(path, err);
-    return tw__err(err, TW_ERR_IO, "%s %s: %s", what, path,
+    return twu_err(err, TW_ERR_IO, "%s %s: %s", what, path,
                    sqlite3_errmsg(db));
 }
 
@@ -78,9 +78,9 @@ int cadb_check(sqlite3 *db, const char *path, tw_err *err)
     long seconds = CADB_BUSY_TIMEOUT_S;
     int step, ok;
 
-    if (env != NULL && tw__parse_long(env, 0, CADB_BUSY_TIMEOUT_MAX,
+    if (env != NULL && twu_parse_long(env, 0, CADB_BUSY_TIMEOUT_MAX,
                                       &seconds) < 0)
-        return tw__err(err, TW_ERR_USAGE,
+        return twu_err(err, TW_ERR_USAGE,
                        "%s='%s' is not a number of seconds from 0 to %d",
                        CADB_BUSY_TIMEOUT_ENV, env, CADB_BUSY_TIMEOUT_MAX);
     busy_timeout_s = (int)seconds;
@@ -93,7 +93,7 @@ int cadb_check(sqlite3 *db, const char *path, tw_err *err)
                            &st, NULL) != SQLITE_OK) {
         if (is_busy(db))
             return busy_err(path, err);
-        return tw__err(err, TW_ERR_INPUT,
+        return twu_err(err, TW_ERR_INPUT,
                        "%s is not a twoway CA index: %s", path,
                        sqlite3_errmsg(db));
     }
@@ -105,7 +105,7 @@ int cadb_check(sqlite3 *db, const char *path, tw_err *err)
     if (step == SQLITE_BUSY)
         return busy_err(path, err);
     if (!ok)
-        return tw__err(err, TW_ERR_INPUT,
+        return twu_err(err, TW_ERR_INPUT,
                        "%s has an unknown schema version", path);
     return 0;
 }
@@ -163,7 +163,7 @@ int cadb_record(sqlite3 *db, const tw_cert *cert, tw_err *err)
         return -1;
     if ((sans = ca_sans_text(id)) == NULL ||
         (pem = tw_cert_to_pem(cert, err)) == NULL) {
-        tw__err_nomem(err);
+        twu_err_nomem(err);
         goto done;
     }
     if (sqlite3_prepare_v2(db,
@@ -191,8 +191,8 @@ int cadb_record(sqlite3 *db, const tw_cert *cert, tw_err *err)
     rc = 0;
 done:
     sqlite3_finalize(st);
-    tw__free(sans);
-    tw__free(pem);
+    twu_free(sans);
+    twu_free(pem);
     tw_identity_free(id);
     return rc;
 }

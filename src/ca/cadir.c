@@ -12,10 +12,10 @@
 
 void ca_dir_close(ca_dir *ca)
 {
-    tw__free(ca->dir);
-    tw__free(ca->cert_path);
-    tw__free(ca->key_path);
-    tw__free(ca->db_path);
+    twu_free(ca->dir);
+    twu_free(ca->cert_path);
+    twu_free(ca->key_path);
+    twu_free(ca->db_path);
     tw_cert_free(ca->cert);
     tw_key_free(ca->key);
     if (ca->db != NULL)
@@ -73,7 +73,7 @@ int ca_dir_open(ca_dir *ca, const char *cmd, const char *dir,
                 dir);
         return CA_EXIT_FAIL;
     }
-    if ((ca->dir = tw__strdup(dir)) == NULL ||
+    if ((ca->dir = twu_strdup(dir)) == NULL ||
         (ca->cert_path = ca_path_join(dir, "ca.cert.pem")) == NULL ||
         (ca->key_path = ca_path_join(dir, "ca.key.pem")) == NULL ||
         (ca->db_path = ca_path_join(dir, "ca.db")) == NULL) {
@@ -121,7 +121,7 @@ tw_cert *ca_sign_record(ca_dir *ca, tw_certgen *g, tw_err *err)
 
         if (tw_serial_random(serial, err) < 0)
             return NULL;
-        tw__hex(serial, sizeof(serial), hex, 1);
+        twu_hex(serial, sizeof(serial), hex, 1);
         if ((seen = cadb_serial_exists(ca->db, hex, err)) < 0)
             return NULL;
         if (seen)
@@ -135,7 +135,7 @@ tw_cert *ca_sign_record(ca_dir *ca, tw_certgen *g, tw_err *err)
         }
         return cert;
     }
-    tw__err(err, TW_ERR_INTERNAL, "could not draw an unused serial number");
+    twu_err(err, TW_ERR_INTERNAL, "could not draw an unused serial number");
     return NULL;
 }
 

@@ -41,8 +41,8 @@ static int read_revoked(sqlite3 *db, tw_revoked **out, size_t *count,
     cap = (size_t)sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     st = NULL;
-    list = tw__calloc(cap ? cap : 1, sizeof(*list));
-    buf = tw__calloc(cap ? cap : 1, 48);
+    list = twu_calloc(cap ? cap : 1, sizeof(*list));
+    buf = twu_calloc(cap ? cap : 1, 48);
     if (list == NULL || buf == NULL)
         goto err;
     if (sqlite3_prepare_v2(db, "SELECT serial, revoked_at, revoke_reason FROM"
@@ -65,8 +65,8 @@ static int read_revoked(sqlite3 *db, tw_revoked **out, size_t *count,
     return 0;
 err:
     sqlite3_finalize(st);
-    tw__free(list);
-    tw__free(buf);
+    twu_free(list);
+    twu_free(buf);
     return -1;
 }
 
@@ -114,7 +114,7 @@ int cmd_crl(int argc, char **argv)
         goto fail;
     in_tx = 1;
     if (read_revoked(ca.db, &list, &count, &names) < 0) {
-        tw__err(&err, TW_ERR_IO, "cannot read %s: %s", ca.db_path,
+        twu_err(&err, TW_ERR_IO, "cannot read %s: %s", ca.db_path,
                 sqlite3_errmsg(ca.db));
         goto fail;
     }
@@ -122,8 +122,8 @@ int cmd_crl(int argc, char **argv)
      * and FILE gets it only after COMMIT: a failure anywhere rolls the
      * number back and leaves FILE as it was, so a published CRL number is
      * never used twice. */
-    if ((staged = tw__malloc(strlen(out) + sizeof(".new"))) == NULL) {
-        tw__err_nomem(&err);
+    if ((staged = twu_malloc(strlen(out) + sizeof(".new"))) == NULL) {
+        twu_err_nomem(&err);
         goto fail;
     }
     sprintf(staged, "%s.new", out);
@@ -135,10 +135,10 @@ int cmd_crl(int argc, char **argv)
         goto fail;
     in_tx = 0;
     if (rename(staged, out) != 0) {
-        tw__err(&err, TW_ERR_IO, "CRL #%llu is in %s but cannot be renamed "
+        twu_err(&err, TW_ERR_IO, "CRL #%llu is in %s but cannot be renamed "
                 "to %s: %s", (unsigned long long)number, staged, out,
                 strerror(errno));
-        tw__free(staged);
+        twu_free(staged);
         staged = NULL; /* keep it: it is the published CRL */
         goto fail;
     }
@@ -151,9 +151,9 @@ fail:
     if (staged != NULL)
         unlink(staged);
 done:
-    tw__free(staged);
-    tw__free(list);
-    tw__free(names);
+    twu_free(staged);
+    twu_free(list);
+    twu_free(names);
     ca_dir_close(&ca);
     return rc;
 }

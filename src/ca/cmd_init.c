@@ -70,7 +70,7 @@ static int create_index(const char *path, tw_err *err)
 
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                         NULL) != SQLITE_OK) {
-        tw__err(err, TW_ERR_IO, "cannot create %s: %s", path,
+        twu_err(err, TW_ERR_IO, "cannot create %s: %s", path,
                 sqlite3_errmsg(db));
         sqlite3_close(db);
         return -1;
@@ -98,8 +98,9 @@ int cmd_init(int argc, char **argv)
     tw_key *key = NULL;
     tw_certgen *g = NULL;
     tw_cert *cert = NULL;
-    tw__staged key_stage = {0}, cert_stage = {0};
-    BIO *key_pem = NULL;
+    twu_staged key_stage = {0}, cert_stage = {0};
+    char *key_pem = NULL;
+    size_t key_len = 0;
     tw_err err;
 
     optind = 0;
@@ -164,20 +165,19 @@ int cmd_init(int argc, char **argv)
         tw_certgen_set_purposes(g, TW_PURPOSE_CA, &err) < 0 ||
         tw_certgen_set_days(g, days, &err) < 0 ||
         (cert = tw_certgen_sign(g, NULL, key, &err)) == NULL ||
-        (key_pem = tw__key_pem(key, pass, &err)) == NULL)
+        (key_pem = tw_key_pem(key, pass, &key_len, &err)) == NULL)
         goto fail;
     {
-        char *data, *pem;
-        long len = BIO_get_mem_data(key_pem, &data);
+        char *pem;
 
-        if (tw__stage_file(&key_stage, made.key, data, (size_t)len, 0600,
-                           TW__WRITE_NO_REPLACE, &err) < 0)
+        if (twu_stage_file(&key_stage, made.key, key_pem, key_len, 0600,
+                           TWU_WRITE_NO_REPLACE, &err) < 0)
             goto fail;
         if ((pem = tw_cert_to_pem(cert, &err)) == NULL)
             goto fail;
-        rc = tw__stage_file(&cert_stage, made.cert, pem, strlen(pem), 0644,
-                            TW__WRITE_NO_REPLACE, &err);
-        tw__free(pem);
+        rc = twu_stage_file(&cert_stage, made.cert, pem, strlen(pem), 0644,
+                            TWU_WRITE_NO_REPLACE, &err);
+        twu_free(pem);
         rc = rc < 0 ? CA_EXIT_FAIL : CA_EXIT_OK;
         if (rc != CA_EXIT_OK)
             goto fail;
@@ -186,10 +186,10 @@ int cmd_init(int argc, char **argv)
     if (create_index(made.db, &err) < 0)
         goto fail;
     made.have_key = 1;
-    if (tw__stage_commit(&key_stage, &err) < 0)
+    if (twu_stage_commit(&key_stage, &err) < 0)
         goto fail;
     made.have_cert = 1;
-    if (tw__stage_commit(&cert_stage, &err) < 0)
+    if (twu_stage_commit(&cert_stage, &err) < 0)
         goto fail;
     {
         tw_identity *id = tw_identity_from_cert(cert, &err);
@@ -206,16 +206,16 @@ fail:
     ca_fail("init", "%s", err.msg);
     undo(&made);
 done:
-    tw__stage_abort(&key_stage);
-    tw__stage_abort(&cert_stage);
-    BIO_free(key_pem);
+    twu_stage_abort(&key_stage);
+    twu_stage_abort(&cert_stage);
+    tw_key_pem_free(key_pem, key_len);
     ca_passphrase_free(pass);
     tw_cert_free(cert);
     tw_certgen_free(g);
     tw_key_free(key);
     tw_name_free(name);
-    tw__free(made.cert);
-    tw__free(made.key);
-    tw__free(made.db);
+    twu_free(made.cert);
+    twu_free(made.key);
+    twu_free(made.db);
     return rc;
 }

@@ -86,8 +86,9 @@ int cmd_issue(int argc, char **argv)
     tw_identity *id = NULL;
     char *key_path = NULL, *cert_path = NULL, *anchor_path = NULL, *pem = NULL;
     char *anchor_pem = NULL;
-    tw__staged key_stage = {0}, cert_stage = {0}, anchor_stage = {0};
-    BIO *key_pem = NULL;
+    twu_staged key_stage = {0}, cert_stage = {0}, anchor_stage = {0};
+    char *key_pem = NULL;
+    size_t key_len = 0;
     int rc, in_tx = 0, replace;
     tw_err err;
 
@@ -113,24 +114,19 @@ int cmd_issue(int argc, char **argv)
     if (prepare_outdir(&a, key_path, cert_path) < 0)
         goto done;
     /* Without --force a file that appeared since prepare_outdir is still
-     * not replaced: link(2) refuses it (TW__WRITE_NO_REPLACE). */
-    replace = a.force ? 0 : TW__WRITE_NO_REPLACE;
+     * not replaced: link(2) refuses it (TWU_WRITE_NO_REPLACE). */
+    replace = a.force ? 0 : TWU_WRITE_NO_REPLACE;
     if ((key = tw_key_generate(a.keytype, &err)) == NULL ||
         tw_certgen_set_public_key(g, key, &err) < 0 ||
-        (key_pem = tw__key_pem(key, NULL, &err)) == NULL)
+        (key_pem = tw_key_pem(key, NULL, &key_len, &err)) == NULL)
         goto fail;
-    {
-        char *data;
-        long len = BIO_get_mem_data(key_pem, &data);
-
-        /* Staging the key first proves OUTDIR is writable before anything
-         * is recorded. */
-        if (tw__stage_file(&key_stage, key_path, data, (size_t)len, 0600,
-                           replace, &err) < 0)
-            goto fail;
-    }
+    /* Staging the key first proves OUTDIR is writable before anything is
+     * recorded. */
+    if (twu_stage_file(&key_stage, key_path, key_pem, key_len, 0600, replace,
+                       &err) < 0)
+        goto fail;
     if ((anchor_pem = tw_cert_to_pem(ca.cert, &err)) == NULL ||
-        tw__stage_file(&anchor_stage, anchor_path, anchor_pem,
+        twu_stage_file(&anchor_stage, anchor_path, anchor_pem,
                        strlen(anchor_pem), 0644, 0, &err) < 0)
         goto fail;
     if (cadb_begin(ca.db, ca.db_path, &err) < 0)
@@ -138,7 +134,7 @@ int cmd_issue(int argc, char **argv)
     in_tx = 1;
     if ((cert = ca_sign_record(&ca, g, &err)) == NULL ||
         (pem = tw_cert_to_pem(cert, &err)) == NULL ||
-        tw__stage_file(&cert_stage, cert_path, pem, strlen(pem), 0644,
+        twu_stage_file(&cert_stage, cert_path, pem, strlen(pem), 0644,
                        replace, &err) < 0 ||
         cadb_commit(ca.db, ca.db_path, &err) < 0)
         goto fail;
@@ -154,9 +150,9 @@ int cmd_issue(int argc, char **argv)
      * expiry check) finds its key already in place.  The anchor goes first:
      * it is not half of the pair, and a renewal from the same CA does not
      * change it. */
-    if (tw__stage_commit(&anchor_stage, &err) < 0 ||
-        tw__stage_commit(&key_stage, &err) < 0 ||
-        tw__stage_commit(&cert_stage, &err) < 0)
+    if (twu_stage_commit(&anchor_stage, &err) < 0 ||
+        twu_stage_commit(&key_stage, &err) < 0 ||
+        twu_stage_commit(&cert_stage, &err) < 0)
         goto fail;
     if ((id = tw_identity_from_cert(cert, &err)) == NULL)
         goto fail;
@@ -167,16 +163,16 @@ int cmd_issue(int argc, char **argv)
 fail:
     rc = ca_fail_tx(&ca, "issue", in_tx, &err);
 done:
-    tw__stage_abort(&key_stage);
-    tw__stage_abort(&cert_stage);
-    tw__stage_abort(&anchor_stage);
-    BIO_free(key_pem);
-    tw__free(pem);
-    tw__free(anchor_pem);
+    twu_stage_abort(&key_stage);
+    twu_stage_abort(&cert_stage);
+    twu_stage_abort(&anchor_stage);
+    tw_key_pem_free(key_pem, key_len);
+    twu_free(pem);
+    twu_free(anchor_pem);
     tw_identity_free(id);
-    tw__free(key_path);
-    tw__free(cert_path);
-    tw__free(anchor_path);
+    twu_free(key_path);
+    twu_free(cert_path);
+    twu_free(anchor_path);
     tw_cert_free(cert);
     tw_key_free(key);
     tw_certgen_free(g);

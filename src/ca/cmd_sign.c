@@ -43,7 +43,7 @@ int cmd_sign(int argc, char **argv)
     tw_certgen *g = NULL;
     tw_cert *cert = NULL;
     tw_identity *id = NULL;
-    tw__staged stage = {0};
+    twu_staged stage = {0};
     char *pem = NULL;
     int rc, in_tx = 0;
     tw_err err;
@@ -65,11 +65,11 @@ int cmd_sign(int argc, char **argv)
     in_tx = 1;
     if ((cert = ca_sign_record(&ca, g, &err)) == NULL ||
         (pem = tw_cert_to_pem(cert, &err)) == NULL ||
-        tw__stage_file(&stage, a.out, pem, strlen(pem), 0644, 0, &err) < 0 ||
+        twu_stage_file(&stage, a.out, pem, strlen(pem), 0644, 0, &err) < 0 ||
         cadb_commit(ca.db, ca.db_path, &err) < 0)
         goto fail;
     in_tx = 0;
-    if (tw__stage_commit(&stage, &err) < 0 ||
+    if (twu_stage_commit(&stage, &err) < 0 ||
         (id = tw_identity_from_cert(cert, &err)) == NULL)
         goto fail;
     printf("signed %s %s -> %s\n", tw_identity_serial(id),
@@ -79,8 +79,8 @@ int cmd_sign(int argc, char **argv)
 fail:
     rc = ca_fail_tx(&ca, "sign", in_tx, &err);
 done:
-    tw__stage_abort(&stage);
-    tw__free(pem);
+    twu_stage_abort(&stage);
+    twu_free(pem);
     tw_identity_free(id);
     tw_cert_free(cert);
     tw_certgen_free(g);

@@ -4,6 +4,8 @@
  */
 #include "ca.h"
 
+#include <openssl/crypto.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -40,7 +42,7 @@ int ca_parse_days(const char *cmd, const char *text, int max)
 {
     long v;
 
-    if (tw__parse_long(text, 1, max, &v) < 0) {
+    if (twu_parse_long(text, 1, max, &v) < 0) {
         ca_fail(cmd, "--days '%s' is not a number of days from 1 to %d", text,
                 max);
         return -1;
@@ -51,7 +53,7 @@ int ca_parse_days(const char *cmd, const char *text, int max)
 char *ca_passphrase_read(const char *cmd, const char *path)
 {
     tw_err err;
-    char *pass = tw__read_passphrase_file(path, "--passphrase-file", &err);
+    char *pass = twu_read_passphrase_file(path, "--passphrase-file", &err);
 
     if (pass == NULL)
         ca_fail(cmd, "%s", err.msg);
@@ -61,7 +63,7 @@ char *ca_passphrase_read(const char *cmd, const char *path)
 char *ca_passphrase_ask(const char *prompt)
 {
     struct termios old, quiet;
-    char buf[TW__PASSPHRASE_MAX];
+    char buf[TWU_PASSPHRASE_MAX];
     char *pass = NULL;
     FILE *tty;
     int fd;
@@ -83,7 +85,7 @@ char *ca_passphrase_ask(const char *prompt)
     tcsetattr(fd, TCSAFLUSH, &quiet);
     if (fgets(buf, sizeof(buf), tty) != NULL) {
         buf[strcspn(buf, "\r\n")] = '\0';
-        pass = tw__strdup(buf);
+        pass = twu_strdup(buf);
     }
     tcsetattr(fd, TCSAFLUSH, &old);
     fputc('\n', tty);
@@ -94,13 +96,13 @@ char *ca_passphrase_ask(const char *prompt)
 
 void ca_passphrase_free(char *pass)
 {
-    tw__free_passphrase(pass);
+    twu_free_passphrase(pass);
 }
 
 char *ca_path_join(const char *dir, const char *name)
 {
     size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = tw__malloc(n);
+    char *p = twu_malloc(n);
 
     if (p != NULL)
         snprintf(p, n, "%s/%s", dir, name);
@@ -138,7 +140,7 @@ char *ca_sans_text(const tw_identity *id)
     for (int t = 0; t < TW_SAN_TYPES; t++)
         for (size_t i = 0; i < tw_identity_san_count(id, t); i++)
             cap += strlen(tw_identity_san(id, t, i)) + 8;
-    if ((out = tw__malloc(cap)) == NULL)
+    if ((out = twu_malloc(cap)) == NULL)
         return NULL;
     out[0] = '\0';
     for (int t = 0; t < TW_SAN_TYPES; t++)
@@ -170,7 +172,7 @@ int ca_help(const char *usage)
 
 int ca_mkdirs(const char *path, unsigned mode)
 {
-    char *copy = tw__strdup(path);
+    char *copy = twu_strdup(path);
     int rc = 0;
 
     if (copy == NULL) {
@@ -189,6 +191,6 @@ int ca_mkdirs(const char *path, unsigned mode)
         if (saved == '\0')
             break;
     }
-    tw__free(copy);
+    twu_free(copy);
     return rc;
 }

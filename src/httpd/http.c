@@ -45,7 +45,7 @@ static void head_release(httpd_worker *w, httpd_request *r)
     if (w->head_pool_n < (int)(sizeof(w->head_pool) / sizeof(*w->head_pool)))
         w->head_pool[w->head_pool_n++] = r->head;
     else
-        tw__free(r->head);
+        twu_free(r->head);
     r->head = NULL;
 }
 
@@ -66,7 +66,7 @@ void httpd__request_free(httpd_worker *w, httpd_request *r)
 void httpd__head_pool_free(httpd_worker *w)
 {
     while (w->head_pool_n > 0)
-        tw__free(w->head_pool[--w->head_pool_n]);
+        twu_free(w->head_pool[--w->head_pool_n]);
 }
 
 static httpd_conn *conn_of(http_parser *p)
@@ -108,7 +108,7 @@ static int head_append(httpd_conn *c, const char *at, size_t len)
                       w->srv->opt.max_headers * sizeof(httpd_span);
 
         r->head = w->head_pool_n > 0 ? w->head_pool[--w->head_pool_n]
-                                     : tw__malloc(size);
+                                     : twu_malloc(size);
         if (r->head == NULL)
             return fail(c, 500, "out of memory");
     }

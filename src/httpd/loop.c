@@ -61,7 +61,7 @@ struct httpd_loop {
 #ifdef HTTPD_LOOP_DEBUG
 /* Tests make the allocation after `n` more succeed fail; -1 turns it off.
  * The loop is its own module (its test links loop.c alone), so it carries
- * its own small version of the library's tw__alloc_fail_after. */
+ * its own small version of the library's twu_alloc_fail_after. */
 void httpd__loop_alloc_fail_after(long n);
 static long alloc_fail_countdown = -1;
 

@@ -273,7 +273,7 @@ void httpd_options_defaults(httpd_options *o)
 httpd *httpd_new(const httpd_options *o, tw_config *cfg, void *app,
                  tw_err *err)
 {
-    httpd *h = tw__calloc(1, sizeof(*h));
+    httpd *h = twu_calloc(1, sizeof(*h));
     sigset_t mask;
 
     if (h == NULL) {
@@ -356,7 +356,7 @@ int httpd_run(httpd *h)
     int started = 0;
 
     h->nworkers = h->opt.workers;
-    if ((h->workers = tw__calloc((size_t)h->nworkers, sizeof(*h->workers))) ==
+    if ((h->workers = twu_calloc((size_t)h->nworkers, sizeof(*h->workers))) ==
         NULL) {
         httpd_log(h, "out of memory");
         return 1;
@@ -400,12 +400,12 @@ void httpd_free(httpd *h)
         return;
     for (int i = 0; h->workers != NULL && i < h->nworkers; i++)
         httpd__worker_free(&h->workers[i]);
-    tw__free(h->workers);
+    twu_free(h->workers);
     if (h->access_log != NULL && h->access_log != stdout)
         fclose(h->access_log);
     if (h->sigfd >= 0)
         close(h->sigfd);
     tw_server_free(h->tls);
     pthread_mutex_destroy(&h->log_lock);
-    tw__free(h);
+    twu_free(h);
 }

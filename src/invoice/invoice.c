@@ -7,7 +7,7 @@
  * and 1005 KWD (three digits) is "1.005KWD".
  */
 #include "store_internal.h"
-#include "tw_internal.h"
+#include "util.h"
 
 #include <jansson.h>
 
@@ -65,7 +65,7 @@ void inv_format_price(int64_t amount_minor, const char *currency, char *buf,
 #define AMOUNT_MAX (INT64_C(1) << 53) /* exact in every JSON reader */
 
 /* Set the field and sentence of a refusal; -1. */
-TW_PRINTF(5, 6)
+TWU_PRINTF(5, 6)
 static int refuse(const char **field, const char *name, char *why,
                   size_t why_len, const char *fmt, ...)
 {

@@ -5,7 +5,7 @@
  * well-formed UTF-8 is escaped, so a stored name can never break the JSON.
  */
 #include "store_internal.h"
-#include "tw_internal.h"
+#include "util.h"
 
 #include <stdio.h>
 #include <string.h>

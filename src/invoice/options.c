@@ -3,10 +3,11 @@
  */
 #include "options.h"
 #include "util.h"
-#include "tw_internal.h"
+#include "util.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -56,7 +57,7 @@ static const char usage[] =
 static int parse_num(const char *opt, const char *text, long min, long max,
                      long *out)
 {
-    if (tw__parse_long(text, min, max, out) < 0) {
+    if (twu_parse_long(text, min, max, out) < 0) {
         fprintf(stderr, "invoice-server: %s '%s' is not a number from %ld to %ld\n",
                 opt, text, min, max);
         return -1;

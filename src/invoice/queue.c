@@ -7,7 +7,7 @@
  * Owns: posted requests until drained (or freed with the queue).
  */
 #include "store_internal.h"
-#include "tw_internal.h"
+#include "util.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -17,23 +17,23 @@
 
 store_queue *store_queue_new(tw_err *err)
 {
-    store_queue *q = tw__calloc(1, sizeof(*q));
+    store_queue *q = twu_calloc(1, sizeof(*q));
 
     if (q == NULL) {
-        tw__err_nomem(err);
+        twu_err_nomem(err);
         return NULL;
     }
     q->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (q->fd < 0) {
-        tw__err(err, TW_ERR_INTERNAL, "cannot make an eventfd: %s",
+        twu_err(err, TW_ERR_INTERNAL, "cannot make an eventfd: %s",
                 strerror(errno));
-        tw__free(q);
+        twu_free(q);
         return NULL;
     }
     if (pthread_mutex_init(&q->mu, NULL) != 0) {
-        tw__err(err, TW_ERR_INTERNAL, "cannot make a mutex");
+        twu_err(err, TW_ERR_INTERNAL, "cannot make a mutex");
         close(q->fd);
-        tw__free(q);
+        twu_free(q);
         return NULL;
     }
     return q;
@@ -47,7 +47,7 @@ int store_queue_fd(const store_queue *q)
 void store__req_free(store_req *r)
 {
     twu_buf_free(&r->result.body);
-    tw__free(r);
+    twu_free(r);
 }
 
 void store_queue_drain(store_queue *q)
@@ -83,7 +83,7 @@ void store_queue_free(store_queue *q)
     }
     pthread_mutex_destroy(&q->mu);
     close(q->fd);
-    tw__free(q);
+    twu_free(q);
 }
 
 /*

@@ -5,7 +5,7 @@
  * the answers.
  */
 #include "app.h"
-#include "tw_internal.h"
+#include "util.h"
 
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -127,7 +127,7 @@ static int client_scope(httpd_req *r, char out[INV_CLIENT_MAX + 1])
     EVP_MD_CTX_free(ctx);
     if (!ok)
         return -1;
-    tw__hex(md, len, out, 0);
+    twu_hex(md, len, out, 0);
     return 0;
 }
 
@@ -249,18 +249,18 @@ static void drain_queue(void *data)
 int inv_worker_start(httpd_worker *hw, void *app, void **state, tw_err *err)
 {
     inv_app *a = app;
-    inv_worker *w = tw__calloc(1, sizeof(*w));
+    inv_worker *w = twu_calloc(1, sizeof(*w));
 
     *state = w;
     if (w == NULL)
-        return tw__err_nomem(err);
-    w->cache = tw__calloc(1, sizeof(*w->cache)); /* NULL: serve without */
+        return twu_err_nomem(err);
+    w->cache = twu_calloc(1, sizeof(*w->cache)); /* NULL: serve without */
     if ((w->store = store_open(a->opt->db, err)) == NULL ||
         (w->queue = store_queue_new(err)) == NULL)
         return -1;
     if (httpd_worker_watch(hw, store_queue_fd(w->queue), drain_queue,
                            w->queue) < 0)
-        return tw__err(err, TW_ERR_INTERNAL, "cannot watch the store queue: %s",
+        return twu_err(err, TW_ERR_INTERNAL, "cannot watch the store queue: %s",
                        strerror(errno));
     return 0;
 }
@@ -273,11 +273,11 @@ void inv_worker_stop(void *state)
         return;
     if (w->cache != NULL) {
         inv_cache_free(w->cache);
-        tw__free(w->cache);
+        twu_free(w->cache);
     }
     store_close(w->store);
     store_queue_free(w->queue);
-    tw__free(w);
+    twu_free(w);
 }
 
 int inv_routes_add(httpd *h)

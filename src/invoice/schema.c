@@ -7,7 +7,7 @@
  * the database (store.c, writer.c: store__check_schema).
  */
 #include "store_internal.h"
-#include "tw_internal.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -82,30 +82,30 @@ int store__check_schema(sqlite3 *db, const char *path, tw_err *err)
         int code = sqlite3_errcode(db) & 0xff;
 
         if (code == SQLITE_NOTADB)
-            return tw__err(err, TW_ERR_INPUT,
+            return twu_err(err, TW_ERR_INPUT,
                            "%s is not an SQLite database; give --db the "
                            "invoice database, or a new file name to create one",
                            path);
         if (code != SQLITE_ERROR) /* locked, I/O error, ... */
-            return tw__err(err, TW_ERR_IO,
+            return twu_err(err, TW_ERR_IO,
                            "cannot read the invoice database %s: %s", path,
                            sqlite3_errmsg(db));
-        return tw__err(err, TW_ERR_INPUT,
+        return twu_err(err, TW_ERR_INPUT,
                        "%s is an SQLite database but not an invoice database "
                        "(%s); give --db the invoice database, or a new file "
                        "name to create one",
                        path, sqlite3_errmsg(db));
     }
     if (strcmp(app, STORE__APPLICATION) != 0)
-        return tw__err(err, TW_ERR_INPUT,
+        return twu_err(err, TW_ERR_INPUT,
                        "%s is an SQLite database but not an invoice database "
                        "(its meta table names no '" STORE__APPLICATION "')",
                        path);
     if (meta_get(db, "schema_version", version, sizeof(version)) < 0)
-        return tw__err(err, TW_ERR_IO, "cannot read the invoice database %s: %s",
+        return twu_err(err, TW_ERR_IO, "cannot read the invoice database %s: %s",
                        path, sqlite3_errmsg(db));
     if (strcmp(version, STORE__SCHEMA_VERSION) != 0)
-        return tw__err(err, TW_ERR_INPUT,
+        return twu_err(err, TW_ERR_INPUT,
                        "the invoice database %s has schema version '%s'; this "
                        "server reads version " STORE__SCHEMA_VERSION,
                        path, version);
@@ -117,7 +117,7 @@ int store__check_schema(sqlite3 *db, const char *path, tw_err *err)
 static int exec(sqlite3 *db, const char *path, const char *sql, tw_err *err)
 {
     if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
-        return tw__err(err, TW_ERR_IO,
+        return twu_err(err, TW_ERR_IO,
                        "cannot set up the invoice database %s: %s", path,
                        sqlite3_errmsg(db));
     return 0;
@@ -139,7 +139,7 @@ static int count_objects(sqlite3 *db, const char *path, int *n, tw_err *err)
     /* The schema check words "not a database", "locked", ... best. */
     if (store__check_schema(db, path, err) < 0)
         return -1;
-    return tw__err(err, TW_ERR_IO, "cannot read the invoice database %s: %s",
+    return twu_err(err, TW_ERR_IO, "cannot read the invoice database %s: %s",
                    path, sqlite3_errstr(rc));
 }
 
@@ -156,7 +156,7 @@ static int set_wal(sqlite3 *db, const char *path, tw_err *err)
              strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
     sqlite3_finalize(st);
     if (!ok)
-        return tw__err(err, TW_ERR_IO,
+        return twu_err(err, TW_ERR_IO,
                        "cannot put the invoice database %s in WAL mode (%s); "
                        "is it on a local file system?",
                        path, sqlite3_errmsg(db));
@@ -184,7 +184,7 @@ static int insert_seed(sqlite3 *db, const char *path, tw_err *err)
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
-        return tw__err(err, TW_ERR_IO,
+        return twu_err(err, TW_ERR_IO,
                        "cannot seed the invoice database %s: %s", path,
                        sqlite3_errstr(rc));
     return 0;
@@ -242,7 +242,7 @@ static int migrate(sqlite3 *db, const char *path, tw_err *err)
     if (exec(db, path, "PRAGMA synchronous=FULL; BEGIN IMMEDIATE", err) < 0)
         return -1;
     if (meta_get(db, "schema_version", version, sizeof(version)) < 0) {
-        tw__err(err, TW_ERR_IO, "cannot read the invoice database %s: %s",
+        twu_err(err, TW_ERR_IO, "cannot read the invoice database %s: %s",
                 path, sqlite3_errmsg(db));
         return commit_if(db, path, 0, err);
     }
@@ -256,20 +256,20 @@ static int migrate(sqlite3 *db, const char *path, tw_err *err)
  * database file we made: sync it, so the file's name survives power loss. */
 static int sync_dir(const char *path, tw_err *err)
 {
-    char *dir = tw__dirname(path);
+    char *dir = twu_dirname(path);
     int fd, rc = -1;
 
     if (dir == NULL)
-        return tw__err_nomem(err);
+        return twu_err_nomem(err);
     fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0 && fsync(fd) == 0)
         rc = 0;
     else
-        tw__err(err, TW_ERR_IO, "cannot sync the directory %s: %s", dir,
+        twu_err(err, TW_ERR_IO, "cannot sync the directory %s: %s", dir,
                 strerror(errno));
     if (fd >= 0)
         close(fd);
-    tw__free(dir);
+    twu_free(dir);
     return rc;
 }
 
@@ -286,19 +286,19 @@ int store_init(const char *path, tw_err *err)
         if (sync_dir(path, err) < 0)
             return -1;
     } else if (errno != EEXIST) {
-        return tw__err(err, TW_ERR_IO,
+        return twu_err(err, TW_ERR_IO,
                        "cannot create the invoice database %s: %s", path,
                        strerror(errno));
     }
     db = store__open_db(path, SQLITE_OPEN_READWRITE, err);
     if (db == NULL)
         return -1;
-    TW_GUARD(count_objects(db, path, &n, err));
+    TWU_GUARD(count_objects(db, path, &n, err));
     if (n == 0)
-        TW_GUARD(create_schema(db, path, err));
-    TW_GUARD(migrate(db, path, err));
-    TW_GUARD(store__check_schema(db, path, err));
-    TW_GUARD(set_wal(db, path, err)); /* only once we know the file is ours */
+        TWU_GUARD(create_schema(db, path, err));
+    TWU_GUARD(migrate(db, path, err));
+    TWU_GUARD(store__check_schema(db, path, err));
+    TWU_GUARD(set_wal(db, path, err)); /* only once we know the file is ours */
     sqlite3_close(db);
     return 0;
 err:

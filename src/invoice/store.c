@@ -11,7 +11,7 @@
  * call (an open one would keep the WAL from being checkpointed).
  */
 #include "store_internal.h"
-#include "tw_internal.h"
+#include "util.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -30,7 +30,7 @@ sqlite3 *store__open_db(const char *path, int flags, tw_err *err)
     int rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
 
     if (rc != SQLITE_OK) {
-        tw__err(err, TW_ERR_IO, "cannot open the invoice database %s: %s",
+        twu_err(err, TW_ERR_IO, "cannot open the invoice database %s: %s",
                 path, db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
         sqlite3_close(db);
         return NULL;
@@ -45,7 +45,7 @@ int store__prepare(sqlite3 *db, const char *path, const char *sql,
 {
     if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, stmt,
                            NULL) != SQLITE_OK)
-        return tw__err(err, TW_ERR_INTERNAL,
+        return twu_err(err, TW_ERR_INTERNAL,
                        "cannot prepare a query on the invoice database %s: %s",
                        path, sqlite3_errmsg(db));
     return 0;
@@ -55,14 +55,14 @@ int store__prepare(sqlite3 *db, const char *path, const char *sql,
 
 tw_store *store_open(const char *path, tw_err *err)
 {
-    tw_store *s = tw__calloc(1, sizeof(*s));
+    tw_store *s = twu_calloc(1, sizeof(*s));
     size_t plen = strlen(path);
     char *shm = NULL;
     int readonly;
 
-    if (s == NULL || (s->path = tw__strdup(path)) == NULL ||
-        (shm = tw__malloc(plen + 5)) == NULL) {
-        tw__err_nomem(err);
+    if (s == NULL || (s->path = twu_strdup(path)) == NULL ||
+        (shm = twu_malloc(plen + 5)) == NULL) {
+        twu_err_nomem(err);
         goto err;
     }
     /* A read-only connection can use WAL only when the -shm file exists;
@@ -71,30 +71,30 @@ tw_store *store_open(const char *path, tw_err *err)
     readonly = access(shm, F_OK) == 0;
     s->db = store__open_db(
         path, readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE, err);
-    TW_GUARD_PTR(s->db);
+    TWU_GUARD_PTR(s->db);
     if (!readonly && sqlite3_exec(s->db, "PRAGMA query_only=1", NULL, NULL,
                                   NULL) != SQLITE_OK) {
-        tw__err(err, TW_ERR_INTERNAL, "cannot open %s for reading: %s", path,
+        twu_err(err, TW_ERR_INTERNAL, "cannot open %s for reading: %s", path,
                 sqlite3_errmsg(s->db));
         goto err;
     }
-    TW_GUARD(store__check_schema(s->db, path, err));
-    TW_GUARD(store__prepare(s->db, path,
+    TWU_GUARD(store__check_schema(s->db, path, err));
+    TWU_GUARD(store__prepare(s->db, path,
                             "SELECT " STORE__INVOICE_COLUMNS " FROM invoices "
                             "ORDER BY id DESC LIMIT 1",
                             &s->newest, err));
-    TW_GUARD(store__prepare(s->db, path,
+    TWU_GUARD(store__prepare(s->db, path,
                             "SELECT " STORE__INVOICE_COLUMNS " FROM invoices "
                             "WHERE number = ?1",
                             &s->get, err));
-    TW_GUARD(store__prepare(s->db, path,
+    TWU_GUARD(store__prepare(s->db, path,
                             "SELECT id, " STORE__INVOICE_COLUMNS " FROM invoices "
                             "WHERE id > ?1 ORDER BY id LIMIT ?2",
                             &s->page, err));
-    tw__free(shm);
+    twu_free(shm);
     return s;
 err:
-    tw__free(shm);
+    twu_free(shm);
     store_close(s);
     return NULL;
 }
@@ -107,21 +107,21 @@ void store_close(tw_store *s)
     sqlite3_finalize(s->get);
     sqlite3_finalize(s->page);
     sqlite3_close(s->db);
-    tw__free(s->path);
-    tw__free(s);
+    twu_free(s->path);
+    twu_free(s);
 }
 
 static int read_failed(tw_store *s, sqlite3_stmt *st, int rc, tw_err *err)
 {
     sqlite3_reset(st);
-    return tw__err(err, TW_ERR_IO, "cannot read the invoice database %s: %s",
+    return twu_err(err, TW_ERR_IO, "cannot read the invoice database %s: %s",
                    s->path, sqlite3_errstr(rc));
 }
 
 static int nomem(tw_store *s, sqlite3_stmt *st, tw_err *err)
 {
     sqlite3_reset(st);
-    return tw__err(err, TW_ERR_INTERNAL,
+    return twu_err(err, TW_ERR_INTERNAL,
                    "the answer is larger than its buffer allows, or memory "
                    "ran out, reading %s",
                    s->path);
@@ -157,7 +157,7 @@ int store_get(tw_store *s, const char *number, twu_buf *out, tw_err *err)
     int rc;
 
     if (number == NULL)
-        return tw__err(err, TW_ERR_USAGE, "store_get needs an invoice number");
+        return twu_err(err, TW_ERR_USAGE, "store_get needs an invoice number");
     sqlite3_bind_text(s->get, 1, number, -1, SQLITE_STATIC);
     rc = render_one(s, s->get, out, err);
     sqlite3_clear_bindings(s->get);
@@ -199,11 +199,11 @@ int store_page(tw_store *s, const char *after, int limit, twu_buf *out,
     int n = 0, rc;
 
     if (after != NULL && parse_cursor(after, &from) < 0)
-        return tw__err(err, TW_ERR_INPUT,
+        return twu_err(err, TW_ERR_INPUT,
                        "the cursor 'after' is not one this server gave out; "
                        "use the \"next\" value of the previous page");
     if (limit < 1 || limit > 100)
-        return tw__err(err, TW_ERR_INPUT, "limit must be between 1 and 100");
+        return twu_err(err, TW_ERR_INPUT, "limit must be between 1 and 100");
     if (twu_buf_append(out, "{\"invoices\":[", 13) < 0)
         return nomem(s, s->page, err);
     sqlite3_bind_int64(s->page, 1, from);

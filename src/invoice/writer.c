@@ -19,7 +19,9 @@
  * until they are posted; a queue owns posted requests until drained.
  */
 #include "store_internal.h"
-#include "tw_internal.h"
+#include "util.h"
+
+#include <openssl/evp.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -52,7 +54,7 @@ struct store_writer {
 
 /* ------------------------------------------------------------ answers */
 
-TW_PRINTF(3, 4)
+TWU_PRINTF(3, 4)
 static void answer_text(store_req *r, int status, const char *fmt, ...)
 {
     va_list ap;
@@ -119,7 +121,7 @@ static int hash_invoice(const inv_invoice *inv, char out[HASH_HEX])
     EVP_MD_CTX_free(ctx);
     if (!ok)
         return -1;
-    tw__hex(md, mdlen, out, 0);
+    twu_hex(md, mdlen, out, 0);
     return 0;
 }
 
@@ -365,8 +367,8 @@ static void writer_free(store_writer *w)
         pthread_cond_destroy(&w->cv);
     if (w->mutex_ok)
         pthread_mutex_destroy(&w->mu);
-    tw__free(w->path);
-    tw__free(w);
+    twu_free(w->path);
+    twu_free(w);
 }
 
 static int prepare_all(store_writer *w, tw_err *err)
@@ -405,29 +407,29 @@ static int prepare_all(store_writer *w, tw_err *err)
 
 store_writer *store_writer_start(const char *path, tw_err *err)
 {
-    store_writer *w = tw__calloc(1, sizeof(*w));
+    store_writer *w = twu_calloc(1, sizeof(*w));
 
-    if (w == NULL || (w->path = tw__strdup(path)) == NULL) {
-        tw__err_nomem(err);
+    if (w == NULL || (w->path = twu_strdup(path)) == NULL) {
+        twu_err_nomem(err);
         goto err;
     }
     w->mutex_ok = pthread_mutex_init(&w->mu, NULL) == 0;
     w->cond_ok = pthread_cond_init(&w->cv, NULL) == 0;
-    TW_ENSURE(w->mutex_ok && w->cond_ok, err, TW_ERR_INTERNAL,
+    TWU_ENSURE(w->mutex_ok && w->cond_ok, err, TW_ERR_INTERNAL,
               "cannot make the writer's mutex");
     w->db = store__open_db(path, SQLITE_OPEN_READWRITE, err);
-    TW_GUARD_PTR(w->db);
-    TW_GUARD(store__check_schema(w->db, path, err));
+    TWU_GUARD_PTR(w->db);
+    TWU_GUARD(store__check_schema(w->db, path, err));
     /* FULL: COMMIT syncs the WAL, so an answered insert survives power
      * loss (NORMAL would only survive a crash of the process). */
-    TW_ENSURE(sqlite3_exec(w->db,
+    TWU_ENSURE(sqlite3_exec(w->db,
                            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL",
                            NULL, NULL, NULL) == SQLITE_OK,
               err, TW_ERR_IO, "cannot set up the invoice database %s: %s",
               path, sqlite3_errmsg(w->db));
-    TW_GUARD(prepare_all(w, err));
+    TWU_GUARD(prepare_all(w, err));
     sqlite3_wal_hook(w->db, count_wal_pages, w); /* replaces autocheckpoint */
-    TW_ENSURE(pthread_create(&w->thread, NULL, writer_main, w) == 0, err,
+    TWU_ENSURE(pthread_create(&w->thread, NULL, writer_main, w) == 0, err,
               TW_ERR_INTERNAL, "cannot start the writer thread");
     w->running = 1;
     return w;
@@ -447,7 +449,7 @@ int store_writer_submit(store_writer *w, store_queue *q,
         (idem_key != NULL && strlen(idem_key) > INV_KEY_MAX) ||
         (client != NULL && strlen(client) > INV_CLIENT_MAX))
         return -1; /* the HTTP layer checks the key's length first */
-    r = tw__calloc(1, sizeof(*r));
+    r = twu_calloc(1, sizeof(*r));
     if (r == NULL)
         return -1;
     r->q = q;
@@ -464,14 +466,14 @@ int store_writer_submit(store_writer *w, store_queue *q,
         snprintf(r->key, sizeof(r->key), "%s", idem_key);
         snprintf(r->client, sizeof(r->client), "%s", client ? client : "");
         if (hash_invoice(&r->inv, r->hash) < 0) {
-            tw__free(r);
+            twu_free(r);
             return -1;
         }
     }
     pthread_mutex_lock(&w->mu);
     if (w->stopping) {
         pthread_mutex_unlock(&w->mu);
-        tw__free(r);
+        twu_free(r);
         return -1;
     }
     if (w->tail != NULL)

@@ -14,10 +14,10 @@
 
 tw_cert *tw__cert_wrap(X509 *x509, tw_err *err)
 {
-    tw_cert *cert = tw__calloc(1, sizeof(*cert));
+    tw_cert *cert = twu_calloc(1, sizeof(*cert));
 
     if (cert == NULL) {
-        tw__err_nomem(err);
+        twu_err_nomem(err);
         return NULL;
     }
     cert->x509 = x509;
@@ -32,30 +32,30 @@ static X509 *parse_x509(const void *data, size_t len, const char *what,
     BIO *bio;
 
     if (len > CERT_FILE_MAX || len > (size_t)INT32_MAX) {
-        tw__err(err, TW_ERR_INPUT, "%s is too large to be a certificate", what);
+        twu_err(err, TW_ERR_INPUT, "%s is too large to be a certificate", what);
         return NULL;
     }
     if (memmem(data, len, "-----BEGIN", 10) != NULL) {
         if ((bio = BIO_new_mem_buf(data, (int)len)) == NULL) {
-            tw__err_nomem(err);
+            twu_err_nomem(err);
             return NULL;
         }
         x509 = PEM_read_bio_X509(bio, NULL, NULL, NULL);
         BIO_free(bio);
         if (x509 == NULL)
-            tw__err_ssl(err, TW_ERR_INPUT,
+            twu_err_ssl(err, TW_ERR_INPUT,
                         "%s holds no readable certificate (garbage or "
                         "truncated PEM?)", what);
         return x509;
     }
     x509 = d2i_X509(NULL, &p, (long)len);
     if (x509 == NULL)
-        tw__err_ssl(err, TW_ERR_INPUT,
+        twu_err_ssl(err, TW_ERR_INPUT,
                     "%s is neither a PEM nor a DER certificate", what);
     else if (p != (const unsigned char *)data + len) {
         X509_free(x509);
         x509 = NULL;
-        tw__err(err, TW_ERR_INPUT,
+        twu_err(err, TW_ERR_INPUT,
                 "%s has trailing bytes after the DER certificate", what);
     }
     return x509;
@@ -76,14 +76,14 @@ tw_cert *tw_cert_parse(const void *data, size_t len, tw_err *err)
 tw_cert *tw_cert_load_file(const char *path, tw_err *err)
 {
     size_t len;
-    char *data = tw__read_file(path, CERT_FILE_MAX, &len, err);
+    char *data = twu_read_file(path, CERT_FILE_MAX, &len, err);
     X509 *x509;
     tw_cert *cert;
 
     if (data == NULL)
         return NULL;
     x509 = parse_x509(data, len, path, err);
-    tw__free(data);
+    twu_free(data);
     if (x509 == NULL)
         return NULL;
     if ((cert = tw__cert_wrap(x509, err)) == NULL)
@@ -98,16 +98,16 @@ char *tw_cert_to_pem(const tw_cert *cert, tw_err *err)
     long len;
 
     if (bio == NULL) {
-        tw__err_nomem(err);
+        twu_err_nomem(err);
         return NULL;
     }
     if (PEM_write_bio_X509(bio, cert->x509) != 1) {
-        tw__err_ssl(err, TW_ERR_INTERNAL, "cannot encode the certificate");
+        twu_err_ssl(err, TW_ERR_INTERNAL, "cannot encode the certificate");
         goto done;
     }
     len = BIO_get_mem_data(bio, &data);
-    if ((out = tw__strndup(data, (size_t)len)) == NULL)
-        tw__err_nomem(err);
+    if ((out = twu_strndup(data, (size_t)len)) == NULL)
+        twu_err_nomem(err);
 done:
     BIO_free(bio);
     return out;
@@ -120,8 +120,8 @@ int tw_cert_write_file(const tw_cert *cert, const char *path, tw_err *err)
 
     if (pem == NULL)
         return -1;
-    rc = tw__write_file_atomic(path, pem, strlen(pem), 0644, 0, err);
-    tw__free(pem);
+    rc = twu_write_file_atomic(path, pem, strlen(pem), 0644, 0, err);
+    twu_free(pem);
     return rc;
 }
 
@@ -138,5 +138,5 @@ void tw_cert_free(tw_cert *cert)
     if (cert == NULL)
         return;
     X509_free(cert->x509);
-    tw__free(cert);
+    twu_free(cert);
 }

@@ -29,11 +29,11 @@ struct tw_certgen {
 
 tw_certgen *tw_certgen_new(tw_err *err)
 {
-    tw_certgen *g = tw__calloc(1, sizeof(*g));
+    tw_certgen *g = twu_calloc(1, sizeof(*g));
 
     if (g == NULL || (g->sans = GENERAL_NAMES_new()) == NULL) {
-        tw__free(g);
-        tw__err_nomem(err);
+        twu_free(g);
+        twu_err_nomem(err);
         return NULL;
     }
     g->days = 365;
@@ -47,7 +47,7 @@ void tw_certgen_free(tw_certgen *g)
     X509_NAME_free(g->subject);
     EVP_PKEY_free(g->pubkey);
     GENERAL_NAMES_free(g->sans);
-    tw__free(g);
+    twu_free(g);
 }
 
 int tw_certgen_set_subject(tw_certgen *g, const tw_name *subject, tw_err *err)
@@ -55,7 +55,7 @@ int tw_certgen_set_subject(tw_certgen *g, const tw_name *subject, tw_err *err)
     X509_NAME *copy = X509_NAME_dup(subject->name);
 
     if (copy == NULL)
-        return tw__err_nomem(err);
+        return twu_err_nomem(err);
     X509_NAME_free(g->subject);
     g->subject = copy;
     return 0;
@@ -127,7 +127,7 @@ int tw_certgen_add_san(tw_certgen *g, enum tw_san_type type, const char *value,
     switch (type) {
     case TW_SAN_DNS:
         if (!valid_hostname(value))
-            return tw__err(err, TW_ERR_USAGE,
+            return twu_err(err, TW_ERR_USAGE,
                            "'%s' is not a valid DNS name (letters, digits, "
                            "'-' and '.', optionally starting with '*.')",
                            value);
@@ -139,7 +139,7 @@ int tw_certgen_add_san(tw_certgen *g, enum tw_san_type type, const char *value,
         else if (inet_pton(AF_INET6, value, ip) == 1)
             iplen = 16;
         else
-            return tw__err(err, TW_ERR_USAGE,
+            return twu_err(err, TW_ERR_USAGE,
                            "'%s' is not an IPv4 or IPv6 address", value);
         if ((gn = GENERAL_NAME_new()) != NULL) {
             ASN1_OCTET_STRING *os = ASN1_OCTET_STRING_new();
@@ -155,24 +155,24 @@ int tw_certgen_add_san(tw_certgen *g, enum tw_san_type type, const char *value,
         break;
     case TW_SAN_URI:
         if (!valid_uri(value))
-            return tw__err(err, TW_ERR_USAGE,
+            return twu_err(err, TW_ERR_USAGE,
                            "'%s' is not a URI: it needs a scheme, as in "
                            "spiffe://abc.example/mail", value);
         gn = a2i_GENERAL_NAME(NULL, NULL, NULL, GEN_URI, value, 0);
         break;
     case TW_SAN_EMAIL:
         if (!valid_email(value))
-            return tw__err(err, TW_ERR_USAGE,
+            return twu_err(err, TW_ERR_USAGE,
                            "'%s' is not an email address (local@domain)",
                            value);
         gn = a2i_GENERAL_NAME(NULL, NULL, NULL, GEN_EMAIL, value, 0);
         break;
     default:
-        return tw__err(err, TW_ERR_USAGE, "unknown SAN type %d", (int)type);
+        return twu_err(err, TW_ERR_USAGE, "unknown SAN type %d", (int)type);
     }
     if (gn == NULL || sk_GENERAL_NAME_push(g->sans, gn) == 0) {
         GENERAL_NAME_free(gn);
-        return tw__err_ssl(err, TW_ERR_INTERNAL, "cannot add SAN '%s'", value);
+        return twu_err_ssl(err, TW_ERR_INTERNAL, "cannot add SAN '%s'", value);
     }
     return 0;
 }
@@ -208,9 +208,9 @@ int tw_certgen_set_purposes(tw_certgen *g, int purposes, tw_err *err)
 {
     if (purposes == 0 ||
         (purposes & ~(TW_PURPOSE_SERVER | TW_PURPOSE_CLIENT | TW_PURPOSE_CA)))
-        return tw__err(err, TW_ERR_USAGE, "no valid purpose given");
+        return twu_err(err, TW_ERR_USAGE, "no valid purpose given");
     if ((purposes & TW_PURPOSE_CA) && purposes != TW_PURPOSE_CA)
-        return tw__err(err, TW_ERR_USAGE,
+        return twu_err(err, TW_ERR_USAGE,
                        "a CA certificate cannot also be a server or client "
                        "certificate");
     g->purposes = purposes;
@@ -220,7 +220,7 @@ int tw_certgen_set_purposes(tw_certgen *g, int purposes, tw_err *err)
 int tw_certgen_set_days(tw_certgen *g, int days, tw_err *err)
 {
     if (days < 1 || days > 36500)
-        return tw__err(err, TW_ERR_USAGE,
+        return twu_err(err, TW_ERR_USAGE,
                        "validity of %d days is out of range: give 1 to 36500",
                        days);
     g->days = days;
@@ -233,13 +233,13 @@ int tw_certgen_set_serial(tw_certgen *g, const unsigned char *serial,
     size_t zeros = 0;
 
     if (len < 8 || len > 20 || (serial[0] & 0x80))
-        return tw__err(err, TW_ERR_USAGE,
+        return twu_err(err, TW_ERR_USAGE,
                        "a serial must be 8 to 20 bytes with the high bit "
                        "clear (RFC 5280 section 4.1.2.2)");
     while (zeros < len && serial[zeros] == 0)
         zeros++;
     if (zeros == len)
-        return tw__err(err, TW_ERR_USAGE,
+        return twu_err(err, TW_ERR_USAGE,
                        "a serial must be a positive number, not zero (RFC "
                        "5280 section 4.1.2.2)");
     memcpy(g->serial, serial, len);
@@ -255,12 +255,12 @@ int tw_certgen_set_public_key(tw_certgen *g, const tw_key *key, tw_err *err)
     EVP_PKEY *pub;
 
     if (len <= 0)
-        return tw__err_ssl(err, TW_ERR_INTERNAL, "cannot encode the public key");
+        return twu_err_ssl(err, TW_ERR_INTERNAL, "cannot encode the public key");
     p = der;
     pub = d2i_PUBKEY(NULL, &p, len);
     OPENSSL_free(der);
     if (pub == NULL)
-        return tw__err_ssl(err, TW_ERR_INTERNAL, "cannot copy the public key");
+        return twu_err_ssl(err, TW_ERR_INTERNAL, "cannot copy the public key");
     EVP_PKEY_free(g->pubkey);
     g->pubkey = pub;
     return 0;
@@ -283,7 +283,7 @@ int tw__certgen_set_subject_name(tw_certgen *g, X509_NAME *name)
 int tw_serial_random(unsigned char serial[16], tw_err *err)
 {
     if (RAND_bytes(serial, 16) != 1)
-        return tw__err_ssl(err, TW_ERR_INTERNAL, "no randomness for a serial");
+        return twu_err_ssl(err, TW_ERR_INTERNAL, "no randomness for a serial");
     /* Positive (high bit clear) and always 16 octets long (0x40 set), so
      * serials print with the same width; 126 bits of entropy remain. */
     serial[0] = (unsigned char)((serial[0] & 0x7f) | 0x40);
@@ -297,11 +297,11 @@ static int add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value,
     int ok;
 
     if (ext == NULL)
-        return tw__err_ssl(err, TW_ERR_INTERNAL, "cannot build %s",
+        return twu_err_ssl(err, TW_ERR_INTERNAL, "cannot build %s",
                            OBJ_nid2sn(nid));
     ok = X509_add_ext(x, ext, -1);
     X509_EXTENSION_free(ext);
-    return ok == 1 ? 0 : tw__err_ssl(err, TW_ERR_INTERNAL, "cannot add %s",
+    return ok == 1 ? 0 : twu_err_ssl(err, TW_ERR_INTERNAL, "cannot add %s",
                                      OBJ_nid2sn(nid));
 }
 
@@ -357,7 +357,7 @@ static int add_extensions(tw_certgen *g, X509 *x, X509 *issuer, tw_err *err)
     if (sk_GENERAL_NAME_num(g->sans) > 0 &&
         X509_add1_ext_i2d(x, NID_subject_alt_name, g->sans, 0,
                           X509V3_ADD_DEFAULT) != 1)
-        return tw__err_ssl(err, TW_ERR_INTERNAL, "cannot add subjectAltName");
+        return twu_err_ssl(err, TW_ERR_INTERNAL, "cannot add subjectAltName");
     return 0;
 }
 
@@ -375,31 +375,31 @@ tw_cert *tw_certgen_sign(tw_certgen *g, const tw_cert *issuer,
     const unsigned char *serial_bytes = g->serial;
     size_t serial_len = g->serial_len;
 
-    TW_ENSURE(g->subject != NULL, err, TW_ERR_USAGE, "no subject given");
-    TW_ENSURE(g->pubkey != NULL, err, TW_ERR_USAGE, "no public key given");
-    TW_ENSURE(g->purposes != 0, err, TW_ERR_USAGE,
+    TWU_ENSURE(g->subject != NULL, err, TW_ERR_USAGE, "no subject given");
+    TWU_ENSURE(g->pubkey != NULL, err, TW_ERR_USAGE, "no public key given");
+    TWU_ENSURE(g->purposes != 0, err, TW_ERR_USAGE,
               "no purpose given: server, client or CA");
     if (iss != NULL) {
-        TW_ENSURE(X509_check_ca(iss) >= 1, err, TW_ERR_USAGE,
+        TWU_ENSURE(X509_check_ca(iss) >= 1, err, TW_ERR_USAGE,
                   "the issuer certificate is not a CA certificate");
-        TW_ENSURE(X509_check_private_key(iss, issuer_key->pkey) == 1, err,
+        TWU_ENSURE(X509_check_private_key(iss, issuer_key->pkey) == 1, err,
                   TW_ERR_USAGE,
                   "the CA key does not belong to the CA certificate");
     } else {
-        TW_ENSURE(EVP_PKEY_eq(g->pubkey, issuer_key->pkey) == 1, err,
+        TWU_ENSURE(EVP_PKEY_eq(g->pubkey, issuer_key->pkey) == 1, err,
                   TW_ERR_USAGE,
                   "a self-signed certificate must be signed by its own key");
     }
     if (serial_len == 0) {
-        TW_GUARD(tw_serial_random(drawn, err));
+        TWU_GUARD(tw_serial_random(drawn, err));
         serial_bytes = drawn;
         serial_len = sizeof(drawn);
     }
-    TW_ENSURE((x = X509_new()) != NULL, err, TW_ERR_INTERNAL, "out of memory");
-    TW_ENSURE((bn = BN_bin2bn(serial_bytes, (int)serial_len, NULL)) != NULL &&
+    TWU_ENSURE((x = X509_new()) != NULL, err, TW_ERR_INTERNAL, "out of memory");
+    TWU_ENSURE((bn = BN_bin2bn(serial_bytes, (int)serial_len, NULL)) != NULL &&
                   (serial = BN_to_ASN1_INTEGER(bn, NULL)) != NULL,
               err, TW_ERR_INTERNAL, "out of memory");
-    TW_ENSURE(X509_set_version(x, X509_VERSION_3) == 1 &&
+    TWU_ENSURE(X509_set_version(x, X509_VERSION_3) == 1 &&
                   X509_set_serialNumber(x, serial) == 1 &&
                   X509_set_subject_name(x, g->subject) == 1 &&
                   X509_set_issuer_name(x, iss ? X509_get_subject_name(iss)
@@ -407,17 +407,17 @@ tw_cert *tw_certgen_sign(tw_certgen *g, const tw_cert *issuer,
                   X509_set_pubkey(x, g->pubkey) == 1,
               err, TW_ERR_INTERNAL, "cannot fill in the certificate");
     /* Back-date a minute for clocks that run slightly behind. */
-    TW_ENSURE(X509_time_adj_ex(X509_getm_notBefore(x), 0, -60, &now) != NULL &&
+    TWU_ENSURE(X509_time_adj_ex(X509_getm_notBefore(x), 0, -60, &now) != NULL &&
                   X509_time_adj_ex(X509_getm_notAfter(x), g->days, 0, &now) !=
                       NULL,
               err, TW_ERR_INTERNAL, "cannot set the validity");
     if (iss != NULL &&
         ASN1_TIME_compare(X509_get0_notAfter(x), X509_get0_notAfter(iss)) > 0)
-        TW_ENSURE(X509_set1_notAfter(x, X509_get0_notAfter(iss)) == 1, err,
+        TWU_ENSURE(X509_set1_notAfter(x, X509_get0_notAfter(iss)) == 1, err,
                   TW_ERR_INTERNAL, "cannot set the validity");
-    TW_GUARD(add_extensions(g, x, iss, err));
+    TWU_GUARD(add_extensions(g, x, iss, err));
     if (X509_sign(x, issuer_key->pkey, sign_digest(issuer_key->pkey)) <= 0) {
-        tw__err_ssl(err, TW_ERR_INTERNAL, "cannot sign the certificate");
+        twu_err_ssl(err, TW_ERR_INTERNAL, "cannot sign the certificate");
         goto err;
     }
     ASN1_INTEGER_free(serial);

@@ -22,10 +22,10 @@ static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
 
 tw_client *tw_client_new(const tw_config *cfg, tw_err *err)
 {
-    tw_client *cli = tw__calloc(1, sizeof(*cli));
+    tw_client *cli = twu_calloc(1, sizeof(*cli));
 
     if (cli == NULL) {
-        tw__err_nomem(err);
+        twu_err_nomem(err);
         return NULL;
     }
     pthread_mutex_init(&cli->lock, NULL);
@@ -45,7 +45,7 @@ void tw_client_free(tw_client *cli)
     SSL_SESSION_free(cli->session);
     tw__gen_unref(cli->gen);
     pthread_mutex_destroy(&cli->lock);
-    tw__free(cli);
+    twu_free(cli);
 }
 
 tw_conn *tw_client_connect(tw_client *cli, int fd, const char *host,

@@ -12,7 +12,7 @@
 
 tw_config *tw_config_new(void)
 {
-    tw_config *cfg = tw__calloc(1, sizeof(*cfg));
+    tw_config *cfg = twu_calloc(1, sizeof(*cfg));
 
     if (cfg == NULL)
         return NULL;
@@ -26,23 +26,23 @@ tw_config *tw_config_new(void)
 static void free_list(char **list, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        tw__free(list[i]);
-    tw__free(list);
+        twu_free(list[i]);
+    twu_free(list);
 }
 
 void tw_config_free(tw_config *cfg)
 {
     if (cfg == NULL)
         return;
-    tw__free(cfg->ca_file);
-    tw__free(cfg->crl_file);
-    tw__free(cfg->cert_file);
-    tw__free(cfg->key_file);
-    tw__free(cfg->policy_file);
-    tw__free(cfg->ticket_keys_file);
+    twu_free(cfg->ca_file);
+    twu_free(cfg->crl_file);
+    twu_free(cfg->cert_file);
+    twu_free(cfg->key_file);
+    twu_free(cfg->policy_file);
+    twu_free(cfg->ticket_keys_file);
     free_list(cfg->rules, cfg->nrules);
     free_list(cfg->expectations, cfg->nexpectations);
-    tw__free(cfg);
+    twu_free(cfg);
 }
 
 const char *tw_config_error(const tw_config *cfg)
@@ -63,15 +63,15 @@ static int set_path(tw_config *cfg, char **slot, const char *path,
 
     if (path == NULL) {
         if (!optional)
-            return tw__err(&cfg->err, TW_ERR_USAGE, "no %s given", what);
+            return twu_err(&cfg->err, TW_ERR_USAGE, "no %s given", what);
     } else {
         if (access(path, R_OK) != 0)
-            return tw__err(&cfg->err, TW_ERR_IO, "cannot read the %s %s: %s",
+            return twu_err(&cfg->err, TW_ERR_IO, "cannot read the %s %s: %s",
                            what, path, strerror(errno));
-        if ((copy = tw__strdup(path)) == NULL)
-            return tw__err_nomem(&cfg->err);
+        if ((copy = twu_strdup(path)) == NULL)
+            return twu_err_nomem(&cfg->err);
     }
-    tw__free(*slot);
+    twu_free(*slot);
     *slot = copy;
     return 0;
 }
@@ -97,7 +97,7 @@ int tw_config_set_keypair_file(tw_config *cfg, const char *cert_path,
 int tw_config_set_protocols(tw_config *cfg, int min, int max)
 {
     if (min < TW_TLS_1_2 || max > TW_TLS_1_3 || min > max)
-        return tw__err(&cfg->err, TW_ERR_USAGE,
+        return twu_err(&cfg->err, TW_ERR_USAGE,
                        "protocol bounds must lie within TLS 1.2 .. TLS 1.3 "
                        "(older versions are not offered)");
     cfg->min_version = min;
@@ -120,11 +120,11 @@ static int add_rule(tw_config *cfg, char ***list, size_t *n, const char *rule,
     tw_policy_free(p);
     if (rc < 0)
         return -1;
-    if ((grown = tw__realloc(*list, (*n + 1) * sizeof(*grown))) == NULL)
-        return tw__err_nomem(&cfg->err);
+    if ((grown = twu_realloc(*list, (*n + 1) * sizeof(*grown))) == NULL)
+        return twu_err_nomem(&cfg->err);
     *list = grown;
-    if ((grown[*n] = tw__strdup(rule)) == NULL)
-        return tw__err_nomem(&cfg->err);
+    if ((grown[*n] = twu_strdup(rule)) == NULL)
+        return twu_err_nomem(&cfg->err);
     (*n)++;
     return 0;
 }
@@ -173,7 +173,7 @@ int tw_config_set_ticket_keys_file(tw_config *cfg, const char *path)
 int tw_config_set_tickets(tw_config *cfg, int count)
 {
     if (count < 0 || count > 8)
-        return tw__err(&cfg->err, TW_ERR_USAGE,
+        return twu_err(&cfg->err, TW_ERR_USAGE,
                        "ticket count %d is out of range: give 0 to 8", count);
     cfg->tickets = count;
     return 0;
@@ -185,7 +185,7 @@ int tw_config_set_session_cache_size(tw_config *cfg, size_t bytes)
      * (sesscache.c): a cache below 16 KiB would hold one or none, which
      * is surely not what was meant. */
     if (bytes != 0 && bytes < TW__SESSION_CACHE_MIN)
-        return tw__err(&cfg->err, TW_ERR_USAGE,
+        return twu_err(&cfg->err, TW_ERR_USAGE,
                        "a session cache of %zu bytes holds no session: give "
                        "0 to turn it off, or at least %d bytes", bytes,
                        TW__SESSION_CACHE_MIN);

@@ -14,11 +14,11 @@
 tw_conn *tw__conn_new(tw__gen *g, int fd, int is_server, const char *host,
                       tw_err *err)
 {
-    tw_conn *c = tw__calloc(1, sizeof(*c));
+    tw_conn *c = twu_calloc(1, sizeof(*c));
     unsigned char ip[16];
 
     if (c == NULL) {
-        tw__err_nomem(err);
+        twu_err_nomem(err);
         tw__gen_unref(g);
         return NULL;
     }
@@ -27,7 +27,7 @@ tw_conn *tw__conn_new(tw__gen *g, int fd, int is_server, const char *host,
     if ((c->ssl = SSL_new(g->ctx)) == NULL ||
         SSL_set_ex_data(c->ssl, tw__ssl_conn_index(), c) != 1 ||
         SSL_set_fd(c->ssl, fd) != 1) {
-        tw__err_ssl(err, TW_ERR_INTERNAL, "cannot start a TLS connection");
+        twu_err_ssl(err, TW_ERR_INTERNAL, "cannot start a TLS connection");
         goto err;
     }
     if (is_server) {
@@ -39,8 +39,8 @@ tw_conn *tw__conn_new(tw__gen *g, int fd, int is_server, const char *host,
         int is_ip = inet_pton(AF_INET, host, ip) == 1 ||
                     inet_pton(AF_INET6, host, ip) == 1;
 
-        if ((c->host = tw__strdup(host)) == NULL) {
-            tw__err_nomem(err);
+        if ((c->host = twu_strdup(host)) == NULL) {
+            twu_err_nomem(err);
             goto err;
         }
         /* SNI carries names, never addresses (RFC 6066 section 3). */
@@ -48,7 +48,7 @@ tw_conn *tw__conn_new(tw__gen *g, int fd, int is_server, const char *host,
             (is_ip && X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl),
                                                     host) != 1) ||
             (!is_ip && SSL_set1_host(c->ssl, host) != 1)) {
-            tw__err_ssl(err, TW_ERR_USAGE, "'%s' is not a usable host name",
+            twu_err_ssl(err, TW_ERR_USAGE, "'%s' is not a usable host name",
                         host);
             goto err;
         }
@@ -82,12 +82,12 @@ void tw_conn_free(tw_conn *c)
     SSL_free(c->ssl);
     X509_free(c->verify_cert);
     tw_identity_free(c->peer);
-    tw__free(c->host);
-    tw__free(c->err);
+    twu_free(c->host);
+    twu_free(c->err);
     if (own != c->gen)
         tw__gen_unref(own);
     tw__gen_unref(c->gen);
-    tw__free(c);
+    twu_free(c);
 }
 
 /*
@@ -197,7 +197,7 @@ tw_err *tw__conn_errbuf(tw_conn *c)
 {
     static _Thread_local tw_err fallback; /* out of memory: keep going */
 
-    if (c->err == NULL && (c->err = tw__calloc(1, sizeof(*c->err))) == NULL) {
+    if (c->err == NULL && (c->err = twu_calloc(1, sizeof(*c->err))) == NULL) {
         tw_err_clear(&fallback);
         return &fallback;
     }
@@ -326,7 +326,7 @@ int tw_conn_refresh(tw_conn *c)
     peer = SSL_get0_peer_certificate(c->ssl);
     if ((ctx = X509_STORE_CTX_new()) == NULL) {
         tw__gen_unref(g);
-        return tw__err_nomem(tw__conn_errbuf(c));
+        return twu_err_nomem(tw__conn_errbuf(c));
     }
     ok = peer != NULL &&
          X509_STORE_CTX_init(ctx, tw__trust_store(g->trust), peer,

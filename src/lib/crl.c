@@ -52,13 +52,13 @@ static int add_revoked(X509_CRL *crl, const tw_revoked *r, tw_err *err)
         BN_hex2bn(&bn, r->serial_hex) == 0 ||
         (serial = BN_to_ASN1_INTEGER(bn, NULL)) == NULL ||
         (when = ASN1_TIME_set(NULL, r->revoked_at)) == NULL) {
-        tw__err_ssl(err, TW_ERR_INPUT, "cannot list serial %s in the CRL",
+        twu_err_ssl(err, TW_ERR_INPUT, "cannot list serial %s in the CRL",
                     r->serial_hex);
         goto done;
     }
     if (X509_REVOKED_set_serialNumber(rev, serial) != 1 ||
         X509_REVOKED_set_revocationDate(rev, when) != 1) {
-        tw__err_ssl(err, TW_ERR_INTERNAL, "cannot fill a CRL entry");
+        twu_err_ssl(err, TW_ERR_INTERNAL, "cannot fill a CRL entry");
         goto done;
     }
     /* RFC 5280 5.3.1: omit the reason rather than say "unspecified". */
@@ -66,12 +66,12 @@ static int add_revoked(X509_CRL *crl, const tw_revoked *r, tw_err *err)
         if ((code = ASN1_ENUMERATED_new()) == NULL ||
             ASN1_ENUMERATED_set(code, r->reason) != 1 ||
             X509_REVOKED_add1_ext_i2d(rev, NID_crl_reason, code, 0, 0) != 1) {
-            tw__err_ssl(err, TW_ERR_INTERNAL, "cannot set a CRL reason");
+            twu_err_ssl(err, TW_ERR_INTERNAL, "cannot set a CRL reason");
             goto done;
         }
     }
     if (X509_CRL_add0_revoked(crl, rev) != 1) {
-        tw__err_ssl(err, TW_ERR_INTERNAL, "cannot add a CRL entry");
+        twu_err_ssl(err, TW_ERR_INTERNAL, "cannot add a CRL entry");
         goto done;
     }
     rev = NULL;
@@ -96,7 +96,7 @@ static int add_crl_extensions(X509_CRL *crl, X509 *ca, uint64_t number,
     if (num == NULL || ASN1_INTEGER_set_uint64(num, number) != 1 ||
         X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, 0) != 1) {
         ASN1_INTEGER_free(num);
-        return tw__err_ssl(err, TW_ERR_INTERNAL, "cannot set the CRL number");
+        return twu_err_ssl(err, TW_ERR_INTERNAL, "cannot set the CRL number");
     }
     ASN1_INTEGER_free(num);
     X509V3_set_ctx(&ctx, ca, NULL, NULL, crl, 0);
@@ -104,7 +104,7 @@ static int add_crl_extensions(X509_CRL *crl, X509 *ca, uint64_t number,
                               "keyid:always");
     ok = aki != NULL && X509_CRL_add_ext(crl, aki, -1) == 1;
     X509_EXTENSION_free(aki);
-    return ok ? 0 : tw__err_ssl(err, TW_ERR_INTERNAL,
+    return ok ? 0 : twu_err_ssl(err, TW_ERR_INTERNAL,
                                 "cannot set the CRL's authority key id");
 }
 
@@ -122,20 +122,20 @@ int tw_crl_write_file(const tw_cert *ca, const tw_key *ca_key,
     int rc = -1;
 
     if (days < 1 || days > 3650)
-        return tw__err(err, TW_ERR_USAGE,
+        return twu_err(err, TW_ERR_USAGE,
                        "CRL validity of %d days is out of range: give 1 to "
                        "3650", days);
     if ((crl = X509_CRL_new()) == NULL ||
         (last = X509_time_adj_ex(NULL, 0, -60, &now)) == NULL ||
         (next = X509_time_adj_ex(NULL, days, 0, &now)) == NULL) {
-        tw__err_nomem(err);
+        twu_err_nomem(err);
         goto done;
     }
     if (X509_CRL_set_version(crl, X509_CRL_VERSION_2) != 1 ||
         X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca->x509)) != 1 ||
         X509_CRL_set1_lastUpdate(crl, last) != 1 ||
         X509_CRL_set1_nextUpdate(crl, next) != 1) {
-        tw__err_ssl(err, TW_ERR_INTERNAL, "cannot fill in the CRL");
+        twu_err_ssl(err, TW_ERR_INTERNAL, "cannot fill in the CRL");
         goto done;
     }
     for (size_t i = 0; i < count; i++)
@@ -149,16 +149,16 @@ int tw_crl_write_file(const tw_cert *ca, const tw_key *ca_key,
         md = EVP_PKEY_get_bits(ca_key->pkey) == 384 ? EVP_sha384()
                                                     : EVP_sha256();
     if (X509_CRL_sign(crl, ca_key->pkey, md) <= 0) {
-        tw__err_ssl(err, TW_ERR_INTERNAL, "cannot sign the CRL");
+        twu_err_ssl(err, TW_ERR_INTERNAL, "cannot sign the CRL");
         goto done;
     }
     if ((bio = BIO_new(BIO_s_mem())) == NULL ||
         PEM_write_bio_X509_CRL(bio, crl) != 1) {
-        tw__err_ssl(err, TW_ERR_INTERNAL, "cannot encode the CRL");
+        twu_err_ssl(err, TW_ERR_INTERNAL, "cannot encode the CRL");
         goto done;
     }
     len = BIO_get_mem_data(bio, &pem);
-    rc = tw__write_file_atomic(path, pem, (size_t)len, 0644, 0, err);
+    rc = twu_write_file_atomic(path, pem, (size_t)len, 0644, 0, err);
 done:
     ERR_clear_error();
     BIO_free(bio);

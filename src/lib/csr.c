@@ -25,7 +25,7 @@ static X509_REQ *parse_req(const char *data, size_t len, const char *path,
 
     if (memmem(data, len, "-----BEGIN", 10) != NULL) {
         if ((bio = BIO_new_mem_buf(data, (int)len)) == NULL) {
-            tw__err_nomem(err);
+            twu_err_nomem(err);
             return NULL;
         }
         req = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL);
@@ -36,7 +36,7 @@ static X509_REQ *parse_req(const char *data, size_t len, const char *path,
         req = d2i_X509_REQ(NULL, &p, (long)len);
     }
     if (req == NULL)
-        tw__err_ssl(err, TW_ERR_INPUT,
+        twu_err_ssl(err, TW_ERR_INPUT,
                     "%s holds no readable certificate signing request "
                     "(garbage or truncated PEM?)", path);
     return req;
@@ -49,7 +49,7 @@ static int check_key_strength(EVP_PKEY *pub, const char *path, tw_err *err)
 
     tw__key_describe(pub, desc, sizeof(desc));
     if (EVP_PKEY_get_security_bits(pub) < 112)
-        return tw__err(err, TW_ERR_INPUT,
+        return twu_err(err, TW_ERR_INPUT,
                        "%s asks to certify a %s key, weaker than the 112-bit "
                        "minimum: make a new key (RSA 2048 or more, or EC)",
                        path, desc);
@@ -79,7 +79,7 @@ static int add_requested_name(tw_certgen *g, const GENERAL_NAME *gn,
             inet_ntop(len == 4 ? AF_INET : AF_INET6,
                       ASN1_STRING_get0_data(gn->d.iPAddress), ip,
                       sizeof(ip)) == NULL)
-            return tw__err(err, TW_ERR_INPUT,
+            return twu_err(err, TW_ERR_INPUT,
                            "%s asks for a malformed IP address name", path);
         snprintf(text, sizeof(text), "%s", ip);
         break;
@@ -90,7 +90,7 @@ static int add_requested_name(tw_certgen *g, const GENERAL_NAME *gn,
         len = ASN1_STRING_length(s);
         if (len <= 0 || (size_t)len >= sizeof(text) ||
             memchr(ASN1_STRING_get0_data(s), '\0', (size_t)len) != NULL)
-            return tw__err(err, TW_ERR_INPUT,
+            return twu_err(err, TW_ERR_INPUT,
                            "%s asks for a malformed %s (empty, too long or "
                            "with a NUL byte)", path, kind[type]);
         memcpy(text, ASN1_STRING_get0_data(s), (size_t)len);
@@ -100,7 +100,7 @@ static int add_requested_name(tw_certgen *g, const GENERAL_NAME *gn,
         char why[TW_ERR_MSG_MAX];
 
         snprintf(why, sizeof(why), "%s", err ? err->msg : "");
-        return tw__err(err, TW_ERR_INPUT, "%s asks for a name that cannot be "
+        return twu_err(err, TW_ERR_INPUT, "%s asks for a name that cannot be "
                        "certified: %s", path, why);
     }
     return 0;
@@ -118,7 +118,7 @@ static int copy_extensions(tw_certgen *g, X509_REQ *req, const char *path,
         return 0;
     bc = X509V3_get_d2i(exts, NID_basic_constraints, &crit, NULL);
     if (bc != NULL && bc->ca) {
-        tw__err(err, TW_ERR_INPUT,
+        twu_err(err, TW_ERR_INPUT,
                 "%s asks for a CA certificate (basicConstraints CA:TRUE): "
                 "twoway-ca signs only end-entity certificates from CSRs", path);
         goto done;
@@ -141,7 +141,7 @@ done:
 int tw_certgen_from_csr_file(tw_certgen *g, const char *path, tw_err *err)
 {
     size_t len;
-    char *data = tw__read_file(path, CSR_FILE_MAX, &len, err);
+    char *data = twu_read_file(path, CSR_FILE_MAX, &len, err);
     X509_REQ *req = NULL;
     EVP_PKEY *pub = NULL;
     X509_NAME *subject = NULL;
@@ -152,11 +152,11 @@ int tw_certgen_from_csr_file(tw_certgen *g, const char *path, tw_err *err)
     if ((req = parse_req(data, len, path, err)) == NULL)
         goto done;
     if ((pub = X509_REQ_get_pubkey(req)) == NULL) {
-        tw__err_ssl(err, TW_ERR_INPUT, "%s has no usable public key", path);
+        twu_err_ssl(err, TW_ERR_INPUT, "%s has no usable public key", path);
         goto done;
     }
     if (X509_REQ_verify(req, pub) != 1) {
-        tw__err_ssl(err, TW_ERR_INPUT,
+        twu_err_ssl(err, TW_ERR_INPUT,
                     "the signature of %s does not verify: the request was "
                     "altered or not made with its key; make a new CSR", path);
         goto done;
@@ -164,13 +164,13 @@ int tw_certgen_from_csr_file(tw_certgen *g, const char *path, tw_err *err)
     if (check_key_strength(pub, path, err) < 0)
         goto done;
     if (X509_NAME_entry_count(X509_REQ_get_subject_name(req)) == 0) {
-        tw__err(err, TW_ERR_INPUT, "%s has an empty subject", path);
+        twu_err(err, TW_ERR_INPUT, "%s has an empty subject", path);
         goto done;
     }
     if (copy_extensions(g, req, path, err) < 0)
         goto done;
     if ((subject = X509_NAME_dup(X509_REQ_get_subject_name(req))) == NULL) {
-        tw__err_nomem(err);
+        twu_err_nomem(err);
         goto done;
     }
     tw__certgen_set_subject_name(g, subject);
@@ -181,6 +181,6 @@ done:
     ERR_clear_error();
     EVP_PKEY_free(pub);
     X509_REQ_free(req);
-    tw__free(data);
+    twu_free(data);
     return rc;
 }

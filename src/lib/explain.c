@@ -159,7 +159,7 @@ int tw_explain_alert(tw_err *err, int alert, int purpose,
         peer = purpose == TW_PURPOSE_SERVER ? "the client" : "the server";
     describe_ours(&o, own, own_file);
     reason = why(alert, purpose, own, &o, peer, because, sizeof(because));
-    return tw__err_reason(err, TW_ERR_REJECTED_BY_PEER, reason,
+    return twu_err_reason(err, TW_ERR_REJECTED_BY_PEER, reason,
                           "%s %s (TLS alert %s): %s", peer,
                           tw_tls_alert_refuses_certificate(alert)
                               ? "rejected our certificate"

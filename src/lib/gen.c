@@ -73,10 +73,10 @@ void tw__gen_unref(tw__gen *g)
     tw_policy_free(g->expect);
     if (g->vcache != NULL) {
         tw__vcache_destroy(g->vcache);
-        tw__free(g->vcache);
+        twu_free(g->vcache);
     }
     OPENSSL_cleanse(g->keys, sizeof(g->keys));
-    tw__free(g);
+    twu_free(g);
 }
 
 static int load_policy(tw__gen *g, const tw_config *cfg, tw_err *err)
@@ -133,7 +133,7 @@ static int use_trust(tw__gen *g, tw_err *err)
     EVP_MD_CTX_free(md);
     if (!ok) {
         sk_X509_NAME_pop_free(names, X509_NAME_free);
-        return tw__err_ssl(err, TW_ERR_INTERNAL, "cannot use the CA file");
+        return twu_err_ssl(err, TW_ERR_INTERNAL, "cannot use the CA file");
     }
     memcpy(g->trust_id, digest, sizeof(g->trust_id));
     if (g->is_server)
@@ -201,11 +201,11 @@ static int use_keypair(tw__gen *g, const tw_config *cfg, tw_err *err)
     int ok;
 
     if (cfg->cert_file == NULL)
-        return g->is_server ? tw__err(err, TW_ERR_USAGE,
+        return g->is_server ? twu_err(err, TW_ERR_USAGE,
                                       "a server needs a certificate and key")
                             : 0;
     if (SSL_CTX_use_certificate_chain_file(g->ctx, cfg->cert_file) != 1)
-        return tw__err_ssl(err, TW_ERR_INPUT,
+        return twu_err_ssl(err, TW_ERR_INPUT,
                            "cannot use the certificate %s (garbage or "
                            "truncated PEM?)", cfg->cert_file);
     if ((key = tw_key_load_file(cfg->key_file, NULL, err)) == NULL)
@@ -214,7 +214,7 @@ static int use_keypair(tw__gen *g, const tw_config *cfg, tw_err *err)
          SSL_CTX_check_private_key(g->ctx) == 1;
     tw_key_free(key);
     if (!ok)
-        return tw__err_ssl(err, TW_ERR_INPUT,
+        return twu_err_ssl(err, TW_ERR_INPUT,
                            "the key %s does not belong to the certificate %s",
                            cfg->key_file, cfg->cert_file);
     leaf = SSL_CTX_get0_certificate(g->ctx);
@@ -248,7 +248,7 @@ static int set_tls_options(tw__gen *g, const tw_config *cfg, tw_err *err)
         SSL_CTX_set1_groups_list(ctx, GROUPS) != 1 ||
         SSL_CTX_set1_sigalgs_list(ctx, SIGALGS) != 1 ||
         SSL_CTX_set1_client_sigalgs_list(ctx, SIGALGS) != 1)
-        return tw__err_ssl(err, TW_ERR_INTERNAL, "cannot set TLS parameters");
+        return twu_err_ssl(err, TW_ERR_INTERNAL, "cannot set TLS parameters");
     if (g->is_server) {
         mode |= SSL_VERIFY_CLIENT_ONCE;
         SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
@@ -300,21 +300,21 @@ static int set_tls_options(tw__gen *g, const tw_config *cfg, tw_err *err)
 tw__gen *tw__gen_new(const tw_config *cfg, int is_server,
                      const tw__ticket_key *keys, size_t nkeys, tw_err *err)
 {
-    tw__gen *g = tw__calloc(1, sizeof(*g));
+    tw__gen *g = twu_calloc(1, sizeof(*g));
 
     if (g == NULL) {
-        tw__err_nomem(err);
+        twu_err_nomem(err);
         return NULL;
     }
     atomic_init(&g->refs, 1);
     g->is_server = is_server;
     if (cfg->ca_file == NULL) {
-        tw__err(err, TW_ERR_USAGE, "no CA file given: peers cannot be verified");
+        twu_err(err, TW_ERR_USAGE, "no CA file given: peers cannot be verified");
         goto err;
     }
     g->ctx = SSL_CTX_new(is_server ? TLS_server_method() : TLS_client_method());
     if (g->ctx == NULL) {
-        tw__err_ssl(err, TW_ERR_INTERNAL, "cannot create a TLS context");
+        twu_err_ssl(err, TW_ERR_INTERNAL, "cannot create a TLS context");
         goto err;
     }
     if (SSL_CTX_set_ex_data(g->ctx, tw__ctx_gen_index(), g) != 1 ||
@@ -324,8 +324,8 @@ tw__gen *tw__gen_new(const tw_config *cfg, int is_server,
         goto err;
     if (is_server) {
         /* Verified client chains, remembered for this generation only. */
-        if ((g->vcache = tw__malloc(sizeof(*g->vcache))) == NULL) {
-            tw__err_nomem(err);
+        if ((g->vcache = twu_malloc(sizeof(*g->vcache))) == NULL) {
+            twu_err_nomem(err);
             goto err;
         }
         tw__vcache_init(g->vcache);

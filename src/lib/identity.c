@@ -36,27 +36,27 @@ void tw_identity_free(tw_identity *id)
 {
     if (id == NULL)
         return;
-    tw__free(id->subject);
-    tw__free(id->issuer);
+    twu_free(id->subject);
+    twu_free(id->issuer);
     for (size_t i = 0; i < id->nattrs; i++)
-        tw__free(id->attrs[i].value);
-    tw__free(id->attrs);
+        twu_free(id->attrs[i].value);
+    twu_free(id->attrs);
     for (int t = 0; t < TW_SAN_TYPES; t++) {
         for (size_t i = 0; i < id->nsans[t]; i++)
-            tw__free(id->sans[t][i]);
-        tw__free(id->sans[t]);
+            twu_free(id->sans[t][i]);
+        twu_free(id->sans[t]);
     }
-    tw__free(id);
+    twu_free(id);
 }
 
 static int push_san(tw_identity *id, enum tw_san_type t, const char *value)
 {
-    char **n = tw__realloc(id->sans[t], (id->nsans[t] + 1) * sizeof(*n));
+    char **n = twu_realloc(id->sans[t], (id->nsans[t] + 1) * sizeof(*n));
 
     if (n == NULL)
         return -1;
     id->sans[t] = n;
-    if ((n[id->nsans[t]] = tw__strdup(value)) == NULL)
+    if ((n[id->nsans[t]] = twu_strdup(value)) == NULL)
         return -1;
     id->nsans[t]++;
     return 0;
@@ -74,7 +74,7 @@ static int ia5_text(const ASN1_STRING *s, char **out)
     for (int i = 0; i < len; i++)
         if (d[i] < 0x20 || d[i] >= 0x7f)
             return 0;
-    *out = tw__strndup((const char *)d, (size_t)len);
+    *out = twu_strndup((const char *)d, (size_t)len);
     return *out != NULL ? 0 : -1;
 }
 
@@ -100,7 +100,7 @@ static int read_sans(tw_identity *id, X509 *x)
             t = TW_SAN_IP;
             if (((len == 4 && inet_ntop(AF_INET, d, ip, sizeof(ip))) ||
                  (len == 16 && inet_ntop(AF_INET6, d, ip, sizeof(ip)))) &&
-                (text = tw__strdup(ip)) == NULL)
+                (text = twu_strdup(ip)) == NULL)
                 goto done;
             break;
         }
@@ -112,10 +112,10 @@ static int read_sans(tw_identity *id, X509 *x)
         if (text == NULL)
             continue; /* unreadable or spoofing name: not an identity */
         if (push_san(id, t, text) < 0) {
-            tw__free(text);
+            twu_free(text);
             goto done;
         }
-        tw__free(text);
+        twu_free(text);
     }
     rc = 0;
 done:
@@ -129,7 +129,7 @@ static int read_attrs(tw_identity *id, const X509_NAME *name)
 
     if (count <= 0)
         return 0;
-    if ((id->attrs = tw__calloc((size_t)count, sizeof(*id->attrs))) == NULL)
+    if ((id->attrs = twu_calloc((size_t)count, sizeof(*id->attrs))) == NULL)
         return -1;
     for (int i = 0; i < count; i++) {
         const X509_NAME_ENTRY *e = X509_NAME_get_entry(name, i);
@@ -144,7 +144,7 @@ static int read_attrs(tw_identity *id, const X509_NAME *name)
             continue;
         }
         id->attrs[id->nattrs].nid = OBJ_obj2nid(X509_NAME_ENTRY_get_object(e));
-        id->attrs[id->nattrs].value = tw__strndup((char *)utf8, (size_t)len);
+        id->attrs[id->nattrs].value = twu_strndup((char *)utf8, (size_t)len);
         OPENSSL_free(utf8);
         if (id->attrs[id->nattrs].value == NULL)
             return -1;
@@ -170,7 +170,7 @@ static int read_digests(tw_identity *id, X509 *x)
 
     if (X509_digest(x, EVP_sha256(), md, &mdlen) != 1)
         return -1;
-    tw__hex(md, mdlen, id->fingerprint, 0);
+    twu_hex(md, mdlen, id->fingerprint, 0);
     if ((len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &spki)) <= 0)
         return -1;
     if (EVP_Digest(spki, (size_t)len, md, &mdlen, EVP_sha256(), NULL) != 1) {
@@ -178,7 +178,7 @@ static int read_digests(tw_identity *id, X509 *x)
         return -1;
     }
     OPENSSL_free(spki);
-    tw__hex(md, mdlen, id->spki, 0);
+    twu_hex(md, mdlen, id->spki, 0);
     return 0;
 }
 
@@ -214,7 +214,7 @@ static int read_purposes(X509 *x)
 
 static tw_identity *from_x509(X509 *x, tw_err *err)
 {
-    tw_identity *id = tw__calloc(1, sizeof(*id));
+    tw_identity *id = twu_calloc(1, sizeof(*id));
     EVP_PKEY *pub;
     int sig_nid;
 
@@ -225,7 +225,7 @@ static tw_identity *from_x509(X509 *x, tw_err *err)
         read_attrs(id, X509_get_subject_name(x)) < 0 || read_sans(id, x) < 0)
         goto nomem;
     if (read_digests(id, x) < 0) {
-        tw__err_ssl(err, TW_ERR_INPUT, "cannot hash the certificate");
+        twu_err_ssl(err, TW_ERR_INPUT, "cannot hash the certificate");
         goto err;
     }
     read_serial(id, x);
@@ -248,7 +248,7 @@ static tw_identity *from_x509(X509 *x, tw_err *err)
     ERR_clear_error();
     return id;
 nomem:
-    tw__err_nomem(err);
+    twu_err_nomem(err);
 err:
     ERR_clear_error();
     tw_identity_free(id);
@@ -268,7 +268,7 @@ tw_identity *tw_identity_from_der(const void *der, size_t len, tw_err *err)
 
     if (len > INT32_MAX ||
         (x = d2i_X509(NULL, &p, (long)len)) == NULL) {
-        tw__err_ssl(err, TW_ERR_INPUT, "not a DER certificate");
+        twu_err_ssl(err, TW_ERR_INPUT, "not a DER certificate");
         return NULL;
     }
     id = from_x509(x, err);

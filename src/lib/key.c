@@ -71,10 +71,10 @@ void tw__key_describe(const EVP_PKEY *pkey, char *buf, size_t len)
 
 tw_key *tw__key_wrap(EVP_PKEY *pkey, tw_err *err)
 {
-    tw_key *key = tw__calloc(1, sizeof(*key));
+    tw_key *key = twu_calloc(1, sizeof(*key));
 
     if (key == NULL) {
-        tw__err_nomem(err);
+        twu_err_nomem(err);
         return NULL;
     }
     key->pkey = pkey;
@@ -91,7 +91,7 @@ tw_key *tw_key_generate(const char *type, tw_err *err)
     if (type == NULL)
         type = "ec-p256";
     if ((t = find_type(type)) == NULL) {
-        tw__err(err, TW_ERR_USAGE,
+        twu_err(err, TW_ERR_USAGE,
                 "unknown key type '%s': use ec-p256, ec-p384, ed25519, "
                 "rsa-2048, rsa-3072 or rsa-4096", type);
         return NULL;
@@ -103,7 +103,7 @@ tw_key *tw_key_generate(const char *type, tw_err *err)
     else
         pkey = EVP_PKEY_Q_keygen(NULL, NULL, t->algorithm);
     if (pkey == NULL) {
-        tw__err_ssl(err, TW_ERR_INTERNAL, "cannot generate a %s key", type);
+        twu_err_ssl(err, TW_ERR_INTERNAL, "cannot generate a %s key", type);
         return NULL;
     }
     if ((key = tw__key_wrap(pkey, err)) == NULL)
@@ -137,13 +137,13 @@ static int pem_is_encrypted(const char *pem)
 int tw_key_file_is_encrypted(const char *path, tw_err *err)
 {
     size_t len;
-    char *pem = tw__read_file(path, KEY_FILE_MAX, &len, err);
+    char *pem = twu_read_file(path, KEY_FILE_MAX, &len, err);
     int enc;
 
     if (pem == NULL)
         return -1;
     enc = pem_is_encrypted(pem);
-    tw__free_secret(pem, len);
+    twu_free_secret(pem, len);
     return enc;
 }
 
@@ -156,28 +156,28 @@ tw_key *tw_key_load_file(const char *path, const char *passphrase, tw_err *err)
     tw_key *key = NULL;
     int encrypted;
 
-    if ((pem = tw__read_file(path, KEY_FILE_MAX, &len, err)) == NULL)
+    if ((pem = twu_read_file(path, KEY_FILE_MAX, &len, err)) == NULL)
         return NULL;
     encrypted = pem_is_encrypted(pem);
     if (encrypted && passphrase == NULL) {
-        tw__err(err, TW_ERR_USAGE,
+        twu_err(err, TW_ERR_USAGE,
                 "the private key %s is encrypted: give its passphrase", path);
         goto done;
     }
     if ((bio = BIO_new_mem_buf(pem, (int)len)) == NULL) {
-        tw__err_nomem(err);
+        twu_err_nomem(err);
         goto done;
     }
     pkey = PEM_read_bio_PrivateKey(bio, NULL, pass_cb, (void *)passphrase);
     if (pkey == NULL) {
         if (encrypted)
-            tw__err_ssl(err, TW_ERR_USAGE, "wrong passphrase for %s", path);
+            twu_err_ssl(err, TW_ERR_USAGE, "wrong passphrase for %s", path);
         else if (strstr(pem, "-----BEGIN") == NULL)
-            tw__err_ssl(err, TW_ERR_INPUT,
+            twu_err_ssl(err, TW_ERR_INPUT,
                         "%s is not a PEM private key (no -----BEGIN line)",
                         path);
         else
-            tw__err_ssl(err, TW_ERR_INPUT,
+            twu_err_ssl(err, TW_ERR_INPUT,
                         "%s holds no readable private key (garbage or "
                         "truncated PEM?)", path);
         goto done;
@@ -186,7 +186,7 @@ tw_key *tw_key_load_file(const char *path, const char *passphrase, tw_err *err)
         EVP_PKEY_free(pkey);
 done:
     BIO_free(bio);
-    tw__free_secret(pem, len);
+    twu_free_secret(pem, len);
     return key;
 }
 
@@ -198,22 +198,50 @@ BIO *tw__key_pem(const tw_key *key, const char *passphrase, tw_err *err)
     /* Reading hands the passphrase callback PEM_BUFSIZE bytes: a longer
      * passphrase would write a key that never loads again. */
     if (passphrase != NULL && strlen(passphrase) > PEM_BUFSIZE) {
-        tw__err(err, TW_ERR_USAGE,
+        twu_err(err, TW_ERR_USAGE,
                 "the passphrase is longer than %d bytes", PEM_BUFSIZE);
         return NULL;
     }
     if ((bio = BIO_new(BIO_s_secmem())) == NULL) {
-        tw__err_nomem(err);
+        twu_err_nomem(err);
         return NULL;
     }
     if (PEM_write_bio_PKCS8PrivateKey(
             bio, key->pkey, cipher, (const char *)passphrase,
             passphrase ? (int)strlen(passphrase) : 0, NULL, NULL) != 1) {
-        tw__err_ssl(err, TW_ERR_INTERNAL, "cannot encode the private key");
+        twu_err_ssl(err, TW_ERR_INTERNAL, "cannot encode the private key");
         BIO_free(bio);
         return NULL;
     }
     return bio;
+}
+
+char *tw_key_pem(const tw_key *key, const char *passphrase, size_t *len,
+                 tw_err *err)
+{
+    BIO *bio = tw__key_pem(key, passphrase, err);
+    char *data, *pem = NULL;
+    long n;
+
+    if (bio == NULL)
+        return NULL;
+    n = BIO_get_mem_data(bio, &data);
+    if (n < 0 || (pem = twu_malloc((size_t)n + 1)) == NULL) {
+        twu_err_nomem(err);
+        goto done;
+    }
+    memcpy(pem, data, (size_t)n);
+    pem[n] = '\0';
+    *len = (size_t)n;
+done:
+    BIO_free(bio); /* a secure-heap BIO: wiped as it is freed */
+    return pem;
+}
+
+void tw_key_pem_free(char *pem, size_t len)
+{
+    if (pem != NULL)
+        twu_free_secret(pem, len + 1);
 }
 
 int tw_key_write_file(const tw_key *key, const char *path,
@@ -227,8 +255,8 @@ int tw_key_write_file(const tw_key *key, const char *path,
     if (bio == NULL)
         return -1;
     len = BIO_get_mem_data(bio, &data);
-    rc = tw__write_file_atomic(path, data, (size_t)len, 0600,
-                               TW__WRITE_NO_REPLACE, err);
+    rc = twu_write_file_atomic(path, data, (size_t)len, 0600,
+                               TWU_WRITE_NO_REPLACE, err);
     BIO_free(bio);
     return rc;
 }
@@ -243,5 +271,5 @@ void tw_key_free(tw_key *key)
     if (key == NULL)
         return;
     EVP_PKEY_free(key->pkey);
-    tw__free(key);
+    twu_free(key);
 }

@@ -47,32 +47,32 @@ static int add_attribute(X509_NAME *name, const char *type, const char *value,
     int nid = OBJ_txt2nid(type);
 
     if (nid == NID_undef)
-        return tw__err(err, TW_ERR_USAGE,
+        return twu_err(err, TW_ERR_USAGE,
                        "unknown attribute '%s' at position %zu: use C, ST, L, "
                        "O, OU, CN, emailAddress or another OpenSSL name",
                        type, pos);
     if (value_len == 0)
-        return tw__err(err, TW_ERR_USAGE,
+        return twu_err(err, TW_ERR_USAGE,
                        "attribute %s at position %zu has an empty value", type,
                        pos);
     for (size_t i = 0; i < value_len; i++)
         if ((unsigned char)value[i] < 0x20 || value[i] == 0x7f)
-            return tw__err(err, TW_ERR_USAGE,
+            return twu_err(err, TW_ERR_USAGE,
                            "attribute %s at position %zu holds a control "
                            "character", type, pos);
     if (nid == NID_countryName && value_len != 2)
-        return tw__err(err, TW_ERR_USAGE,
+        return twu_err(err, TW_ERR_USAGE,
                        "attribute C at position %zu must be a two-letter "
                        "country code", pos);
     if (utf8_chars(value, value_len) > (size_t)upper_bound(nid))
-        return tw__err(err, TW_ERR_USAGE,
+        return twu_err(err, TW_ERR_USAGE,
                        "attribute %s at position %zu is longer than %d "
                        "characters (RFC 5280 upper bound)",
                        type, pos, upper_bound(nid));
     if (X509_NAME_add_entry_by_NID(name, nid, MBSTRING_UTF8,
                                    (const unsigned char *)value,
                                    (int)value_len, -1, 0) != 1)
-        return tw__err_ssl(err, TW_ERR_USAGE,
+        return twu_err_ssl(err, TW_ERR_USAGE,
                            "attribute %s at position %zu is not valid "
                            "(not UTF-8?)", type, pos);
     return 0;
@@ -86,20 +86,20 @@ tw_name *tw_name_parse(const char *text, tw_err *err)
     size_t len, i;
 
     if (text == NULL || text[0] != '/') {
-        tw__err(err, TW_ERR_USAGE,
+        twu_err(err, TW_ERR_USAGE,
                 "subject '%s' must start with '/', as in \"/O=ABC Inc./CN=localhost\"",
                 text ? text : "");
         return NULL;
     }
     len = strlen(text);
     if (len > NAME_TEXT_MAX) {
-        tw__err(err, TW_ERR_USAGE, "subject is longer than %d bytes",
+        twu_err(err, TW_ERR_USAGE, "subject is longer than %d bytes",
                 NAME_TEXT_MAX);
         return NULL;
     }
     /* One buffer holds the unescaped TYPE and VALUE of the current part. */
-    if ((buf = tw__malloc(len + 1)) == NULL || (name = X509_NAME_new()) == NULL) {
-        tw__err_nomem(err);
+    if ((buf = twu_malloc(len + 1)) == NULL || (name = X509_NAME_new()) == NULL) {
+        twu_err_nomem(err);
         goto err;
     }
     i = 1;
@@ -109,7 +109,7 @@ tw_name *tw_name_parse(const char *text, tw_err *err)
         for (; i < len && text[i] != '/'; i++) {
             if (text[i] == '\\') {
                 if (++i == len) {
-                    tw__err(err, TW_ERR_USAGE,
+                    twu_err(err, TW_ERR_USAGE,
                             "subject ends with a lone backslash");
                     goto err;
                 }
@@ -123,19 +123,19 @@ tw_name *tw_name_parse(const char *text, tw_err *err)
         buf[n] = '\0';
         if (n == 0 && i == len && start == len) {
             if (start == 1) {
-                tw__err(err, TW_ERR_USAGE, "subject '/' names no attribute");
+                twu_err(err, TW_ERR_USAGE, "subject '/' names no attribute");
                 goto err;
             }
             break; /* a trailing '/' is harmless */
         }
         if (eq == (size_t)-1) {
-            tw__err(err, TW_ERR_USAGE,
+            twu_err(err, TW_ERR_USAGE,
                     "part %zu of the subject ('%.*s') has no '=': write TYPE=VALUE",
                     start, (int)(i - start), text + start);
             goto err;
         }
         if (eq == 0) {
-            tw__err(err, TW_ERR_USAGE,
+            twu_err(err, TW_ERR_USAGE,
                     "part at position %zu of the subject has no attribute "
                     "type before '='", start);
             goto err;
@@ -145,30 +145,30 @@ tw_name *tw_name_parse(const char *text, tw_err *err)
         i++; /* skip '/' */
     }
     if (X509_NAME_entry_count(name) == 0) {
-        tw__err(err, TW_ERR_USAGE, "subject names no attribute");
+        twu_err(err, TW_ERR_USAGE, "subject names no attribute");
         goto err;
     }
-    if ((out = tw__calloc(1, sizeof(*out))) == NULL ||
+    if ((out = twu_calloc(1, sizeof(*out))) == NULL ||
         (out->text = tw__name_text(name)) == NULL) {
-        tw__err_nomem(err);
+        twu_err_nomem(err);
         goto err;
     }
     out->name = name;
-    tw__free(buf);
+    twu_free(buf);
     return out;
 err:
     if (out != NULL)
-        tw__free(out->text);
-    tw__free(out);
+        twu_free(out->text);
+    twu_free(out);
     X509_NAME_free(name);
-    tw__free(buf);
+    twu_free(buf);
     return NULL;
 }
 
 char *tw__name_text(const X509_NAME *name)
 {
     size_t cap = 256, used = 0;
-    char *out = tw__malloc(cap);
+    char *out = twu_malloc(cap);
     int count = X509_NAME_entry_count(name);
 
     if (out == NULL)
@@ -198,9 +198,9 @@ char *tw__name_text(const X509_NAME *name)
 
             while (cap < need)
                 cap *= 2;
-            if ((n = tw__realloc(out, cap)) == NULL) {
+            if ((n = twu_realloc(out, cap)) == NULL) {
                 OPENSSL_free(value);
-                tw__free(out);
+                twu_free(out);
                 return NULL;
             }
             out = n;
@@ -219,7 +219,7 @@ char *tw__name_text(const X509_NAME *name)
     }
     /* Identities keep these strings as long as a connection lives. */
     if (used + 1 < cap) {
-        char *fit = tw__realloc(out, used + 1);
+        char *fit = twu_realloc(out, used + 1);
 
         if (fit != NULL)
             out = fit;
@@ -237,6 +237,6 @@ void tw_name_free(tw_name *name)
     if (name == NULL)
         return;
     X509_NAME_free(name->name);
-    tw__free(name->text);
-    tw__free(name);
+    twu_free(name->text);
+    twu_free(name);
 }

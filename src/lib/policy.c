@@ -34,10 +34,10 @@
 
 tw_policy *tw_policy_new(tw_err *err)
 {
-    tw_policy *p = tw__calloc(1, sizeof(*p));
+    tw_policy *p = twu_calloc(1, sizeof(*p));
 
     if (p == NULL)
-        tw__err_nomem(err);
+        twu_err_nomem(err);
     return p;
 }
 
@@ -54,9 +54,9 @@ void tw_policy_free(tw_policy *p)
     if (p == NULL)
         return;
     truncate_to(p, 0, 0);
-    tw__free(p->rules);
-    tw__free(p->roles);
-    tw__free(p);
+    twu_free(p->rules);
+    twu_free(p->roles);
+    twu_free(p);
 }
 
 size_t tw_policy_rule_count(const tw_policy *p)
@@ -70,7 +70,7 @@ static int append(tw_policy *p, struct tw__prule *rule, const char *where,
 {
     if (p->nrules == TW__POLICY_MAX_RULES) {
         tw__prule_free(rule);
-        return tw__err(err, TW_ERR_INPUT,
+        return twu_err(err, TW_ERR_INPUT,
                        "%s: the policy already holds %d rules, the most it "
                        "may", where, TW__POLICY_MAX_RULES);
     }
@@ -82,10 +82,10 @@ static int append(tw_policy *p, struct tw__prule *rule, const char *where,
         if (cap > TW__POLICY_MAX_RULES)
             cap = TW__POLICY_MAX_RULES;
         /* roles never outnumber rules: grow both together. */
-        if ((rules = tw__realloc(p->rules, cap * sizeof(*rules))) == NULL)
+        if ((rules = twu_realloc(p->rules, cap * sizeof(*rules))) == NULL)
             goto nomem;
         p->rules = rules;
-        if ((roles = tw__realloc(p->roles, cap * sizeof(*roles))) == NULL)
+        if ((roles = twu_realloc(p->roles, cap * sizeof(*roles))) == NULL)
             goto nomem;
         p->roles = roles;
         p->cap = cap;
@@ -102,7 +102,7 @@ static int append(tw_policy *p, struct tw__prule *rule, const char *where,
     return 0;
 nomem:
     tw__prule_free(rule);
-    return tw__err_nomem(err);
+    return twu_err_nomem(err);
 }
 
 /* `kind "line"` for messages about a line given as a string: cut short and
@@ -129,14 +129,14 @@ static int add_line(tw_policy *p, const char *line, int want_role,
     int rc;
 
     if (p == NULL || line == NULL)
-        return tw__err(err, TW_ERR_USAGE, "no policy or no %s given", kind);
+        return twu_err(err, TW_ERR_USAGE, "no policy or no %s given", kind);
     describe(where, sizeof(where), kind, line);
     rc = tw__policy_parse_line(line, strlen(line), want_role, where, &rule,
                                err);
     if (rc < 0)
         return -1;
     if (rc == 0)
-        return tw__err(err, TW_ERR_INPUT, "%s: the %s is empty: write %s, as "
+        return twu_err(err, TW_ERR_INPUT, "%s: the %s is empty: write %s, as "
                        "in '%s'", where, kind,
                        want_role ? "ROLE FIELD=VALUE" : "FIELD=VALUE",
                        want_role ? "read O=MailServer" : "O=InvoiceServer");
@@ -159,9 +159,9 @@ int tw__policy_load_buffer(tw_policy *p, const char *name, const char *data,
     size_t old_rules, old_roles, pos = 0, lineno = 0;
 
     if (p == NULL || name == NULL || (data == NULL && len > 0))
-        return tw__err(err, TW_ERR_USAGE, "no policy or no policy text given");
+        return twu_err(err, TW_ERR_USAGE, "no policy or no policy text given");
     if (len > TW__POLICY_MAX_FILE)
-        return tw__err(err, TW_ERR_INPUT, "%s is larger than %d bytes: is it "
+        return twu_err(err, TW_ERR_INPUT, "%s is larger than %d bytes: is it "
                        "the right file?", name, TW__POLICY_MAX_FILE);
     old_rules = p->nrules;
     old_roles = p->nroles;
@@ -197,11 +197,11 @@ int tw_policy_load_file(tw_policy *p, const char *path, tw_err *err)
     int rc;
 
     if (p == NULL || path == NULL)
-        return tw__err(err, TW_ERR_USAGE, "no policy or no policy file given");
-    if ((data = tw__read_file(path, TW__POLICY_MAX_FILE, &len, err)) == NULL)
+        return twu_err(err, TW_ERR_USAGE, "no policy or no policy file given");
+    if ((data = twu_read_file(path, TW__POLICY_MAX_FILE, &len, err)) == NULL)
         return -1;
     rc = tw__policy_load_buffer(p, path, data, len, err);
-    tw__free(data);
+    twu_free(data);
     return rc;
 }
 

@@ -79,7 +79,7 @@ static int fail(const struct cursor *c, const char *fmt, ...)
     for (char *m = msg; *m != '\0'; m++)
         if ((unsigned char)*m < 0x20 || *m == 0x7f)
             *m = '?';
-    return tw__err(c->err, TW_ERR_INPUT, "%s: %s", c->where, msg);
+    return twu_err(c->err, TW_ERR_INPUT, "%s: %s", c->where, msg);
 }
 
 static void skip_blanks(struct cursor *c)
@@ -109,8 +109,8 @@ static int parse_role(struct cursor *c, char **role)
             return fail(c, "role '%.*s' at column %zu is not a role name: a "
                         "lower-case letter, then lower-case letters, digits, "
                         "'_' or '-'", show(n), tok, start + 1);
-    if ((*role = tw__strndup(tok, n)) == NULL)
-        return tw__err_nomem(c->err);
+    if ((*role = twu_strndup(tok, n)) == NULL)
+        return twu_err_nomem(c->err);
     return 0;
 }
 
@@ -326,13 +326,13 @@ static int make_cond(const struct cursor *c, struct tw__pcond *cond, char *v,
     case TW__PF_OU:
         break;
     case TW__PF_DNS:
-        TW_GUARD(check_dns(c, v, len, col));
+        TWU_GUARD(check_dns(c, v, len, col));
         break;
     case TW__PF_URI:
-        TW_GUARD(check_uri(c, v, len, col));
+        TWU_GUARD(check_uri(c, v, len, col));
         break;
     case TW__PF_EMAIL:
-        TW_GUARD(check_email(c, v, len, col));
+        TWU_GUARD(check_email(c, v, len, col));
         break;
     case TW__PF_IP:
         if (inet_pton(AF_INET, v, cond->ip) == 1)
@@ -344,18 +344,18 @@ static int make_cond(const struct cursor *c, struct tw__pcond *cond, char *v,
                         "or IPv6 address", show(len), v, col);
         if (inet_ntop(cond->iplen == 4 ? AF_INET : AF_INET6, cond->ip, text,
                       sizeof(text)) == NULL)
-            return tw__err(c->err, TW_ERR_INTERNAL, "%s: cannot print the ip "
+            return twu_err(c->err, TW_ERR_INTERNAL, "%s: cannot print the ip "
                            "value at column %zu", c->where, col);
         store = text;
         break;
     case TW__PF_SHA256:
     case TW__PF_SPKI:
-        TW_GUARD(check_hex(c, fname, v, col, text));
+        TWU_GUARD(check_hex(c, fname, v, col, text));
         store = text;
         break;
     }
-    if ((cond->value = tw__strdup(store)) == NULL)
-        return tw__err_nomem(c->err);
+    if ((cond->value = twu_strdup(store)) == NULL)
+        return twu_err_nomem(c->err);
     return 0;
 err:
     return -1;
@@ -376,7 +376,7 @@ static char *render(const char *role, const struct tw__pcond *conds, size_t n)
     for (size_t i = 0; i < n; i++)
         cap += 1 + strlen(tw__policy_field_name(conds[i].field)) + 1 +
                2 * strlen(conds[i].value) + 2;
-    if ((out = tw__malloc(cap)) == NULL)
+    if ((out = twu_malloc(cap)) == NULL)
         return NULL;
     if (role != NULL)
         used += (size_t)snprintf(out, cap, "%s", role);
@@ -405,10 +405,10 @@ void tw__prule_free(struct tw__prule *rule)
     if (rule == NULL)
         return;
     for (size_t i = 0; i < rule->nconds; i++)
-        tw__free(rule->conds[i].value);
-    tw__free(rule->role);
-    tw__free(rule->text);
-    tw__free(rule);
+        twu_free(rule->conds[i].value);
+    twu_free(rule->role);
+    twu_free(rule->text);
+    twu_free(rule);
 }
 
 /* Before any token: the length and the bytes of the whole line. */
@@ -439,12 +439,12 @@ int tw__policy_parse_line(const char *line, size_t len, int want_role,
 
     *out = NULL;
     memset(conds, 0, sizeof(conds));
-    TW_GUARD(check_line(&c));
+    TWU_GUARD(check_line(&c));
     skip_blanks(&c);
     if (c.pos == c.len || line[c.pos] == '#')
         return 0;
     if (want_role)
-        TW_GUARD(parse_role(&c, &role));
+        TWU_GUARD(parse_role(&c, &role));
     for (;;) {
         size_t col, vlen = 0;
 
@@ -456,11 +456,11 @@ int tw__policy_parse_line(const char *line, size_t len, int want_role,
                  "one more", TW__POLICY_MAX_FIELDS, c.pos + 1);
             goto err;
         }
-        TW_GUARD(parse_field_name(&c, !want_role && n == 0, &conds[n].field));
+        TWU_GUARD(parse_field_name(&c, !want_role && n == 0, &conds[n].field));
         col = c.pos + 1;
-        TW_GUARD(parse_value(&c, tw__policy_field_name(conds[n].field), buf,
+        TWU_GUARD(parse_value(&c, tw__policy_field_name(conds[n].field), buf,
                              &vlen));
-        TW_GUARD(make_cond(&c, &conds[n], buf, vlen, col));
+        TWU_GUARD(make_cond(&c, &conds[n], buf, vlen, col));
         n++;
     }
     if (n == 0) { /* only a rule can get here: it has a role */
@@ -468,9 +468,9 @@ int tw__policy_parse_line(const char *line, size_t len, int want_role,
              "as in '%s O=MailServer'", role, role);
         goto err;
     }
-    if ((rule = tw__calloc(1, sizeof(*rule) + n * sizeof(conds[0]))) == NULL ||
+    if ((rule = twu_calloc(1, sizeof(*rule) + n * sizeof(conds[0]))) == NULL ||
         (rule->text = render(role, conds, n)) == NULL) {
-        tw__err_nomem(err);
+        twu_err_nomem(err);
         goto err;
     }
     rule->role = role;
@@ -480,10 +480,10 @@ int tw__policy_parse_line(const char *line, size_t len, int want_role,
     return 1;
 err:
     if (rule != NULL)
-        tw__free(rule->text);
-    tw__free(rule);
+        twu_free(rule->text);
+    twu_free(rule);
     for (size_t i = 0; i < n; i++)
-        tw__free(conds[i].value);
-    tw__free(role);
+        twu_free(conds[i].value);
+    twu_free(role);
     return -1;
 }

@@ -111,46 +111,46 @@ static int explain(tw_err *err, enum tw_reason reason, const struct facts *f,
         snprintf(who, sizeof(who), "%s certificate", whose);
     switch (reason) {
     case TW_REASON_NO_CERTIFICATE:
-        return tw__err_reason(err, TW_ERR_PEER_REJECTED, reason,
+        return twu_err_reason(err, TW_ERR_PEER_REJECTED, reason,
                               "no certificate was presented: the peer must "
                               "send one (give it a certificate and key "
                               "issued by the CA)");
     case TW_REASON_UNKNOWN_CA:
-        return tw__err_reason(err, TW_ERR_PEER_REJECTED, reason,
+        return twu_err_reason(err, TW_ERR_PEER_REJECTED, reason,
                               "%s was not issued by a trusted CA (issuer %s "
                               "is not in the CA file): issue it from the "
                               "trusted CA, or trust its issuer", who,
                               f->present ? f->issuer : "?");
     case TW_REASON_EXPIRED:
-        return tw__err_reason(err, TW_ERR_PEER_REJECTED, reason,
+        return twu_err_reason(err, TW_ERR_PEER_REJECTED, reason,
                               "%s expired on %s: issue a new one", who,
                               f->not_after);
     case TW_REASON_NOT_YET_VALID:
-        return tw__err_reason(err, TW_ERR_PEER_REJECTED, reason,
+        return twu_err_reason(err, TW_ERR_PEER_REJECTED, reason,
                               "%s is not valid before %s: check both "
                               "machines' clocks", who, f->not_before);
     case TW_REASON_REVOKED:
-        return tw__err_reason(err, TW_ERR_PEER_REJECTED, reason,
+        return twu_err_reason(err, TW_ERR_PEER_REJECTED, reason,
                               "%s was revoked by its CA: issue a new one",
                               who);
     case TW_REASON_WRONG_USAGE:
-        return tw__err_reason(err, TW_ERR_PEER_REJECTED, reason,
+        return twu_err_reason(err, TW_ERR_PEER_REJECTED, reason,
                               "%s may not be used for this (%s): issue it "
                               "with the right purpose (--server or --client)",
                               who, detail ? detail : "wrong key usage");
     case TW_REASON_NAME_MISMATCH:
-        return tw__err_reason(err, TW_ERR_PEER_REJECTED, reason,
+        return twu_err_reason(err, TW_ERR_PEER_REJECTED, reason,
                               "%s does not name the host %s: issue it with "
                               "--dns (or --ip) for that name, or connect by "
                               "a name it holds", who,
                               detail ? detail : "asked for");
     case TW_REASON_CRL_UNUSABLE:
-        return tw__err_reason(err, TW_ERR_PEER_REJECTED, reason,
+        return twu_err_reason(err, TW_ERR_PEER_REJECTED, reason,
                               "cannot check %s against the CRL (%s): publish "
                               "a fresh CRL with `twoway-ca crl`", who,
                               detail ? detail : "CRL unusable");
     default:
-        return tw__err_reason(err, TW_ERR_PEER_REJECTED, reason,
+        return twu_err_reason(err, TW_ERR_PEER_REJECTED, reason,
                               "%s was refused (%s): re-issue it with "
                               "twoway-ca (keys of at least 112 bits, SHA-256 "
                               "signatures)", who,
@@ -213,7 +213,7 @@ int tw__reject(tw_err *err, enum tw_reason reason, X509 *cert,
     explain(err, reason, &f, role, detail);
     OPENSSL_free(hex);
     BN_free(bn);
-    tw__free(subject);
-    tw__free(issuer);
+    twu_free(subject);
+    twu_free(issuer);
     return -1;
 }

@@ -18,10 +18,10 @@ struct tw_server {
 
 tw_server *tw_server_new(const tw_config *cfg, tw_err *err)
 {
-    tw_server *srv = tw__calloc(1, sizeof(*srv));
+    tw_server *srv = twu_calloc(1, sizeof(*srv));
 
     if (srv == NULL) {
-        tw__err_nomem(err);
+        twu_err_nomem(err);
         return NULL;
     }
     pthread_mutex_init(&srv->lock, NULL);
@@ -142,5 +142,5 @@ void tw_server_free(tw_server *srv)
     tw__gen_unref(srv->cur);
     pthread_mutex_destroy(&srv->lock);
     OPENSSL_cleanse(&srv->key, sizeof(srv->key));
-    tw__free(srv);
+    twu_free(srv);
 }

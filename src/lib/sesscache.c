@@ -91,7 +91,7 @@ static size_t bucket_of(const tw__sesscache *sc, const unsigned char *id,
 
 tw__sesscache *tw__sesscache_new(size_t max_bytes, tw_err *err)
 {
-    tw__sesscache *sc = tw__calloc(1, sizeof(*sc));
+    tw__sesscache *sc = twu_calloc(1, sizeof(*sc));
 
     if (sc == NULL)
         goto nomem;
@@ -100,21 +100,21 @@ tw__sesscache *tw__sesscache_new(size_t max_bytes, tw_err *err)
     while (sc->nbuckets < BUCKETS_MAX &&
            sc->nbuckets < max_bytes / BYTES_PER_BUCKET)
         sc->nbuckets *= 2;
-    if ((sc->buckets = tw__calloc(sc->nbuckets, sizeof(*sc->buckets))) == NULL)
+    if ((sc->buckets = twu_calloc(sc->nbuckets, sizeof(*sc->buckets))) == NULL)
         goto nomem;
     sc->bytes = fixed_bytes(sc);
     pthread_mutex_init(&sc->lock, NULL);
     return sc;
 nomem:
-    tw__free(sc);
-    tw__err_nomem(err);
+    twu_free(sc);
+    twu_err_nomem(err);
     return NULL;
 }
 
 static void entry_free(struct entry *e)
 {
     SSL_SESSION_free(e->sess); /* wipes the master secret */
-    tw__free(e);
+    twu_free(e);
 }
 
 /* Take e out of the table and the list (lock held); the caller frees it. */
@@ -184,8 +184,8 @@ void tw__sesscache_free(tw__sesscache *sc)
         entry_free(e);
     }
     pthread_mutex_destroy(&sc->lock);
-    tw__free(sc->buckets);
-    tw__free(sc);
+    twu_free(sc->buckets);
+    twu_free(sc);
 }
 
 static tw__sesscache *cache_of_ctx(SSL_CTX *ctx)
@@ -212,7 +212,7 @@ static int new_cb(SSL *ssl, SSL_SESSION *sess)
         return 0;
     if (fixed_bytes(sc) + sizeof(*e) + SESSION_COST(len) > sc->max_bytes)
         return 0; /* larger than the whole cache: never fits */
-    if ((e = tw__calloc(1, sizeof(*e))) == NULL)
+    if ((e = twu_calloc(1, sizeof(*e))) == NULL)
         return 0; /* out of memory: the session just is not resumable */
     e->sess = sess;
     e->cost = sizeof(*e) + SESSION_COST(len);

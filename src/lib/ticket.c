@@ -32,7 +32,7 @@ int tw__ticket_keys_load(const char *path, tw__ticket_key *keys, size_t *nkeys,
                          tw_err *err)
 {
     size_t len, n = 0, lineno = 0;
-    char *data = tw__read_file(path, TICKET_FILE_MAX, &len, err);
+    char *data = twu_read_file(path, TICKET_FILE_MAX, &len, err);
     char *line, *save = NULL;
     int rc = -1;
 
@@ -52,7 +52,7 @@ int tw__ticket_keys_load(const char *path, tw__ticket_key *keys, size_t *nkeys,
                 continue;
             if (hex == sizeof(raw) || (hi = hex_nibble(p[0])) < 0 ||
                 (lo = hex_nibble(p[1])) < 0) {
-                tw__err(err, TW_ERR_INPUT,
+                twu_err(err, TW_ERR_INPUT,
                         "%s:%zu: a ticket key is 160 hex digits (16-byte "
                         "name, 32-byte AES key, 32-byte HMAC key)", path,
                         lineno);
@@ -64,13 +64,13 @@ int tw__ticket_keys_load(const char *path, tw__ticket_key *keys, size_t *nkeys,
         if (hex == 0)
             continue;
         if (hex != sizeof(raw)) {
-            tw__err(err, TW_ERR_INPUT,
+            twu_err(err, TW_ERR_INPUT,
                     "%s:%zu: a ticket key is 160 hex digits, this line has "
                     "%zu", path, lineno, hex * 2);
             goto done;
         }
         if (n == TW__TICKET_KEYS_MAX) {
-            tw__err(err, TW_ERR_INPUT, "%s holds more than %d keys", path,
+            twu_err(err, TW_ERR_INPUT, "%s holds more than %d keys", path,
                     TW__TICKET_KEYS_MAX);
             goto done;
         }
@@ -81,20 +81,20 @@ int tw__ticket_keys_load(const char *path, tw__ticket_key *keys, size_t *nkeys,
         n++;
     }
     if (n == 0) {
-        tw__err(err, TW_ERR_INPUT, "%s holds no ticket key", path);
+        twu_err(err, TW_ERR_INPUT, "%s holds no ticket key", path);
         goto done;
     }
     *nkeys = n;
     rc = 0;
 done:
-    tw__free_secret(data, len);
+    twu_free_secret(data, len);
     return rc;
 }
 
 int tw__ticket_keys_random(tw__ticket_key *key, tw_err *err)
 {
     if (RAND_bytes((unsigned char *)key, sizeof(*key)) != 1)
-        return tw__err_ssl(err, TW_ERR_INTERNAL, "no randomness for ticket keys");
+        return twu_err_ssl(err, TW_ERR_INTERNAL, "no randomness for ticket keys");
     return 0;
 }
 
@@ -210,7 +210,7 @@ int tw__ticket_install(SSL_CTX *ctx, tw_err *err)
 {
     if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, key_cb) != 1 ||
         SSL_CTX_set_session_ticket_cb(ctx, gen_cb, dec_cb, NULL) != 1)
-        return tw__err_ssl(err, TW_ERR_INTERNAL,
+        return twu_err_ssl(err, TW_ERR_INTERNAL,
                            "cannot install the session ticket callbacks");
     return 0;
 }

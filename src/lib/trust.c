@@ -31,13 +31,13 @@ void tw_trust_free(tw_trust *t)
         return;
     X509_STORE_free(t->store);
     sk_X509_pop_free(t->cas, X509_free);
-    tw__free(t);
+    twu_free(t);
 }
 
 static int load_cas(tw_trust *t, const char *path, tw_err *err)
 {
     size_t len;
-    char *data = tw__read_file(path, TRUST_FILE_MAX, &len, err);
+    char *data = twu_read_file(path, TRUST_FILE_MAX, &len, err);
     BIO *bio = NULL;
     STACK_OF(X509_INFO) *infos = NULL;
     int rc = -1;
@@ -45,7 +45,7 @@ static int load_cas(tw_trust *t, const char *path, tw_err *err)
     if (data == NULL)
         return -1;
     if ((bio = BIO_new_mem_buf(data, (int)len)) == NULL) {
-        tw__err_nomem(err);
+        twu_err_nomem(err);
         goto done;
     }
     infos = PEM_X509_INFO_read_bio(bio, NULL, NULL, NULL);
@@ -56,13 +56,13 @@ static int load_cas(tw_trust *t, const char *path, tw_err *err)
             continue;
         if (X509_STORE_add_cert(t->store, info->x509) != 1 ||
             sk_X509_push(t->cas, info->x509) == 0) {
-            tw__err_ssl(err, TW_ERR_INTERNAL, "cannot add a CA from %s", path);
+            twu_err_ssl(err, TW_ERR_INTERNAL, "cannot add a CA from %s", path);
             goto done;
         }
         X509_up_ref(info->x509);
     }
     if (sk_X509_num(t->cas) == 0) {
-        tw__err_ssl(err, TW_ERR_INPUT,
+        twu_err_ssl(err, TW_ERR_INPUT,
                     "%s holds no PEM certificate (garbage or truncated "
                     "PEM?): give the CA certificate file, e.g. ca.cert.pem",
                     path);
@@ -73,7 +73,7 @@ done:
     ERR_clear_error();
     sk_X509_INFO_pop_free(infos, X509_INFO_free);
     BIO_free(bio);
-    tw__free(data);
+    twu_free(data);
     return rc;
 }
 
@@ -102,7 +102,7 @@ static STACK_OF(X509_CRL) *parse_crls(const char *data, size_t len,
     int blocks;
 
     if (crls == NULL) {
-        tw__err_nomem(err);
+        twu_err_nomem(err);
         return NULL;
     }
     if (memmem(data, len, "-----BEGIN", 10) == NULL) {
@@ -126,11 +126,11 @@ static STACK_OF(X509_CRL) *parse_crls(const char *data, size_t len,
     }
     if (sk_X509_CRL_num(crls) == 0 || sk_X509_CRL_num(crls) < blocks) {
         if (sk_X509_CRL_num(crls) == 0)
-            tw__err_ssl(err, TW_ERR_INPUT,
+            twu_err_ssl(err, TW_ERR_INPUT,
                         "%s holds no readable CRL (garbage or truncated PEM?)",
                         path);
         else
-            tw__err_ssl(err, TW_ERR_INPUT,
+            twu_err_ssl(err, TW_ERR_INPUT,
                         "%s: CRL %d of %d cannot be read (garbage or "
                         "truncated PEM?)", path, sk_X509_CRL_num(crls) + 1,
                         blocks);
@@ -173,29 +173,29 @@ static int check_crl(const tw_trust *t, STACK_OF(X509_CRL) *crls, int i,
         return 0;
     issuer = tw__name_text(X509_CRL_get_issuer(crl));
     if (rc == -1)
-        tw__err(err, TW_ERR_INPUT,
+        twu_err(err, TW_ERR_INPUT,
                 "the CRL %s (issuer %s) is not signed by a trusted CA: "
                 "give the CRL of the CA in the CA file", path,
                 issuer ? issuer : "?");
     else
-        tw__err(err, TW_ERR_INPUT,
+        twu_err(err, TW_ERR_INPUT,
                 "%s holds two CRLs from %s: keep only the newest (one CRL "
                 "per CA)", path, issuer ? issuer : "?");
-    tw__free(issuer);
+    twu_free(issuer);
     return -1;
 }
 
 static int load_crl(tw_trust *t, const char *path, tw_err *err)
 {
     size_t len;
-    char *data = tw__read_file(path, CRL_FILE_MAX, &len, err);
+    char *data = twu_read_file(path, CRL_FILE_MAX, &len, err);
     STACK_OF(X509_CRL) *crls;
     int rc = -1;
 
     if (data == NULL)
         return -1;
     crls = parse_crls(data, len, path, err);
-    tw__free(data);
+    twu_free(data);
     if (crls == NULL)
         goto done;
     for (int i = 0; i < sk_X509_CRL_num(crls); i++)
@@ -203,7 +203,7 @@ static int load_crl(tw_trust *t, const char *path, tw_err *err)
             goto done;
     for (int i = 0; i < sk_X509_CRL_num(crls); i++)
         if (X509_STORE_add_crl(t->store, sk_X509_CRL_value(crls, i)) != 1) {
-            tw__err_ssl(err, TW_ERR_INTERNAL, "cannot use the CRL %s", path);
+            twu_err_ssl(err, TW_ERR_INTERNAL, "cannot use the CRL %s", path);
             goto done;
         }
     t->has_crl = 1;
@@ -216,11 +216,11 @@ done:
 
 tw_trust *tw_trust_load(const char *ca_path, const char *crl_path, tw_err *err)
 {
-    tw_trust *t = tw__calloc(1, sizeof(*t));
+    tw_trust *t = twu_calloc(1, sizeof(*t));
 
     if (t == NULL || (t->store = X509_STORE_new()) == NULL ||
         (t->cas = sk_X509_new_null()) == NULL) {
-        tw__err_nomem(err);
+        twu_err_nomem(err);
         goto err;
     }
     if (load_cas(t, ca_path, err) < 0)
@@ -262,9 +262,9 @@ int tw_trust_verify(const tw_trust *t, const tw_cert *cert, int purpose,
     char detail[256];
 
     if (ctx == NULL)
-        return tw__err_nomem(err);
+        return twu_err_nomem(err);
     if (X509_STORE_CTX_init(ctx, t->store, cert->x509, NULL) != 1) {
-        tw__err_ssl(err, TW_ERR_INTERNAL, "cannot set up verification");
+        twu_err_ssl(err, TW_ERR_INTERNAL, "cannot set up verification");
         goto done;
     }
     param = X509_STORE_CTX_get0_param(ctx);
@@ -274,7 +274,7 @@ int tw_trust_verify(const tw_trust *t, const tw_cert *cert, int purpose,
     else if (purpose == TW_PURPOSE_CLIENT)
         X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
     if (host != NULL && set_host(param, cert->x509, host) != 1) {
-        tw__err(err, TW_ERR_USAGE, "'%s' is not a usable host name", host);
+        twu_err(err, TW_ERR_USAGE, "'%s' is not a usable host name", host);
         goto done;
     }
     if (X509_verify_cert(ctx) == 1) {

@@ -134,11 +134,11 @@ static int we_rejected(tw_conn *c)
     if (c->expectation_failed) {
         char *subject = tw__name_text(X509_get_subject_name(c->verify_cert));
 
-        tw__err_reason(e, TW_ERR_PEER_REJECTED, TW_REASON_POLICY_DENIED,
+        twu_err_reason(e, TW_ERR_PEER_REJECTED, TW_REASON_POLICY_DENIED,
                        "%s certificate %s is not the one expected (it does "
                        "not match the expected identity): is this the right "
                        "server?", role, subject ? subject : "?");
-        tw__free(subject);
+        twu_free(subject);
         return -1;
     }
     if (tw__reason_from_x509(c->verify_error) == TW_REASON_NAME_MISMATCH)
@@ -173,7 +173,7 @@ static int bad_handshake_signature(tw_conn *c)
 
     if (cert != NULL && c->verify_cert == NULL && X509_up_ref(cert) == 1)
         c->verify_cert = cert;
-    tw__err_reason(e, TW_ERR_PEER_REJECTED, TW_REASON_BAD_CERTIFICATE,
+    twu_err_reason(e, TW_ERR_PEER_REJECTED, TW_REASON_BAD_CERTIFICATE,
                    "the %s's handshake signature does not verify with the "
                    "public key of its certificate %s (issuer %s, serial %s): "
                    "the %s is signing with a key that does not belong to its "
@@ -212,7 +212,7 @@ static int malformed_certificate_message(tw_conn *c, int r)
         (r != SSL_R_LENGTH_MISMATCH && r != SSL_R_CERT_LENGTH_MISMATCH &&
          r != SSL_R_BAD_LENGTH && r != ERR_R_ASN1_LIB))
         return 0;
-    return tw__err_reason(tw__conn_errbuf(c), TW_ERR_PROTOCOL,
+    return twu_err_reason(tw__conn_errbuf(c), TW_ERR_PROTOCOL,
                           TW_REASON_PROTOCOL,
                           "the %s's Certificate message is malformed (%s): "
                           "TLS alert decode_error sent; the %s's TLS software "
@@ -264,26 +264,26 @@ int tw__conn_fail(tw_conn *c, int ret, const char *what)
         case SSL_R_WRONG_VERSION_NUMBER:
         case SSL_R_VERSION_TOO_LOW:
             ERR_clear_error();
-            return tw__err_reason(out, TW_ERR_PROTOCOL, TW_REASON_PROTOCOL,
+            return twu_err_reason(out, TW_ERR_PROTOCOL, TW_REASON_PROTOCOL,
                                   "the peer offered only TLS versions below "
                                   "1.2 (twoway speaks TLS 1.2 and 1.3)");
         case SSL_R_HTTP_REQUEST:
             ERR_clear_error();
-            return tw__err_reason(out, TW_ERR_PROTOCOL, TW_REASON_PROTOCOL,
+            return twu_err_reason(out, TW_ERR_PROTOCOL, TW_REASON_PROTOCOL,
                                   "the peer sent plain HTTP to the TLS port: "
                                   "use https://");
         case SSL_R_NO_SHARED_CIPHER:
             ERR_clear_error();
-            return tw__err_reason(out, TW_ERR_PROTOCOL, TW_REASON_PROTOCOL,
+            return twu_err_reason(out, TW_ERR_PROTOCOL, TW_REASON_PROTOCOL,
                                   "no cipher in common with the peer");
         case SSL_R_NO_RENEGOTIATION:
             ERR_clear_error();
-            return tw__err_reason(out, TW_ERR_PROTOCOL, TW_REASON_PROTOCOL,
+            return twu_err_reason(out, TW_ERR_PROTOCOL, TW_REASON_PROTOCOL,
                                   "the peer asked to renegotiate, which "
                                   "twoway refuses");
         default:
             ERR_clear_error();
-            return tw__err_reason(out, TW_ERR_PROTOCOL, TW_REASON_PROTOCOL,
+            return twu_err_reason(out, TW_ERR_PROTOCOL, TW_REASON_PROTOCOL,
                                   "TLS %s failed: %s", what,
                                   ERR_reason_error_string(e)
                                       ? ERR_reason_error_string(e)
@@ -293,13 +293,13 @@ int tw__conn_fail(tw_conn *c, int ret, const char *what)
     if (ssl_err == SSL_ERROR_ZERO_RETURN ||
         (ssl_err == SSL_ERROR_SYSCALL && saved_errno == 0) ||
         (ssl_err == SSL_ERROR_SSL))
-        return tw__err(out, TW_ERR_CLOSED,
+        return twu_err(out, TW_ERR_CLOSED,
                        "the peer closed the connection during the TLS %s",
                        what);
     if (ssl_err == SSL_ERROR_SYSCALL)
-        return tw__err(out,
+        return twu_err(out,
                        saved_errno == ECONNRESET || saved_errno == EPIPE
                            ? TW_ERR_CLOSED : TW_ERR_IO,
                        "TLS %s: %s", what, strerror(saved_errno));
-    return tw__err(out, TW_ERR_PROTOCOL, "TLS %s failed", what);
+    return twu_err(out, TW_ERR_PROTOCOL, "TLS %s failed", what);
 }

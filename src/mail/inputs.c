@@ -7,7 +7,7 @@
  * failure that would blame the network or the peer.
  */
 #include "mail.h"
-#include "tw_internal.h"
+#include "util.h"
 #include "twoway_pki.h"
 
 #include <curl/curl.h>
@@ -22,7 +22,7 @@ void mail_self_clear(mail_self *self)
     tw_identity_free(self->id);
     tw_policy_free(self->expect);
     free(self->host);
-    tw__free_passphrase(self->key_pass);
+    twu_free_passphrase(self->key_pass);
     memset(self, 0, sizeof(*self));
 }
 
@@ -83,7 +83,7 @@ static int check_keypair(const mail_tls_options *o, mail_self *self,
         goto done;
     }
     if (o->passphrase_file != NULL &&
-        (self->key_pass = tw__read_passphrase_file(
+        (self->key_pass = twu_read_passphrase_file(
              o->passphrase_file, "--passphrase-file", &err)) == NULL) {
         mail_err_set(e, MAIL_EXIT_USAGE, "%s", err.msg);
         goto done;

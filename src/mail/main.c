@@ -3,7 +3,7 @@
  * options into mail_options and hands them to fetch.c or sync.c.
  */
 #include "mail.h"
-#include "tw_internal.h"
+#include "util.h"
 
 #include <curl/curl.h>
 
@@ -143,7 +143,7 @@ static int sync_only(int opt)
 static int parse_num(const char *opt, const char *text, long min, long max,
                      long *out)
 {
-    if (tw__parse_long(text, min, max, out) < 0) {
+    if (twu_parse_long(text, min, max, out) < 0) {
         fprintf(stderr, "mail-server: %s '%s' is not a number from %ld to %ld\n",
                 opt, text, min, max);
         return -1;

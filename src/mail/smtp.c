@@ -17,7 +17,7 @@
  * callback) go into the sentence.
  */
 #include "sync.h"
-#include "tw_internal.h"
+#include "util.h"
 
 #include <curl/curl.h>
 
@@ -93,7 +93,7 @@ char *mail_smtp_read_password(const mail_options *o, mail_err *e)
         return NULL;
     }
     curl_free(user);
-    if ((pass = tw__read_passphrase_file(o->smtp_password_file,
+    if ((pass = twu_read_passphrase_file(o->smtp_password_file,
                                          "--smtp-password-file", &err)) == NULL)
         mail_err_set(e, MAIL_EXIT_USAGE, "%s", err.msg);
     return pass;

@@ -14,7 +14,7 @@
  * first unsent invoice on (and the last page, whose end has no cursor).
  */
 #include "sync.h"
-#include "tw_internal.h"
+#include "util.h"
 
 #include <curl/curl.h>
 
@@ -253,7 +253,7 @@ int mail_sync(const mail_options *o)
         (c.state = mail_state_open(o->state, o->url, &e)) == NULL) {
         fprintf(stderr, "mail-server: %s\n", e.msg);
         mail_self_clear(&c.self);
-        tw__free_passphrase(c.smtp_password);
+        twu_free_passphrase(c.smtp_password);
         return (int)e.exit;
     }
     if (mail_signals_install() < 0) {
@@ -282,6 +282,6 @@ int mail_sync(const mail_options *o)
 done:
     mail_state_close(c.state);
     mail_self_clear(&c.self);
-    tw__free_passphrase(c.smtp_password);
+    twu_free_passphrase(c.smtp_password);
     return rc;
 }

@@ -1,7 +1,7 @@
 /*
  * alloc.c - the one allocation wrapper of libtwoway and the programs.
  *
- * Tests call tw__alloc_fail_after(n) to make the n-th next allocation fail,
+ * Tests call twu_alloc_fail_after(n) to make the n-th next allocation fail,
  * so every error path that follows an allocation can be exercised (curl's
  * and SQLite's out-of-memory tests do the same).
  */
@@ -12,7 +12,7 @@
 
 static long fail_countdown = -1;
 
-void tw__alloc_fail_after(long n)
+void twu_alloc_fail_after(long n)
 {
     fail_countdown = n;
 }
@@ -27,31 +27,31 @@ static int should_fail(void)
     return 0;
 }
 
-void *tw__malloc(size_t n)
+void *twu_malloc(size_t n)
 {
     if (should_fail())
         return NULL;
     return malloc(n ? n : 1);
 }
 
-void *tw__calloc(size_t count, size_t size)
+void *twu_calloc(size_t count, size_t size)
 {
     if (should_fail())
         return NULL;
     return calloc(count ? count : 1, size ? size : 1);
 }
 
-void *tw__realloc(void *p, size_t n)
+void *twu_realloc(void *p, size_t n)
 {
     if (should_fail())
         return NULL;
     return realloc(p, n ? n : 1);
 }
 
-char *tw__strndup(const char *s, size_t n)
+char *twu_strndup(const char *s, size_t n)
 {
     size_t len = strnlen(s, n);
-    char *copy = tw__malloc(len + 1);
+    char *copy = twu_malloc(len + 1);
 
     if (copy == NULL)
         return NULL;
@@ -60,12 +60,12 @@ char *tw__strndup(const char *s, size_t n)
     return copy;
 }
 
-char *tw__strdup(const char *s)
+char *twu_strdup(const char *s)
 {
-    return tw__strndup(s, strlen(s));
+    return twu_strndup(s, strlen(s));
 }
 
-void tw__free(void *p)
+void twu_free(void *p)
 {
     free(p);
 }

@@ -32,7 +32,7 @@ int twu_buf_reserve(twu_buf *b, size_t extra)
         ncap *= 2; /* need <= limit + 1 <= SIZE_MAX / 2 + 1 */
     if (ncap > limit + 1)
         ncap = limit + 1;
-    ndata = tw__realloc(b->data, ncap);
+    ndata = twu_realloc(b->data, ncap);
     if (ndata == NULL)
         return -1;
     if (b->data == NULL)
@@ -90,7 +90,7 @@ void twu_buf_reset(twu_buf *b)
 
 void twu_buf_free(twu_buf *b)
 {
-    tw__free(b->data);
+    twu_free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
 }

@@ -1,7 +1,7 @@
 /*
  * parse.c - numbers, sizes and durations from command lines and files,
  * strictly: all of the text, in range, no overflow, no sign where none
- * belongs.
+ * belongs; and bytes as hex.
  */
 #include "util.h"
 
@@ -79,4 +79,28 @@ int twu_parse_duration(const char *text, long long min_s, long long max_s,
             return 0;
         }
     return -1;
+}
+
+int twu_parse_long(const char *text, long min, long max, long *out)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+void twu_hex(const unsigned char *in, size_t len, char *out, int upper)
+{
+    const char *digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 0xf];
+    }
+    out[2 * len] = '\0';
 }

@@ -4,13 +4,17 @@
  *
  *   alloc.c  the one allocation wrapper (tests fail each allocation in turn)
  *   buf.c    a growable text buffer with a hard maximum (curl's dynbuf)
- *   parse.c  sizes and durations, strictly
+ *   err.c    filling a tw_err (class, reason, sentence)
+ *   file.c   bounded reads, atomic and staged writes, passphrase files
+ *   parse.c  numbers, sizes and durations, strictly; hex
  *
  * Nothing here is exported from libtwoway.so: the library is built with
  * hidden visibility and only `tw_` names are public.
  */
 #ifndef TW_UTIL_H
 #define TW_UTIL_H
+
+#include "twoway.h" /* tw_err, the error classes and reasons */
 
 #include <stddef.h>
 
@@ -21,15 +25,88 @@
 
 /* Every allocation of the library and the programs' core paths goes
  * through these, so that tests can make the n-th one fail
- * (tw__alloc_fail_after) and check that nothing leaks or crashes. */
-void *tw__malloc(size_t n);
-void *tw__calloc(size_t count, size_t size);
-void *tw__realloc(void *p, size_t n);
-char *tw__strdup(const char *s);
-char *tw__strndup(const char *s, size_t n);
-void tw__free(void *p);
+ * (twu_alloc_fail_after) and check that nothing leaks or crashes. */
+void *twu_malloc(size_t n);
+void *twu_calloc(size_t count, size_t size);
+void *twu_realloc(void *p, size_t n);
+char *twu_strdup(const char *s);
+char *twu_strndup(const char *s, size_t n);
+void twu_free(void *p);
 /* Make the allocation after `n` more succeed fail; -1 turns that off. */
-void tw__alloc_fail_after(long n);
+void twu_alloc_fail_after(long n);
+
+/* ---------------------------------------------------------------- errors */
+
+/* Set err (when not NULL); returns -1 so callers can `return twu_err(...)`. */
+int twu_err(tw_err *err, enum tw_error_class cls, const char *fmt, ...)
+    TWU_PRINTF(3, 4);
+/* Same, with a reason. */
+int twu_err_reason(tw_err *err, enum tw_error_class cls, enum tw_reason reason,
+                   const char *fmt, ...) TWU_PRINTF(4, 5);
+/* Same, appending ": " and OpenSSL's newest queued error, then clearing the
+ * queue. */
+int twu_err_ssl(tw_err *err, enum tw_error_class cls, const char *fmt, ...)
+    TWU_PRINTF(3, 4);
+/* Out of memory. */
+int twu_err_nomem(tw_err *err);
+
+/* Jump to the function's one `err:` exit when a call fails (after s2n-tls's
+ * safety macros). */
+#define TWU_GUARD(x)                                                           \
+    do {                                                                      \
+        if ((x) < 0)                                                          \
+            goto err;                                                         \
+    } while (0)
+#define TWU_GUARD_PTR(x)                                                       \
+    do {                                                                      \
+        if ((x) == NULL)                                                      \
+            goto err;                                                         \
+    } while (0)
+/* Check a condition; when false, set the error and jump to err. */
+#define TWU_ENSURE(cond, ...)                                                  \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            twu_err(__VA_ARGS__);                                             \
+            goto err;                                                         \
+        }                                                                     \
+    } while (0)
+
+/* ----------------------------------------------------------------- files */
+
+/* Read a whole file (at most `max` bytes, else TW_ERR_INPUT). The buffer is
+ * NUL-terminated; *len excludes the NUL.  Free with twu_free (or
+ * twu_free_secret for key material). */
+char *twu_read_file(const char *path, size_t max, size_t *len, tw_err *err);
+/* Wipe then free. */
+void twu_free_secret(void *p, size_t len);
+/* The secret in the first line of `path`, given by the command-line
+ * `option` (named in the errors, e.g. "--passphrase-file"); free with
+ * twu_free_passphrase.  NULL with *err set when unreadable or empty. */
+#define TWU_PASSPHRASE_MAX 1024
+char *twu_read_passphrase_file(const char *path, const char *option,
+                               tw_err *err);
+void twu_free_passphrase(char *pass);
+/* Write `data` to `path` atomically with `mode`: temp file created with that
+ * mode in the same directory, write, fsync, rename, fsync the directory. */
+#define TWU_WRITE_NO_REPLACE 0x1 /* fail (EEXIST) rather than replace */
+int twu_write_file_atomic(const char *path, const void *data, size_t len,
+                          unsigned mode, int flags, tw_err *err);
+/* Two-phase writing, for callers that must record something between
+ * "the data is safely on disk" and "the file appears under its name". */
+typedef struct twu_staged {
+    char *tmp, *dir;
+    const char *path; /* not owned: must outlive the stage */
+    int flags;
+} twu_staged;
+int twu_stage_file(twu_staged *s, const char *path, const void *data,
+                   size_t len, unsigned mode, int flags, tw_err *err);
+/* Give the staged file its name (and fsync the directory); frees the stage
+ * whatever happens. */
+int twu_stage_commit(twu_staged *s, tw_err *err);
+/* Remove the staged data; safe to call twice. */
+void twu_stage_abort(twu_staged *s);
+/* The directory part of `path` ("." when none), malloc'd. */
+char *twu_dirname(const char *path);
 
 /* ---------------------------------------------------------------- buffer */
 
@@ -68,5 +145,12 @@ int twu_parse_size(const char *text, unsigned long long max,
  * "30d"), in seconds within [min_s, max_s].  0, or -1. */
 int twu_parse_duration(const char *text, long long min_s, long long max_s,
                        long long *out) TWU_MUST_CHECK;
+
+/* A decimal number that is all of `text` and within [min, max];
+ * 0, or -1. */
+int twu_parse_long(const char *text, long min, long max, long *out);
+
+/* Hex of a byte string into `out` (2*len+1 bytes), upper or lower case. */
+void twu_hex(const unsigned char *in, size_t len, char *out, int upper);
 
 #endif /* TW_UTIL_H */

@@ -27,7 +27,7 @@ static void pem_and_der_parse_to_the_same(void **state)
     assert_int_equal(X509_cmp(b->x509, f->ca->x509), 0);
     tw_cert_free(a);
     tw_cert_free(b);
-    tw__free(pem);
+    twu_free(pem);
     OPENSSL_free(der);
 }
 
@@ -137,7 +137,7 @@ static void written_0644_and_replaced(void **state)
     back = th_slurp(path, NULL);
     assert_string_equal(back, pem);
     free(back);
-    tw__free(pem);
+    twu_free(pem);
     assert_int_equal(th_dir_entries(f->dir), 1);
     tw_cert_free(second);
 }
@@ -189,7 +189,7 @@ static int load_once(void *ctx, tw_err *err)
     tw_cert_free(c);
     if (pem == NULL)
         return -1;
-    tw__free(pem);
+    twu_free(pem);
     return 0;
 }
 

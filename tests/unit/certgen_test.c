@@ -756,7 +756,7 @@ static void the_subject_is_copied(void **state)
     assert_non_null(c);
     text = tw__name_text(X509_get_subject_name(c->x509));
     assert_string_equal(text, "/O=ABC Inc./CN=copied");
-    tw__free(text);
+    twu_free(text);
     tw_cert_free(c);
     tw_certgen_free(g);
 }

@@ -138,7 +138,7 @@ static void valid_csr_gives_subject_key_and_names_only(void **state)
     assert_non_null(c);
     subject = tw__name_text(X509_get_subject_name(c->x509));
     assert_string_equal(subject, "/O=ABC Inc./OU=Mail/CN=mail.abc.example");
-    tw__free(subject);
+    twu_free(subject);
     assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(c->x509), f->key->pkey), 1);
     san_text(c->x509, sans, sizeof(sans));
     assert_string_equal(sans, "DNS:mail.abc.example,IP:10.0.0.1,IP:fd00::1,"

@@ -85,10 +85,10 @@ static void err_formats_and_returns_minus_one(void **state)
 
     (void)state;
     err.reason = TW_REASON_REVOKED; /* a stale reason must not survive */
-    assert_int_equal(tw__err(&err, TW_ERR_USAGE, "bad %s %d", "thing", 7), -1);
+    assert_int_equal(twu_err(&err, TW_ERR_USAGE, "bad %s %d", "thing", 7), -1);
     th_assert_err(err, TW_ERR_USAGE, "bad thing 7");
     assert_int_equal(err.reason, TW_REASON_NONE);
-    assert_int_equal(tw__err(NULL, TW_ERR_USAGE, "nobody listens"), -1);
+    assert_int_equal(twu_err(NULL, TW_ERR_USAGE, "nobody listens"), -1);
 }
 
 static void err_reason_keeps_the_reason(void **state)
@@ -96,12 +96,12 @@ static void err_reason_keeps_the_reason(void **state)
     tw_err err;
 
     (void)state;
-    assert_int_equal(tw__err_reason(&err, TW_ERR_PEER_REJECTED,
+    assert_int_equal(twu_err_reason(&err, TW_ERR_PEER_REJECTED,
                                     TW_REASON_EXPIRED, "old %d", 1), -1);
     assert_int_equal(err.cls, TW_ERR_PEER_REJECTED);
     assert_int_equal(err.reason, TW_REASON_EXPIRED);
     assert_string_equal(err.msg, "old 1");
-    assert_int_equal(tw__err_reason(NULL, TW_ERR_INPUT, TW_REASON_PROTOCOL,
+    assert_int_equal(twu_err_reason(NULL, TW_ERR_INPUT, TW_REASON_PROTOCOL,
                                     "x"), -1);
 }
 
@@ -113,7 +113,7 @@ static void err_ssl_appends_openssls_newest_error_and_clears(void **state)
     ERR_clear_error();
     ERR_raise(ERR_LIB_X509, X509_R_CERT_ALREADY_IN_HASH_TABLE);
     ERR_raise(ERR_LIB_PEM, PEM_R_NO_START_LINE); /* the newest */
-    assert_int_equal(tw__err_ssl(&err, TW_ERR_INPUT, "reading %s", "a.pem"),
+    assert_int_equal(twu_err_ssl(&err, TW_ERR_INPUT, "reading %s", "a.pem"),
                      -1);
     th_assert_err(err, TW_ERR_INPUT, "reading a.pem: no start line");
     assert_int_equal(ERR_peek_error(), 0);
@@ -125,7 +125,7 @@ static void err_ssl_without_queued_error_adds_nothing(void **state)
 
     (void)state;
     ERR_clear_error();
-    tw__err_ssl(&err, TW_ERR_INTERNAL, "plain");
+    twu_err_ssl(&err, TW_ERR_INTERNAL, "plain");
     th_assert_err(err, TW_ERR_INTERNAL, "plain");
 }
 
@@ -133,7 +133,7 @@ static void err_ssl_clears_the_queue_even_without_err(void **state)
 {
     (void)state;
     ERR_raise(ERR_LIB_PEM, PEM_R_NO_START_LINE);
-    assert_int_equal(tw__err_ssl(NULL, TW_ERR_INPUT, "x"), -1);
+    assert_int_equal(twu_err_ssl(NULL, TW_ERR_INPUT, "x"), -1);
     assert_int_equal(ERR_peek_error(), 0);
 }
 
@@ -146,7 +146,7 @@ static void err_ssl_never_overflows_a_full_message(void **state)
     memset(long_text, 'a', sizeof(long_text) - 1);
     long_text[sizeof(long_text) - 1] = '\0';
     ERR_raise(ERR_LIB_PEM, PEM_R_NO_START_LINE);
-    tw__err_ssl(&err, TW_ERR_INPUT, "%s", long_text);
+    twu_err_ssl(&err, TW_ERR_INPUT, "%s", long_text);
     assert_int_equal(strlen(err.msg), TW_ERR_MSG_MAX - 1);
     assert_int_equal(ERR_peek_error(), 0);
 }
@@ -159,7 +159,7 @@ static void long_messages_are_truncated_not_overflowed(void **state)
     (void)state;
     memset(long_text, 'x', sizeof(long_text) - 1);
     long_text[sizeof(long_text) - 1] = '\0';
-    tw__err(&err, TW_ERR_USAGE, "%s", long_text);
+    twu_err(&err, TW_ERR_USAGE, "%s", long_text);
     assert_int_equal(strlen(err.msg), TW_ERR_MSG_MAX - 1);
     assert_int_equal(strncmp(err.msg, long_text, TW_ERR_MSG_MAX - 1), 0);
 }
@@ -169,9 +169,9 @@ static void nomem_is_internal(void **state)
     tw_err err;
 
     (void)state;
-    assert_int_equal(tw__err_nomem(&err), -1);
+    assert_int_equal(twu_err_nomem(&err), -1);
     th_assert_err(err, TW_ERR_INTERNAL, "out of memory");
-    assert_int_equal(tw__err_nomem(NULL), -1);
+    assert_int_equal(twu_err_nomem(NULL), -1);
 }
 
 static void hex_upper_and_lower(void **state)
@@ -180,11 +180,11 @@ static void hex_upper_and_lower(void **state)
     char out[2 * sizeof(bytes) + 1];
 
     (void)state;
-    tw__hex(bytes, sizeof(bytes), out, 1);
+    twu_hex(bytes, sizeof(bytes), out, 1);
     assert_string_equal(out, "000FA5FF");
-    tw__hex(bytes, sizeof(bytes), out, 0);
+    twu_hex(bytes, sizeof(bytes), out, 0);
     assert_string_equal(out, "000fa5ff");
-    tw__hex(bytes, 0, out, 0);
+    twu_hex(bytes, 0, out, 0);
     assert_string_equal(out, "");
 }
 

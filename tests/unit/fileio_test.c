@@ -31,7 +31,7 @@ static void atomic_write_is_0600_even_with_umask_0(void **state)
     int rc;
 
     th_path(path, dir, "key.pem");
-    rc = tw__write_file_atomic(path, "secret\n", 7, 0600, 0, &err);
+    rc = twu_write_file_atomic(path, "secret\n", 7, 0600, 0, &err);
     umask(old);
     assert_int_equal(rc, 0);
     assert_int_equal(th_mode(path), 0600);
@@ -47,12 +47,12 @@ static void staged_temp_file_is_0600_before_it_has_a_name(void **state)
     const char *dir = *state;
     char path[4096];
     mode_t old = umask(0);
-    tw__staged s;
+    twu_staged s;
     tw_err err;
     int rc;
 
     th_path(path, dir, "key.pem");
-    rc = tw__stage_file(&s, path, "secret", 6, 0600, TW__WRITE_NO_REPLACE,
+    rc = twu_stage_file(&s, path, "secret", 6, 0600, TWU_WRITE_NO_REPLACE,
                         &err);
     umask(old);
     assert_int_equal(rc, 0);
@@ -63,7 +63,7 @@ static void staged_temp_file_is_0600_before_it_has_a_name(void **state)
     assert_int_equal(strncmp(s.tmp, path, strlen(path)), 0);
     assert_int_equal(th_mode(s.tmp), 0600);
     assert_false(th_exists(path));
-    assert_int_equal(tw__stage_commit(&s, &err), 0);
+    assert_int_equal(twu_stage_commit(&s, &err), 0);
     assert_null(s.tmp);
     assert_int_equal(th_mode(path), 0600);
     assert_int_equal(th_dir_entries(dir), 1);
@@ -78,7 +78,7 @@ static void other_modes_are_set_exactly(void **state)
     int rc;
 
     th_path(path, dir, "cert.pem");
-    rc = tw__write_file_atomic(path, "cert", 4, 0644, 0, &err);
+    rc = twu_write_file_atomic(path, "cert", 4, 0644, 0, &err);
     umask(old);
     assert_int_equal(rc, 0);
     assert_int_equal(th_mode(path), 0644);
@@ -91,8 +91,8 @@ static void replaces_by_default(void **state)
     tw_err err;
 
     th_path(path, dir, "crl.pem");
-    assert_int_equal(tw__write_file_atomic(path, "one", 3, 0644, 0, &err), 0);
-    assert_int_equal(tw__write_file_atomic(path, "two!", 4, 0644, 0, &err), 0);
+    assert_int_equal(twu_write_file_atomic(path, "one", 3, 0644, 0, &err), 0);
+    assert_int_equal(twu_write_file_atomic(path, "two!", 4, 0644, 0, &err), 0);
     back = th_slurp(path, NULL);
     assert_string_equal(back, "two!");
     free(back);
@@ -108,8 +108,8 @@ static void no_replace_refuses_and_leaves_the_file_intact(void **state)
     th_path(path, dir, "key.pem");
     th_write(path, "original", 8);
     assert_int_equal(chmod(path, 0640), 0);
-    assert_int_equal(tw__write_file_atomic(path, "new", 3, 0600,
-                                           TW__WRITE_NO_REPLACE, &err), -1);
+    assert_int_equal(twu_write_file_atomic(path, "new", 3, 0600,
+                                           TWU_WRITE_NO_REPLACE, &err), -1);
     snprintf(expected, sizeof(expected),
              "%s already exists: not replacing it", path);
     th_assert_err(err, TW_ERR_IO, expected);
@@ -127,8 +127,8 @@ static void no_replace_writes_a_new_file(void **state)
     tw_err err;
 
     th_path(path, dir, "new.pem");
-    assert_int_equal(tw__write_file_atomic(path, "fresh", 5, 0600,
-                                           TW__WRITE_NO_REPLACE, &err), 0);
+    assert_int_equal(twu_write_file_atomic(path, "fresh", 5, 0600,
+                                           TWU_WRITE_NO_REPLACE, &err), 0);
     back = th_slurp(path, NULL);
     assert_string_equal(back, "fresh");
     free(back);
@@ -140,16 +140,16 @@ static void stage_then_abort_leaves_nothing(void **state)
 {
     const char *dir = *state;
     char path[4096];
-    tw__staged s;
+    twu_staged s;
     tw_err err;
 
     th_path(path, dir, "serial");
-    assert_int_equal(tw__stage_file(&s, path, "01", 2, 0644, 0, &err), 0);
+    assert_int_equal(twu_stage_file(&s, path, "01", 2, 0644, 0, &err), 0);
     assert_int_equal(th_dir_entries(dir), 1);
-    tw__stage_abort(&s);
+    twu_stage_abort(&s);
     assert_int_equal(th_dir_entries(dir), 0);
     assert_false(th_exists(path));
-    tw__stage_abort(&s); /* safe twice */
+    twu_stage_abort(&s); /* safe twice */
     assert_int_equal(th_dir_entries(dir), 0);
 }
 
@@ -161,7 +161,7 @@ static void empty_data_makes_an_empty_file(void **state)
     tw_err err;
 
     th_path(path, dir, "empty");
-    assert_int_equal(tw__write_file_atomic(path, "", 0, 0600, 0, &err), 0);
+    assert_int_equal(twu_write_file_atomic(path, "", 0, 0600, 0, &err), 0);
     free(th_slurp(path, &len));
     assert_int_equal(len, 0);
 }
@@ -173,7 +173,7 @@ static void missing_directory_is_io_naming_the_file(void **state)
     tw_err err;
 
     th_path(path, dir, "nodir/key.pem");
-    assert_int_equal(tw__write_file_atomic(path, "x", 1, 0600, 0, &err), -1);
+    assert_int_equal(twu_write_file_atomic(path, "x", 1, 0600, 0, &err), -1);
     snprintf(expected, sizeof(expected),
              "cannot write %s: No such file or directory", path);
     th_assert_err(err, TW_ERR_IO, expected);
@@ -188,8 +188,8 @@ struct write_ctx {
 static int write_once(void *ctx, tw_err *err)
 {
     struct write_ctx *w = ctx;
-    int rc = tw__write_file_atomic(w->path, "data", 4, 0600,
-                                   TW__WRITE_NO_REPLACE, err);
+    int rc = twu_write_file_atomic(w->path, "data", 4, 0600,
+                                   TWU_WRITE_NO_REPLACE, err);
 
     /* A failed write leaves neither the file nor a temporary. */
     if (rc != 0)
@@ -217,18 +217,18 @@ static void reads_whole_files_nul_terminated(void **state)
 
     th_path(path, dir, "f");
     th_write(path, "a\0b", 3);
-    data = tw__read_file(path, 100, &len, &err);
+    data = twu_read_file(path, 100, &len, &err);
     assert_non_null(data);
     assert_int_equal(len, 3);
     assert_memory_equal(data, "a\0b", 4); /* with the added NUL */
-    tw__free(data);
+    twu_free(data);
 
     th_write(path, "", 0);
-    data = tw__read_file(path, 100, &len, &err);
+    data = twu_read_file(path, 100, &len, &err);
     assert_non_null(data);
     assert_int_equal(len, 0);
     assert_string_equal(data, "");
-    tw__free(data);
+    twu_free(data);
 }
 
 /* A file of `size` bytes of a repeating pattern. */
@@ -250,7 +250,7 @@ static void read_size(const char *path, size_t size, size_t max)
     char *data;
 
     write_pattern(path, size);
-    data = tw__read_file(path, max, &len, &err);
+    data = twu_read_file(path, max, &len, &err);
     if (data == NULL)
         fail_msg("%zu bytes with max %zu: %s", size, max, err.msg);
     assert_int_equal(len, size);
@@ -258,7 +258,7 @@ static void read_size(const char *path, size_t size, size_t max)
         if (data[i] != (char)('a' + i % 26))
             fail_msg("byte %zu differs", i);
     assert_int_equal(data[size], '\0');
-    tw__free_secret(data, len);
+    twu_free_secret(data, len);
 }
 
 static void refuse_size(const char *path, size_t size, size_t max)
@@ -268,7 +268,7 @@ static void refuse_size(const char *path, size_t size, size_t max)
     tw_err err;
 
     write_pattern(path, size);
-    assert_null(tw__read_file(path, max, &len, &err));
+    assert_null(twu_read_file(path, max, &len, &err));
     snprintf(expected, sizeof(expected),
              "%s is larger than %zu bytes: is it the right file?", path, max);
     th_assert_err(err, TW_ERR_INPUT, expected);
@@ -303,7 +303,7 @@ static void missing_file_is_io_naming_it(void **state)
     tw_err err;
 
     th_path(path, dir, "absent.pem");
-    assert_null(tw__read_file(path, 100, &len, &err));
+    assert_null(twu_read_file(path, 100, &len, &err));
     snprintf(expected, sizeof(expected),
              "cannot read %s: No such file or directory", path);
     th_assert_err(err, TW_ERR_IO, expected);
@@ -316,7 +316,7 @@ static void a_directory_is_io(void **state)
     size_t len;
     tw_err err;
 
-    assert_null(tw__read_file(dir, 100, &len, &err));
+    assert_null(twu_read_file(dir, 100, &len, &err));
     snprintf(expected, sizeof(expected), "cannot read %s: Is a directory", dir);
     th_assert_err(err, TW_ERR_IO, expected);
 }
@@ -329,12 +329,12 @@ static int read_once(void *ctx, tw_err *err)
 {
     struct read_ctx *r = ctx;
     size_t len;
-    char *data = tw__read_file(r->path, 1 << 20, &len, err);
+    char *data = twu_read_file(r->path, 1 << 20, &len, err);
 
     if (data == NULL)
         return -1;
     assert_int_equal(len, 20000);
-    tw__free(data);
+    twu_free(data);
     return 0;
 }
 
@@ -358,18 +358,18 @@ static void dirname_cases(void **state)
 
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char *d = tw__dirname(cases[i][0]);
+        char *d = twu_dirname(cases[i][0]);
 
         assert_non_null(d);
         assert_string_equal(d, cases[i][1]);
-        tw__free(d);
+        twu_free(d);
     }
 }
 
 static void free_secret_accepts_null(void **state)
 {
     (void)state;
-    tw__free_secret(NULL, 10);
+    twu_free_secret(NULL, 10);
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)

@@ -81,9 +81,9 @@ static void allocation_failures_are_clean(void **state)
         tw_err err;
         tw_name *n;
 
-        tw__alloc_fail_after(i);
+        twu_alloc_fail_after(i);
         n = tw_name_parse("/O=ABC Inc./CN=localhost", &err);
-        tw__alloc_fail_after(-1);
+        twu_alloc_fail_after(-1);
         if (n == NULL)
             assert_int_equal(err.cls, TW_ERR_INTERNAL);
         tw_name_free(n);
@@ -135,7 +135,7 @@ static void control_characters_never_reach_the_text(void **state)
                                                 "a\nb\x7f/c", -1, -1, 0), 1);
     text = tw__name_text(name);
     assert_string_equal(text, "/CN=a?b?\\/c");
-    tw__free(text);
+    twu_free(text);
     X509_NAME_free(name);
 }
 

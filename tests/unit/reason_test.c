@@ -169,15 +169,15 @@ static void names_that_cannot_be_copied_become_question_marks(void **state)
     tw_err err;
 
     /* Once an allocation fails, every later one does too. */
-    tw__alloc_fail_after(0); /* the subject's text, then the issuer's */
+    twu_alloc_fail_after(0); /* the subject's text, then the issuer's */
     tw__reject(&err, TW_REASON_REVOKED, f->leaf->x509, NULL, NULL);
-    tw__alloc_fail_after(-1);
+    twu_alloc_fail_after(-1);
     th_assert_rejected(err, TW_REASON_REVOKED,
                        "the certificate ? (issuer ?, serial 123456789ABCDEF0) "
                        "was revoked by its CA: issue a new one");
-    tw__alloc_fail_after(1); /* the issuer's only */
+    twu_alloc_fail_after(1); /* the issuer's only */
     tw__reject(&err, TW_REASON_UNKNOWN_CA, f->leaf->x509, NULL, NULL);
-    tw__alloc_fail_after(-1);
+    twu_alloc_fail_after(-1);
     th_assert_rejected(err, TW_REASON_UNKNOWN_CA,
                        "the certificate /O=ABC/CN=leaf (issuer ?, serial "
                        "123456789ABCDEF0) was not issued by a trusted CA "

@@ -10,7 +10,7 @@
 #define TW_STORE_HELPERS_H
 
 #include "store_internal.h"
-#include "tw_internal.h"
+#include "util.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

@@ -499,25 +499,25 @@ static void allocation_failures_are_clean(void **state)
     for (long i = 0; i < 4; i++) {
         tw_store *s;
 
-        tw__alloc_fail_after(i);
+        twu_alloc_fail_after(i);
         s = store_open(f->db, &err);
-        tw__alloc_fail_after(-1);
+        twu_alloc_fail_after(-1);
         if (s == NULL)
             assert_int_equal(err.cls, TW_ERR_INTERNAL);
         store_close(s);
     }
-    tw__alloc_fail_after(0);
+    twu_alloc_fail_after(0);
     assert_int_equal(store__render_invoice(&out, &row), -1);
     assert_null(store_queue_new(&err));
-    tw__alloc_fail_after(-1);
+    twu_alloc_fail_after(-1);
     assert_int_equal(err.cls, TW_ERR_INTERNAL);
     assert_int_equal(out.len, 0);
 
     writer_and_queue(f, &w, &q);
-    tw__alloc_fail_after(0);
+    twu_alloc_fail_after(0);
     assert_int_equal(
         store_writer_submit(w, q, &inv, "key", "client", keep_answer, NULL), -1);
-    tw__alloc_fail_after(-1);
+    twu_alloc_fail_after(-1);
     store_writer_stop(w);
     store_queue_free(q);
 }

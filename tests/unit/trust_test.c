@@ -691,9 +691,9 @@ static void allocation_failures_are_internal(void **state)
     /* Each allocation of the refusal's sentence failing in turn. */
     t = load(f->ca1_path, o.crl);
     for (long i = 0; i < 4; i++) {
-        tw__alloc_fail_after(i);
+        twu_alloc_fail_after(i);
         assert_int_equal(tw_trust_verify(t, f->server, 0, NULL, &err), -1);
-        tw__alloc_fail_after(-1);
+        twu_alloc_fail_after(-1);
         assert_int_equal(err.cls, TW_ERR_PEER_REJECTED);
         assert_int_equal(err.reason, TW_REASON_REVOKED);
         assert_int_equal(strncmp(err.msg, "the certificate ", 16), 0);

@@ -40,7 +40,7 @@
     } while (0)
 
 /* The class and the start of the sentence: for messages that end with
- * OpenSSL's own words (tw__err_ssl), which are not ours to pin down. */
+ * OpenSSL's own words (twu_err_ssl), which are not ours to pin down. */
 #define th_assert_err_prefix(e, c, p)                                         \
     do {                                                                      \
         assert_string_equal(tw_error_class_name((e).cls),                     \
@@ -375,9 +375,9 @@ static inline long th_alloc_fail_loop(int (*fn)(void *ctx, tw_err *err),
         int rc;
 
         tw_err_clear(&err);
-        tw__alloc_fail_after(i);
+        twu_alloc_fail_after(i);
         rc = fn(ctx, &err);
-        tw__alloc_fail_after(-1);
+        twu_alloc_fail_after(-1);
         if (rc == 0)
             break;
         if (err.cls != TW_ERR_INTERNAL)

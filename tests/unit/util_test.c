@@ -57,13 +57,13 @@ static void buf_survives_every_allocation_failure(void **state)
         char big[1000];
 
         memset(big, 'y', sizeof(big));
-        tw__alloc_fail_after(n);
+        twu_alloc_fail_after(n);
         if (twu_buf_append(&b, "a", 1) == 0 &&
             twu_buf_append(&b, big, sizeof(big)) == 0)
             assert_int_equal(b.len, 1 + sizeof(big));
         else
             assert_true(b.data == NULL || b.data[b.len] == '\0');
-        tw__alloc_fail_after(-1);
+        twu_alloc_fail_after(-1);
         twu_buf_free(&b);
     }
 }
