@@ -28,8 +28,7 @@ struct mail_https {
     CURL *curl;
     mail_tls_seen seen;
     char errbuf[CURL_ERROR_SIZE];
-    char *data; /* the body being received */
-    size_t len, cap;
+    twu_buf body; /* the body being received, at most MAIL_MAX_RESPONSE */
     int too_big;
 };
 
@@ -143,26 +142,12 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
     mail_https *h = userdata;
     size_t n = size * nmemb;
 
-    if (n > MAIL_MAX_RESPONSE - h->len) {
+    if (n > MAIL_MAX_RESPONSE - h->body.len) {
         h->too_big = 1;
         return 0; /* libcurl stops with CURLE_WRITE_ERROR */
     }
-    if (h->len + n + 1 > h->cap) {
-        size_t cap = h->cap ? h->cap : 16384;
-        char *p;
-
-        while (cap < h->len + n + 1)
-            cap *= 2;
-        if (cap > MAIL_MAX_RESPONSE + 1)
-            cap = MAIL_MAX_RESPONSE + 1;
-        if ((p = realloc(h->data, cap)) == NULL)
-            return 0;
-        h->data = p;
-        h->cap = cap;
-    }
-    memcpy(h->data + h->len, ptr, n);
-    h->len += n;
-    h->data[h->len] = '\0';
+    if (twu_buf_append(&h->body, ptr, n) < 0)
+        return 0; /* out of memory */
     return n;
 }
 
@@ -183,6 +168,7 @@ mail_https *mail_https_new(const mail_tls_options *o, const mail_self *self,
         return NULL;
     }
     h->o = o;
+    h->body.max = MAIL_MAX_RESPONSE;
     h->self = self;
     h->seen.alert_received = -1;
     if (ctx_index < 0 &&
@@ -229,13 +215,13 @@ void mail_https_free(mail_https *h)
         return;
     seen_reset(&h->seen);
     curl_easy_cleanup(h->curl);
-    free(h->data);
+    twu_buf_free(&h->body);
     free(h);
 }
 
 void mail_body_free(mail_body *b)
 {
-    free(b->data);
+    twu_free(b->data);
     b->data = NULL;
     b->len = 0;
 }
@@ -279,10 +265,8 @@ static int attempt(mail_https *h, const char *url, mail_err *e)
 
     seen_reset(&h->seen);
     h->errbuf[0] = '\0';
-    h->len = 0;
+    twu_buf_reset(&h->body);
     h->too_big = 0;
-    if (h->data != NULL)
-        h->data[0] = '\0';
     if (curl_easy_setopt(h->curl, CURLOPT_URL, url) != CURLE_OK)
         return mail_err_set(e, MAIL_EXIT_USAGE, "'%s' is not a URL", url);
     rc = curl_easy_perform(h->curl);
@@ -308,8 +292,8 @@ static int attempt(mail_https *h, const char *url, mail_err *e)
     }
     curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &status);
     if (status < 200 || status > 299)
-        return mail_err_http(e, status, h->data ? h->data : "", h->len, url,
-                             h->o, h->self);
+        return mail_err_http(e, status, h->body.data ? h->body.data : "",
+                             h->body.len, url, h->o, h->self);
     return 0;
 }
 
@@ -333,11 +317,10 @@ int mail_https_get(mail_https *h, const char *url, mail_body *out,
             return -1;
     }
     /* Hand the buffer over; the next GET starts a new one. */
-    if (h->data == NULL && (h->data = calloc(1, 1)) == NULL)
+    if (twu_buf_reserve(&h->body, 0) < 0)
         return mail_err_set(e, MAIL_EXIT_OTHER, "out of memory");
-    out->data = h->data;
-    out->len = h->len;
-    h->data = NULL;
-    h->len = h->cap = 0;
+    out->data = h->body.data;
+    out->len = h->body.len;
+    h->body = (twu_buf){.max = MAIL_MAX_RESPONSE};
     return 0;
 }

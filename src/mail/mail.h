@@ -16,6 +16,7 @@
 #define MAIL_H
 
 #include "twoway.h"
+#include "util.h"
 
 #include <openssl/x509.h>
 
@@ -101,7 +102,7 @@ void mail_self_clear(mail_self *self);
 
 /* A response body, capped at MAIL_MAX_RESPONSE. */
 typedef struct mail_body {
-    char *data; /* NUL-terminated; free() */
+    char *data; /* NUL-terminated; mail_body_free */
     size_t len;
 } mail_body;
 

@@ -20,33 +20,19 @@
 #define QP_LINE_MAX 76    /* RFC 2045 section 6.7 rule 5 */
 #define MESSAGE_MAX (256 * 1024)
 
-/* A growing buffer with a hard cap; `failed` sticks. */
+/* A message being built, within MESSAGE_MAX; `failed` sticks, so a run of
+ * puts is checked once at the end. */
 typedef struct mbuf {
-    char *p;
-    size_t len, cap;
+    twu_buf buf;
     int failed;
 } mbuf;
 
+#define MBUF_INIT {.buf = {.max = MESSAGE_MAX}}
+
 static void put(mbuf *b, const char *s, size_t n)
 {
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        char *p;
-
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        if (cap > MESSAGE_MAX || (p = realloc(b->p, cap)) == NULL) {
-            b->failed = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
+    if (!b->failed && twu_buf_append(&b->buf, s, n) < 0)
+        b->failed = 1;
 }
 
 static void put_str(mbuf *b, const char *s)
@@ -159,7 +145,7 @@ bad:
 int mail_message_id(const char *number, const char *host, char *buf,
                     size_t len)
 {
-    mbuf b = {0};
+    mbuf b = MBUF_INIT;
     int rc = -1;
 
     put_str(&b, "<invoice-");
@@ -173,11 +159,11 @@ int mail_message_id(const char *number, const char *host, char *buf,
             put_fmt(&b, "%%%02X", *c);
     }
     put_fmt(&b, "@%s>", host);
-    if (!b.failed && b.len < len) {
-        memcpy(buf, b.p, b.len + 1);
+    if (!b.failed && b.buf.len < len) {
+        memcpy(buf, b.buf.data, b.buf.len + 1);
         rc = 0;
     }
-    free(b.p);
+    twu_buf_free(&b.buf);
     return rc;
 }
 
@@ -441,7 +427,7 @@ static void body_plain(mbuf *out, const char *text)
 char *mail_render(const mail_invoice *inv, const mail_sender *from,
                   const char *message_id, time_t now, size_t *len)
 {
-    mbuf b = {0}, text = {0};
+    mbuf b = MBUF_INIT, text = MBUF_INIT;
     char *to_name = NULL, subject[128];
     header h;
     int qp;
@@ -449,7 +435,7 @@ char *mail_render(const mail_invoice *inv, const mail_sender *from,
     body_text(&text, inv);
     if (text.failed)
         goto err;
-    qp = !plain_ascii(text.p);
+    qp = !plain_ascii(text.buf.data);
     if ((to_name = malloc(strlen(inv->firstname) + strlen(inv->lastname) +
                           2)) == NULL)
         goto err;
@@ -474,18 +460,18 @@ char *mail_render(const mail_invoice *inv, const mail_sender *from,
     /* RFC 3834: a machine wrote this; auto-responders should stay quiet. */
     put_str(&b, "Auto-Submitted: auto-generated\r\n\r\n");
     if (qp)
-        body_qp(&b, text.p);
+        body_qp(&b, text.buf.data);
     else
-        body_plain(&b, text.p);
+        body_plain(&b, text.buf.data);
     if (b.failed)
         goto err;
-    free(text.p);
+    twu_buf_free(&text.buf);
     free(to_name);
-    *len = b.len;
-    return b.p;
+    *len = b.buf.len;
+    return b.buf.data;
 err:
-    free(b.p);
-    free(text.p);
+    twu_buf_free(&b.buf);
+    twu_buf_free(&text.buf);
     free(to_name);
     return NULL;
 }
