@@ -504,7 +504,7 @@ TW_API const tw_err *tw_conn_err(const tw_conn *c);
 /* The verified peer's identity after the handshake (NULL before, or when
  * out of memory).  Parsed from the certificate on the first call and kept
  * until tw_conn_free: connections nobody asks about do not hold it. */
-TW_API const tw_identity *tw_conn_peer(tw_conn *c);
+TW_API const tw_identity *tw_conn_peer(tw_conn *c) TW_MUST_CHECK;
 /*
  * Server connections: when the server was reloaded since this connection
  * began, check the peer's certificate again under the current CA, CRL,

@@ -44,7 +44,7 @@ TW_API tw_key *tw_key_load_file(const char *path, const char *passphrase,
                                 tw_err *err) TW_MUST_CHECK;
 
 /* Whether the PEM key file at `path` is encrypted (1), plain (0), or -1. */
-TW_API int tw_key_file_is_encrypted(const char *path, tw_err *err);
+TW_API int tw_key_file_is_encrypted(const char *path, tw_err *err) TW_MUST_CHECK;
 
 /*
  * Write the key as PKCS#8 PEM to `path`, mode 0600, atomically: a temporary
@@ -122,7 +122,7 @@ TW_API size_t tw_certgen_san_count(const tw_certgen *g);
 /* When no SAN was added and the subject's last CN is a host name, add it as
  * a DNS SAN: clients match host names against SANs only (RFC 6125 section
  * 6.4.4).  Returns 1 when added, 0 when not, -1 on error. */
-TW_API int tw_certgen_add_cn_as_dns(tw_certgen *g, tw_err *err);
+TW_API int tw_certgen_add_cn_as_dns(tw_certgen *g, tw_err *err) TW_MUST_CHECK;
 /* TW_PURPOSE_* flags; CA excludes SERVER and CLIENT. */
 TW_API int tw_certgen_set_purposes(tw_certgen *g, int purposes,
                                    tw_err *err) TW_MUST_CHECK;
