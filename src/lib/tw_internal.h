@@ -73,22 +73,4 @@ tw_identity *tw__identity_from_x509(X509 *x, tw_err *err);
 X509_STORE *tw__trust_store(const tw_trust *t);
 STACK_OF(X509) *tw__trust_cas(const tw_trust *t);
 
-/* Old spellings of src/util's helpers, for code not yet moved to util.h. */
-#define tw__malloc twu_malloc
-#define tw__calloc twu_calloc
-#define tw__strdup twu_strdup
-#define tw__free twu_free
-#define tw__free_passphrase twu_free_passphrase
-#define tw__alloc_fail_after twu_alloc_fail_after
-#define tw__err twu_err
-#define tw__err_nomem twu_err_nomem
-#define tw__hex twu_hex
-#define tw__parse_long twu_parse_long
-#define tw__read_passphrase_file twu_read_passphrase_file
-#define tw__staged twu_staged
-#define tw__stage_file twu_stage_file
-#define tw__stage_commit twu_stage_commit
-#define tw__stage_abort twu_stage_abort
-#define TW__WRITE_NO_REPLACE TWU_WRITE_NO_REPLACE
-
 #endif /* TW_INTERNAL_H */
