@@ -1767,6 +1767,58 @@ def section_resumption(tmp, p):
     finally:
         srv.stop()
 
+def section_session_cache(tmp, p):
+    """The session cache is bounded in bytes (--session-cache) and shown in
+    /metrics; a size it cannot use is refused at start; 0 turns it off.
+    Regression: the default cache kept ~11 KB per session up to 20,480
+    sessions, and idle connections opened and closed grew the server from
+    16 MB to 202 MB."""
+    r = run([SERVER, "--cert", p.c["srv"]["cert"], "--key", p.c["srv"]["key"],
+             "--ca", p.abc_ca, "--session-cache", "1K"])
+    check("session cache: --session-cache 1K is refused with exit 2, naming the option",
+          r.returncode == 2 and "--session-cache '1K'" in r.stderr, r.text)
+    srv = start_server(tmp, p, "sesscache", "session cache",
+                       ["--ca", p.abc_ca, "--db", p.path("sesscache.db"),
+                        "--session-cache", "32K", "--reload-check", "0", "--workers", "1"])
+    if srv is None:
+        return
+    try:
+        handshakes = 40 if not QUICK else 20
+        for i in range(handshakes):
+            for v in (V12, V13):
+                c = HttpConn(srv.port, p.ctx("mail", v))
+                c.request("GET", "/healthz")
+                c.close()
+        r, err = try_request(srv.port, p.ctx("mail"), "GET", "/metrics")
+        t = r.body.decode("utf-8", "replace") if r is not None else ""
+        held = metric(t, "twoway_session_cache_bytes")
+        count = metric(t, "twoway_session_cache_sessions")
+        check("session cache: %d full handshakes keep the cache within --session-cache 32K "
+              "(twoway_session_cache_bytes)" % (2 * handshakes),
+              held is not None and 0 < held <= 32 * 1024 and count is not None and count >= 1,
+              "bytes %r, sessions %r; %s" % (held, count, err or ""))
+    finally:
+        srv.stop()
+    srv = start_server(tmp, p, "nocache", "session cache off",
+                       ["--ca", p.abc_ca, "--db", p.path("nocache.db"),
+                        "--session-cache", "0", "--reload-check", "0"])
+    if srv is None:
+        return
+    try:
+        ctx = p.ctx("res-client", V12)
+        c = HttpConn(srv.port, ctx)
+        c.request("GET", "/healthz")
+        sess = c.sock.session
+        c.close()
+        c = HttpConn(srv.port, ctx, session=sess)
+        r = c.request("GET", "/healthz")
+        reused = c.sock.session_reused
+        c.close()
+        check("session cache: --session-cache 0 resumes nothing (TLS 1.2 session id)",
+              r.status == 200 and not reused, "reused=%s, %r" % (reused, r))
+    finally:
+        srv.stop()
+
 
 def concat(out, *files):
     with open(out, "wb") as o:
@@ -1876,6 +1928,7 @@ def main():
                     ("reload", lambda: section_reload(tmp, p)),
                     ("sigterm", lambda: section_sigterm(tmp, p)),
                     ("resumption", lambda: section_resumption(tmp, p)),
+                    ("session cache", lambda: section_session_cache(tmp, p)),
                     ("two CAs", lambda: section_two_cas(tmp, p)),
                     ("stale CRL", lambda: section_stale_crl(tmp, p))]
         if seed:
