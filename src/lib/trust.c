@@ -54,6 +54,10 @@ static int load_cas(tw_trust *t, const char *path, tw_err *err)
 
         if (info->x509 == NULL)
             continue;
+        /* Cache the extensions now, on one thread: the first verifications
+         * on several worker threads would otherwise fill OpenSSL's cache
+         * of this CA's extensions at the same time. */
+        (void)X509_check_purpose(info->x509, -1, 0);
         if (X509_STORE_add_cert(t->store, info->x509) != 1 ||
             sk_X509_push(t->cas, info->x509) == 0) {
             twu_err_ssl(err, TW_ERR_INTERNAL, "cannot add a CA from %s", path);
