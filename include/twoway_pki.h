@@ -157,6 +157,15 @@ TW_API int tw_serial_random(unsigned char serial[16], tw_err *err) TW_MUST_CHECK
  * SANs the CSR carries (names only; no other extension is copied). */
 TW_API int tw_certgen_from_csr_file(tw_certgen *g, const char *csr_path,
                                     tw_err *err) TW_MUST_CHECK;
+/* The same from a CSR in memory (PEM or DER, at most 256 KiB); `what`
+ * names it in the error sentences ("the csr field").  When `asked` is not
+ * NULL it receives what the CSR names, as an identity (subject, fields,
+ * SANs, and tw_identity_spki: the SHA-256 of its public key; issuer and
+ * serial empty, no dates), for a caller that must compare the request
+ * with what it may certify; free it with tw_identity_free. */
+TW_API int tw_certgen_from_csr(tw_certgen *g, const char *data, size_t len,
+                               const char *what, tw_identity **asked,
+                               tw_err *err) TW_MUST_CHECK;
 
 /* ----------------------------------------------------------------- CRLs */
 

@@ -138,36 +138,35 @@ done:
     return rc;
 }
 
-int tw_certgen_from_csr_file(tw_certgen *g, const char *path, tw_err *err)
+/* Check the request in data and fill `g` from it; `what` names it in the
+ * sentences (a file, or "the csr field"). */
+static int from_csr(tw_certgen *g, const char *data, size_t len,
+                    const char *what, tw_err *err)
 {
-    size_t len;
-    char *data = twu_read_file(path, CSR_FILE_MAX, &len, err);
     X509_REQ *req = NULL;
     EVP_PKEY *pub = NULL;
     X509_NAME *subject = NULL;
     int rc = -1;
 
-    if (data == NULL)
-        return -1;
-    if ((req = parse_req(data, len, path, err)) == NULL)
+    if ((req = parse_req(data, len, what, err)) == NULL)
         goto done;
     if ((pub = X509_REQ_get_pubkey(req)) == NULL) {
-        twu_err_ssl(err, TW_ERR_INPUT, "%s has no usable public key", path);
+        twu_err_ssl(err, TW_ERR_INPUT, "%s has no usable public key", what);
         goto done;
     }
     if (X509_REQ_verify(req, pub) != 1) {
         twu_err_ssl(err, TW_ERR_INPUT,
                     "the signature of %s does not verify: the request was "
-                    "altered or not made with its key; make a new CSR", path);
+                    "altered or not made with its key; make a new CSR", what);
         goto done;
     }
-    if (check_key_strength(pub, path, err) < 0)
+    if (check_key_strength(pub, what, err) < 0)
         goto done;
     if (X509_NAME_entry_count(X509_REQ_get_subject_name(req)) == 0) {
-        twu_err(err, TW_ERR_INPUT, "%s has an empty subject", path);
+        twu_err(err, TW_ERR_INPUT, "%s has an empty subject", what);
         goto done;
     }
-    if (copy_extensions(g, req, path, err) < 0)
+    if (copy_extensions(g, req, what, err) < 0)
         goto done;
     if ((subject = X509_NAME_dup(X509_REQ_get_subject_name(req))) == NULL) {
         twu_err_nomem(err);
@@ -181,6 +180,38 @@ done:
     ERR_clear_error();
     EVP_PKEY_free(pub);
     X509_REQ_free(req);
+    return rc;
+}
+
+int tw_certgen_from_csr_file(tw_certgen *g, const char *path, tw_err *err)
+{
+    size_t len;
+    char *data = twu_read_file(path, CSR_FILE_MAX, &len, err);
+    int rc;
+
+    if (data == NULL)
+        return -1;
+    rc = from_csr(g, data, len, path, err);
     twu_free(data);
     return rc;
+}
+
+int tw_certgen_from_csr(tw_certgen *g, const char *data, size_t len,
+                        const char *what, tw_identity **asked, tw_err *err)
+{
+    X509_REQ *req;
+
+    if (len > CSR_FILE_MAX)
+        return twu_err(err, TW_ERR_INPUT, "%s is larger than %d bytes",
+                       what, CSR_FILE_MAX);
+    if (from_csr(g, data, len, what, err) < 0)
+        return -1;
+    if (asked == NULL)
+        return 0;
+    /* Checked and copied: now say what it asked for, read the same way. */
+    if ((req = parse_req(data, len, what, err)) == NULL)
+        return -1;
+    *asked = tw__identity_from_req(req, err);
+    X509_REQ_free(req);
+    return *asked != NULL ? 0 : -1;
 }

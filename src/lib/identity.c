@@ -78,9 +78,9 @@ static int ia5_text(const ASN1_STRING *s, char **out)
     return *out != NULL ? 0 : -1;
 }
 
-static int read_sans(tw_identity *id, X509 *x)
+/* The names of `gens` (consumed). */
+static int read_sans(tw_identity *id, GENERAL_NAMES *gens)
 {
-    GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
     int rc = -1;
 
     for (int i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
@@ -222,7 +222,8 @@ static tw_identity *from_x509(X509 *x, tw_err *err)
         goto nomem;
     if ((id->subject = tw__name_text(X509_get_subject_name(x))) == NULL ||
         (id->issuer = tw__name_text(X509_get_issuer_name(x))) == NULL ||
-        read_attrs(id, X509_get_subject_name(x)) < 0 || read_sans(id, x) < 0)
+        read_attrs(id, X509_get_subject_name(x)) < 0 ||
+        read_sans(id, X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL)) < 0)
         goto nomem;
     if (read_digests(id, x) < 0) {
         twu_err_ssl(err, TW_ERR_INPUT, "cannot hash the certificate");
@@ -322,6 +323,63 @@ const char *tw_identity_san(const tw_identity *id, enum tw_san_type type,
     if ((unsigned)type >= TW_SAN_TYPES || idx >= id->nsans[type])
         return NULL;
     return id->sans[type][idx];
+}
+
+/* The SubjectPublicKeyInfo digest of a CSR's key, as read_digests makes
+ * a certificate's. */
+static int req_spki(tw_identity *id, EVP_PKEY *pub)
+{
+    unsigned char md[EVP_MAX_MD_SIZE], *spki = NULL;
+    unsigned int mdlen;
+    int len = i2d_PUBKEY(pub, &spki), ok;
+
+    if (len <= 0)
+        return -1;
+    ok = EVP_Digest(spki, (size_t)len, md, &mdlen, EVP_sha256(), NULL) == 1;
+    OPENSSL_free(spki);
+    if (!ok)
+        return -1;
+    twu_hex(md, mdlen, id->spki, 0);
+    return 0;
+}
+
+/* The names a CSR asks for (its extensionRequest), consumed by read_sans. */
+static GENERAL_NAMES *req_sans(X509_REQ *req)
+{
+    STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
+    GENERAL_NAMES *gens = NULL;
+
+    if (exts != NULL)
+        gens = X509V3_get_d2i(exts, NID_subject_alt_name, NULL, NULL);
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    return gens;
+}
+
+tw_identity *tw__identity_from_req(X509_REQ *req, tw_err *err)
+{
+    tw_identity *id = twu_calloc(1, sizeof(*id));
+    EVP_PKEY *pub = X509_REQ_get0_pubkey(req);
+
+    if (id == NULL || (id->subject = tw__name_text(X509_REQ_get_subject_name(req))) == NULL ||
+        (id->issuer = twu_strdup("")) == NULL ||
+        read_attrs(id, X509_REQ_get_subject_name(req)) < 0 ||
+        read_sans(id, req_sans(req)) < 0)
+        goto nomem;
+    if (pub == NULL || req_spki(id, pub) < 0) {
+        twu_err_ssl(err, TW_ERR_INPUT, "the request has no usable public key");
+        goto err;
+    }
+    tw__key_describe(pub, id->key_type, sizeof(id->key_type));
+    snprintf(id->sig_alg, sizeof(id->sig_alg), "%s",
+             OBJ_nid2ln(X509_REQ_get_signature_nid(req)));
+    ERR_clear_error();
+    return id;
+nomem:
+    twu_err_nomem(err);
+err:
+    ERR_clear_error();
+    tw_identity_free(id);
+    return NULL;
 }
 
 tw_identity *tw__identity_from_x509(X509 *x, tw_err *err)

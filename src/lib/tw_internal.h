@@ -68,6 +68,9 @@ int tw__reject(tw_err *err, enum tw_reason reason, X509 *cert,
 
 /* identity.c: identity of an X509 (not consumed). */
 tw_identity *tw__identity_from_x509(X509 *x, tw_err *err);
+/* What a CSR names: subject, SANs, the SHA-256 of its key (spki); no
+ * issuer, serial, dates or fingerprint.  The CSR is not checked here. */
+tw_identity *tw__identity_from_req(X509_REQ *req, tw_err *err);
 
 /* trust.c: the store inside a tw_trust (not a new reference). */
 X509_STORE *tw__trust_store(const tw_trust *t);

@@ -154,6 +154,58 @@ static void valid_csr_gives_subject_key_and_names_only(void **state)
     tw_certgen_free(g);
 }
 
+/* A CSR in memory, and the identity of what it asks for: the online CA
+ * compares it with what a token allows before it signs anything. */
+static void csr_in_memory_says_what_it_asks_for(void **state)
+{
+    struct th_ca_fixture *f = *state;
+    X509_REQ *req = make_req(&(struct req_spec){
+                                 .subject = "/CN=mail.abc.example/O=MailServer",
+                                 .exts = {{"subjectAltName",
+                                           "DNS:mail.abc.example,IP:10.0.0.1"}}},
+                             f->key->pkey, f->key->pkey);
+    BIO *bio = BIO_new(BIO_s_mem());
+    tw_identity *asked = NULL, *have;
+    tw_certgen *g;
+    tw_cert *c;
+    char *pem;
+    long len;
+    tw_err err;
+
+    assert_int_equal(PEM_write_bio_X509_REQ(bio, req), 1);
+    X509_REQ_free(req);
+    len = BIO_get_mem_data(bio, &pem);
+    assert_non_null(g = tw_certgen_new(&err));
+    assert_int_equal(tw_certgen_from_csr(g, pem, (size_t)len, "the csr field",
+                                         &asked, &err), 0);
+    assert_non_null(asked);
+    assert_string_equal(tw_identity_subject(asked),
+                        "/CN=mail.abc.example/O=MailServer");
+    assert_string_equal(tw_identity_field(asked, "O", 0), "MailServer");
+    assert_int_equal(tw_identity_san_count(asked, TW_SAN_DNS), 1);
+    assert_string_equal(tw_identity_san(asked, TW_SAN_DNS, 0), "mail.abc.example");
+    assert_string_equal(tw_identity_san(asked, TW_SAN_IP, 0), "10.0.0.1");
+    /* The key's digest is the one its certificate will carry. */
+    assert_int_equal(tw_certgen_set_purposes(g, TW_PURPOSE_CLIENT, &err), 0);
+    assert_non_null(c = tw_certgen_sign(g, f->ca, f->ca_key, &err));
+    assert_non_null(have = tw_identity_from_cert(c, &err));
+    assert_string_equal(tw_identity_spki(asked), tw_identity_spki(have));
+    tw_identity_free(have);
+    tw_cert_free(c);
+    tw_identity_free(asked);
+    tw_certgen_free(g);
+    /* Garbage in memory is refused naming `what`; nothing is returned. */
+    asked = NULL;
+    assert_non_null(g = tw_certgen_new(&err));
+    assert_int_equal(tw_certgen_from_csr(g, "not a csr", 9, "the csr field",
+                                         &asked, &err), -1);
+    assert_null(asked);
+    assert_int_equal(err.cls, TW_ERR_INPUT);
+    assert_non_null(strstr(err.msg, "the csr field holds no readable"));
+    tw_certgen_free(g);
+    BIO_free(bio);
+}
+
 static void der_csr_without_extensions(void **state)
 {
     struct th_ca_fixture *f = *state;
@@ -421,6 +473,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(valid_csr_gives_subject_key_and_names_only),
+        T(csr_in_memory_says_what_it_asks_for),
         T(der_csr_without_extensions),
         T(ca_false_is_fine),
         T(ca_true_is_refused),
