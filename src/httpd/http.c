@@ -21,6 +21,7 @@ const char *httpd__status_text(int status)
     case 100: return "Continue";
     case 200: return "OK";
     case 201: return "Created";
+    case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 403: return "Forbidden";
     case 404: return "Not Found";
@@ -325,11 +326,18 @@ int httpd__reply(httpd_conn *c, int status, const char *content_type,
     p = put(p, code, 3);
     p = put(p, " ", 1);
     p = put(p, text, text_len);
-    p = put(p, LIT("\r\nContent-Type: "));
-    p = put(p, content_type, type_len);
-    p = put(p, LIT("\r\nContent-Length: "));
-    p = put(p, length, length_len);
-    p = put(p, LIT("\r\n"));
+    if (status == 304) {
+        /* RFC 9110 section 15.4.5: no content; the validators travel in
+         * the extra headers. */
+        p = put(p, LIT("\r\n"));
+        len = 0;
+    } else {
+        p = put(p, LIT("\r\nContent-Type: "));
+        p = put(p, content_type, type_len);
+        p = put(p, LIT("\r\nContent-Length: "));
+        p = put(p, length, length_len);
+        p = put(p, LIT("\r\n"));
+    }
     if (extra_len > 0)
         p = put(p, extra_headers, extra_len);
     if (!c->keep_alive)

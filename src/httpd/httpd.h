@@ -15,7 +15,7 @@
  *
  * Threads: httpd_new, the httpd_set_* and httpd_route calls, httpd_run and
  * httpd_free belong to the main thread, before and after the run.
- * httpd_log is safe from any thread.  Everything that takes an httpd_req
+ * httpd_log and httpd_reload are safe from any thread.  Everything that takes an httpd_req
  * or an httpd_worker runs on that worker's thread only.
  */
 #ifndef TW_HTTPD_H
@@ -98,6 +98,17 @@ void httpd_serve_health(httpd_req *r);
 typedef void httpd_metrics_fn(void *app, twu_buf *out);
 void httpd_set_metrics(httpd *h, httpd_metrics_fn *fn);
 
+/* Call fn(app) on the main thread about every `every_ms` (and not while a
+ * signal is being handled): the program's periodic work, such as
+ * re-signing a CRL or renewing its own certificate. */
+typedef void httpd_tick_fn(void *app);
+void httpd_set_tick(httpd *h, httpd_tick_fn *fn, int every_ms);
+
+/* Reload the TLS configuration now (its files again), as SIGHUP does;
+ * logged and counted.  Any thread.  0, or -1 when the new configuration
+ * was refused and the old one stays. */
+int httpd_reload(httpd *h, const char *why);
+
 /* What the start-up line says after the listening address, e.g.
  * "database invoices.db"; and the sentence logged at start when the
  * configuration has no policy. */
@@ -140,6 +151,8 @@ int httpd_req_query(const httpd_req *r, const char *name, char *buf,
 const char *httpd_req_header(const httpd_req *r, const char *name,
                              size_t *len);
 const char *httpd_req_body(const httpd_req *r, size_t *len);
+/* The peer's address, "127.0.0.1:5000" or "[::1]:5000". */
+const char *httpd_req_peer_addr(const httpd_req *r);
 /* The peer's identity (parsed once per connection), NULL when out of
  * memory. */
 const tw_identity *httpd_req_peer(httpd_req *r);

@@ -70,6 +70,8 @@ struct httpd {
     httpd_worker_stop_fn *worker_stop;
     httpd_metrics_fn *app_metrics;
     const char *banner, *no_policy;
+    httpd_tick_fn *tick;
+    int tick_ms;
     /* Generations already warned about (main thread only; 0: none). */
     unsigned warned_crl_gen, warned_cert_gen;
 };

@@ -101,7 +101,15 @@ static void refuse_role(httpd_conn *c, const char *role)
     char reason[1024];
 
     if (id == NULL) {
-        httpd__reply_error(c, 500, "out of memory");
+        /* A server that lets clients in without a certificate (routes
+         * decide) still gives roles only to verified ones. */
+        snprintf(reason, sizeof(reason), "this path needs a client "
+                 "certificate with the '%s' role, and none was presented",
+                 role);
+        httpd_log(srv, "refused peer=%s reason=no_certificate role=%s",
+                  c->peer, role);
+        httpd__metrics_refusal(srv, TW_REASON_NO_CERTIFICATE);
+        httpd__reply_error(c, 403, reason);
         return;
     }
     snprintf(reason, sizeof(reason),
@@ -237,6 +245,11 @@ void *httpd_req_app(const httpd_req *r)
 void *httpd_req_worker_state(const httpd_req *r)
 {
     return r->conn->w->state;
+}
+
+const char *httpd_req_peer_addr(const httpd_req *r)
+{
+    return r->conn->peer;
 }
 
 httpd *httpd_req_server(const httpd_req *r)

@@ -132,19 +132,20 @@ static long long files_mtime(const httpd_options *o)
     return (long long)sig;
 }
 
-static void reload(httpd *srv, const char *why)
+int httpd_reload(httpd *srv, const char *why)
 {
     tw_err err;
 
     if (tw_server_reload(srv->tls, srv->cfg, &err) < 0) {
         atomic_fetch_add(&srv->metrics.reload_failures, 1);
         httpd_log(srv, "reload (%s) failed, keeping generation %u: %s", why,
-                tw_server_generation(srv->tls), err.msg);
-        return;
+                  tw_server_generation(srv->tls), err.msg);
+        return -1;
     }
     atomic_fetch_add(&srv->metrics.reloads, 1);
     httpd_log(srv, "reloaded (%s): generation %u", why,
-            tw_server_generation(srv->tls));
+              tw_server_generation(srv->tls));
+    return 0;
 }
 
 static void format_utc(time_t t, char *buf, size_t len)
@@ -191,13 +192,19 @@ static void warn_dates(httpd *srv)
 static void supervise(httpd *srv)
 {
     long long seen = files_mtime(&srv->opt);
+    long long next_tick = httpd_loop_now_ms() + srv->tick_ms;
 
     for (;;) {
         struct pollfd p = {.fd = srv->sigfd, .events = POLLIN};
         int timeout = srv->opt.reload_check_ms > 0 &&
                               srv->opt.reload_check_ms < 60000
                           ? srv->opt.reload_check_ms : 60000;
-        int n = poll(&p, 1, timeout);
+        long long now_ms = httpd_loop_now_ms();
+        int n;
+
+        if (srv->tick != NULL && next_tick - now_ms < timeout)
+            timeout = next_tick > now_ms ? (int)(next_tick - now_ms) : 0;
+        n = poll(&p, 1, timeout);
 
         if (n < 0 && errno != EINTR)
             return;
@@ -208,7 +215,7 @@ static void supervise(httpd *srv)
                 continue;
             if (si.ssi_signo == SIGHUP) {
                 seen = files_mtime(&srv->opt);
-                reload(srv, "SIGHUP");
+                (void)httpd_reload(srv, "SIGHUP");
             } else {
                 httpd_log(srv, "%s: draining connections, then exiting",
                         si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -219,8 +226,12 @@ static void supervise(httpd *srv)
 
             if (now != seen) {
                 seen = now;
-                reload(srv, "files changed");
+                (void)httpd_reload(srv, "files changed");
             }
+        }
+        if (srv->tick != NULL && httpd_loop_now_ms() >= next_tick) {
+            srv->tick(srv->app);
+            next_tick = httpd_loop_now_ms() + srv->tick_ms;
         }
         warn_dates(srv);
     }
@@ -342,6 +353,12 @@ void httpd_set_worker_hooks(httpd *h, httpd_worker_start_fn *start,
 void httpd_set_metrics(httpd *h, httpd_metrics_fn *fn)
 {
     h->app_metrics = fn;
+}
+
+void httpd_set_tick(httpd *h, httpd_tick_fn *fn, int every_ms)
+{
+    h->tick = fn;
+    h->tick_ms = every_ms > 0 ? every_ms : 1000;
 }
 
 void httpd_set_banner(httpd *h, const char *extra, const char *no_policy)
