@@ -347,11 +347,12 @@ TW_API size_t tw_policy_roles(const tw_policy *p, const tw_identity *id,
  * server or client is built from it (tw_server_new, tw_client_new) and
  * read again on every reload.  Strict defaults: TLS 1.2 minimum, TLS 1.3
  * preferred, OpenSSL security level 2, peer certificates required and
- * verified, no renegotiation, no compression.  A config copies every string
- * it is given; it may be freed once the servers and clients built from it
- * are built (they keep what they need).  Errors are read with
- * tw_config_error().  One thread at a time: do not change a config while
- * tw_server_new, tw_server_reload or tw_client_new reads it.
+ * verified (tw_config_set_client_cert), no renegotiation, no compression.
+ * A config copies every string it is given; it may be freed once the
+ * servers and clients built from it are built (they keep what they need).
+ * Errors are read with tw_config_error().  One thread at a time: do not
+ * change a config while tw_server_new, tw_server_reload or tw_client_new
+ * reads it.
  */
 typedef struct tw_config tw_config;
 
@@ -414,6 +415,28 @@ TW_API int tw_config_set_tickets(tw_config *cfg, int count) TW_MUST_CHECK;
  */
 TW_API int tw_config_set_session_cache_size(tw_config *cfg,
                                             size_t bytes) TW_MUST_CHECK;
+
+/* Modes for tw_config_set_client_cert. */
+#define TW_CLIENT_CERT_REQUIRED 0
+#define TW_CLIENT_CERT_OPTIONAL 1
+/*
+ * Server: what a client certificate is to the handshake.
+ * TW_CLIENT_CERT_REQUIRED (the default): one must be presented and pass
+ * verification, or the handshake fails with a TLS alert.
+ * TW_CLIENT_CERT_OPTIONAL: one is asked for, and one that is presented is
+ * verified with every check REQUIRED makes (chain to the CA file, dates,
+ * CRL, purpose clientAuth), but a missing certificate or a failed check
+ * does not fail the handshake: the connection is made, the peer is
+ * unverified, and each request decides (tw_conn_peer_verified says why
+ * not; tw_conn_allows and tw_conn_roles grant an unverified peer nothing).
+ * For servers whose routes answer a refusal themselves (an expired client
+ * hears "expired" in an HTTP 403, not a TLS alert).  The proof that the
+ * client holds its certificate's key (the CertificateVerify signature) is
+ * still required in both modes: a client that cannot give it gets no
+ * connection.  Clients ignore this setting.  Any other mode is
+ * TW_ERR_USAGE.
+ */
+TW_API int tw_config_set_client_cert(tw_config *cfg, int mode) TW_MUST_CHECK;
 
 /* -------------------------------------------------------- connections */
 
@@ -478,7 +501,8 @@ TW_API tw_conn *tw_client_connect(tw_client *cli, int fd, const char *host,
  * threads: accepted on one, served on another); connections do not share
  * mutable state, so distinct ones run in parallel.
  *
- * Drive the handshake: 0 when done (peer verified), TW_WANT_READ /
+ * Drive the handshake: 0 when done (peer verified; on a server with
+ * TW_CLIENT_CERT_OPTIONAL, see tw_conn_peer_verified), TW_WANT_READ /
  * TW_WANT_WRITE to be called again when the fd is ready, -1 when it failed:
  * tw_conn_err() then has the class (TW_ERR_PEER_REJECTED with a reason
  * when we refused the peer's certificate, TW_ERR_REJECTED_BY_PEER with a
@@ -501,27 +525,52 @@ TW_API int tw_conn_shutdown(tw_conn *c);
 TW_API void tw_conn_free(tw_conn *c);
 
 TW_API const tw_err *tw_conn_err(const tw_conn *c);
-/* The verified peer's identity after the handshake (NULL before, or when
- * out of memory).  Parsed from the certificate on the first call and kept
- * until tw_conn_free: connections nobody asks about do not hold it. */
+/* The peer's identity after the handshake (NULL before, when it presented
+ * no certificate, or when out of memory).  On a server with
+ * TW_CLIENT_CERT_OPTIONAL this is the certificate presented even when it
+ * failed verification (so that a refusal can name it): ask
+ * tw_conn_peer_verified before trusting it.  Parsed from the certificate on
+ * the first call and kept until tw_conn_free: connections nobody asks
+ * about do not hold it. */
 TW_API const tw_identity *tw_conn_peer(tw_conn *c) TW_MUST_CHECK;
+/*
+ * Whether the peer presented a certificate that passed verification: 1
+ * yes; 0 no, and then `err` (may be NULL) holds the refusal a handshake
+ * would have given: TW_ERR_PEER_REJECTED with TW_REASON_NO_CERTIFICATE
+ * when none was presented, else the reason and sentence of the check that
+ * failed (revoked, expired, unknown_ca, wrong_usage, ...), naming the
+ * certificate.  Without a certificate verified there are no roles.  With
+ * TW_CLIENT_CERT_REQUIRED (and on clients) it is 1 after a successful
+ * handshake, until a tw_conn_refresh finds that the peer no longer passes.
+ * 0 with TW_ERR_USAGE before the handshake is done.
+ */
+TW_API int tw_conn_peer_verified(const tw_conn *c, tw_err *err) TW_MUST_CHECK;
 /*
  * Server connections: when the server was reloaded since this connection
  * began, check the peer's certificate again under the current CA, CRL,
  * expiry and purpose, and apply the current policy from now on.  Cheap when
  * nothing changed (call it before each request).  0 when the peer still
  * passes; -1 with tw_conn_err() (TW_ERR_PEER_REJECTED and a reason) when it
- * no longer does: answer with a refusal and close.
+ * no longer does: answer with a refusal and close.  With
+ * TW_CLIENT_CERT_OPTIONAL a failed check is no error of the connection: it
+ * returns 0 and the peer is unverified from now on (tw_conn_peer_verified
+ * says why), or verified again if it passes now; -1 only when out of
+ * memory.
  */
 TW_API int tw_conn_refresh(tw_conn *c) TW_MUST_CHECK;
-/* After a handshake that failed because we refused the peer's certificate:
- * that certificate's identity (a new object the caller frees), or NULL
- * when the peer sent none or the failure was something else. */
+/* After a handshake that failed because we refused the peer's certificate
+ * (or, with TW_CLIENT_CERT_OPTIONAL, a connection whose peer is unverified
+ * because a check failed): the certificate that failed (the client's, or
+ * an issuing CA's it sent), as a new identity the caller frees; NULL when
+ * the peer sent none or the failure was something else. */
 TW_API tw_identity *tw_conn_refused_identity(const tw_conn *c) TW_MUST_CHECK;
 /* Policy of the connection's generation: as tw_policy_allows.  With no
- * policy configured every verified peer has every role, *why = "no policy". */
+ * policy configured every verified peer has every role, *why = "no policy".
+ * A peer that is not verified (tw_conn_peer_verified) has no role, policy
+ * or not. */
 TW_API int tw_conn_allows(const tw_conn *c, const char *role, const char **why);
-/* The roles granted to the peer, as tw_policy_roles. */
+/* The roles granted to the peer, as tw_policy_roles ("*" for every role
+ * when there is no policy; none to a peer that is not verified). */
 TW_API size_t tw_conn_roles(const tw_conn *c, char *buf, size_t len);
 /* "TLSv1.3", "TLSv1.2". */
 TW_API const char *tw_conn_version(const tw_conn *c);

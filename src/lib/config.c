@@ -19,6 +19,7 @@ tw_config *tw_config_new(void)
     cfg->min_version = TW_TLS_1_2;
     cfg->max_version = TW_TLS_1_3;
     cfg->tickets = 1;
+    cfg->client_cert = TW_CLIENT_CERT_REQUIRED;
     cfg->session_cache_bytes = TW__SESSION_CACHE_DEFAULT;
     return cfg;
 }
@@ -176,6 +177,17 @@ int tw_config_set_tickets(tw_config *cfg, int count)
         return twu_err(&cfg->err, TW_ERR_USAGE,
                        "ticket count %d is out of range: give 0 to 8", count);
     cfg->tickets = count;
+    return 0;
+}
+
+int tw_config_set_client_cert(tw_config *cfg, int mode)
+{
+    if (mode != TW_CLIENT_CERT_REQUIRED && mode != TW_CLIENT_CERT_OPTIONAL)
+        return twu_err(&cfg->err, TW_ERR_USAGE,
+                       "client certificate mode %d is unknown: give "
+                       "TW_CLIENT_CERT_REQUIRED or TW_CLIENT_CERT_OPTIONAL",
+                       mode);
+    cfg->client_cert = mode;
     return 0;
 }
 

@@ -24,6 +24,7 @@ tw_conn *tw__conn_new(tw__gen *g, int fd, int is_server, const char *host,
     }
     c->gen = g;
     c->is_server = is_server;
+    c->cert_optional = is_server && g->client_cert_optional;
     if ((c->ssl = SSL_new(g->ctx)) == NULL ||
         SSL_set_ex_data(c->ssl, tw__ssl_conn_index(), c) != 1 ||
         SSL_set_fd(c->ssl, fd) != 1) {
@@ -113,10 +114,41 @@ static int want(tw_conn *c, int ret, const char *what)
     }
 }
 
+/* Record a failure found after the chain check (a resumption's, a
+ * refresh's) as the verification callback records one: on the leaf. */
+static void record_failure(tw_conn *c, int code, X509 *peer)
+{
+    X509_free(c->verify_cert);
+    c->verify_cert = peer != NULL && X509_up_ref(peer) == 1 ? peer : NULL;
+    c->verify_error = code;
+    c->verify_depth = 0;
+}
+
+/*
+ * A resumed session skipped the chain check.  It must have passed it when
+ * it was made (the verify result it carries: ticket.c keeps sessions of
+ * unverified peers from being resumed at all, this is the second lock),
+ * and the certificate must still be within its dates, its CRL not past
+ * nextUpdate (the CRL and CA are those of this generation, whose cache or
+ * ticket check the session came through).  X509_V_OK, or what fails.
+ */
+static int resumption_failure(const tw_conn *c, X509 *peer)
+{
+    long made = SSL_get_verify_result(c->ssl);
+
+    if (made != X509_V_OK)
+        return (int)made;
+    if (X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0)
+        return X509_V_ERR_CERT_HAS_EXPIRED;
+    if (tw__gen_crl_stale(c->gen, peer))
+        return X509_V_ERR_CRL_HAS_EXPIRED;
+    return X509_V_OK;
+}
+
 int tw_conn_handshake(tw_conn *c)
 {
     X509 *peer;
-    int ret;
+    int ret, code;
 
     if (c->done)
         return 0;
@@ -124,20 +156,30 @@ int tw_conn_handshake(tw_conn *c)
     errno = 0;
     if ((ret = SSL_do_handshake(c->ssl)) != 1)
         return want(c, ret, "handshake");
-    if ((peer = SSL_get0_peer_certificate(c->ssl)) == NULL)
+    peer = SSL_get0_peer_certificate(c->ssl);
+    if (peer == NULL && !c->cert_optional)
         return tw__reject(tw__conn_errbuf(c), TW_REASON_NO_CERTIFICATE, NULL,
                           NULL, NULL);
-    /* A resumed session skipped the chain check: the certificate must still
-     * be within its dates (the CRL and CA are those of this generation,
-     * whose cache the session came from). */
-    if (c->is_server && SSL_session_reused(c->ssl) &&
-        (X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0 ||
-         tw__gen_crl_stale(c->gen, peer)))
-        return tw__reject(
-            tw__conn_errbuf(c),
-            X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0
-                ? TW_REASON_EXPIRED : TW_REASON_CRL_UNUSABLE,
-            peer, "the client's", "the CRL is past its nextUpdate");
+    if (c->is_server && peer != NULL && SSL_session_reused(c->ssl) &&
+        (code = resumption_failure(c, peer)) != X509_V_OK) {
+        /* OPTIONAL: the peer is unverified, with the reason a full
+         * handshake would give; REQUIRED: the handshake fails. */
+        if (c->cert_optional)
+            record_failure(c, code, peer);
+        else
+            return tw__reject(tw__conn_errbuf(c), tw__reason_from_x509(code),
+                              peer, "the client's",
+                              code == X509_V_ERR_CRL_HAS_EXPIRED
+                                  ? "the CRL is past its nextUpdate"
+                                  : X509_verify_cert_error_string(code));
+    }
+    /* A TLS 1.2 session of an unverified peer, made just now, leaves the
+     * session cache (ticket.c says why; a session without a certificate
+     * has not been through a verification that could mark it). */
+    if (c->cert_optional && !SSL_session_reused(c->ssl) &&
+        (peer == NULL || c->verify_error != 0))
+        SSL_CTX_remove_session(SSL_get_SSL_CTX(c->ssl),
+                               SSL_get0_session(c->ssl));
     /* The identity is parsed when first asked for (tw_conn_peer): an idle
      * connection holds the certificate OpenSSL keeps anyway, not a second,
      * parsed copy of it. */
@@ -211,6 +253,32 @@ const tw_err *tw_conn_err(const tw_conn *c)
     return c->err != NULL ? c->err : &none;
 }
 
+/* Whether the handshake is done and the peer presented a certificate
+ * that passed (c->verify_error: recorded failures of the handshake, a
+ * resumption check or a refresh). */
+static int peer_verified(const tw_conn *c)
+{
+    return c->done && c->verify_error == 0 &&
+           SSL_get0_peer_certificate(c->ssl) != NULL;
+}
+
+int tw_conn_peer_verified(const tw_conn *c, tw_err *err)
+{
+    if (!c->done)
+        twu_err(err, TW_ERR_USAGE, "the TLS handshake is not done: there "
+                "is no peer to speak of yet");
+    else if (SSL_get0_peer_certificate(c->ssl) == NULL)
+        tw__reject(err, TW_REASON_NO_CERTIFICATE, NULL, NULL, NULL);
+    else if (c->verify_error != 0)
+        tw__conn_explain_failure(c, err);
+    else {
+        if (err != NULL)
+            tw_err_clear(err);
+        return 1;
+    }
+    return 0;
+}
+
 const tw_identity *tw_conn_peer(tw_conn *c)
 {
     X509 *peer;
@@ -246,8 +314,8 @@ int tw_conn_allows(const tw_conn *c, const char *role, const char **why)
     tw_identity *tmp;
     int ok;
 
-    if (!c->done)
-        return 0;
+    if (!peer_verified(c))
+        return 0; /* no role without a verified certificate */
     if (c->gen->policy == NULL) {
         if (why != NULL)
             *why = "no policy: every certificate the CA signed";
@@ -268,7 +336,7 @@ size_t tw_conn_roles(const tw_conn *c, char *buf, size_t len)
 
     if (len > 0)
         buf[0] = '\0';
-    if (!c->done)
+    if (!peer_verified(c))
         return 0;
     if (c->gen->policy == NULL) {
         snprintf(buf, len, "*");
@@ -310,7 +378,11 @@ tw_identity *tw_conn_refused_identity(const tw_conn *c)
  * per connection): verify the peer's certificate again under the current
  * trust store, CRL and purpose, and adopt the current policy.  The
  * handshake's verify callback sees this check too, so a refusal names the
- * same failure, on the same certificate, in the same words.
+ * same failure, on the same certificate, in the same words.  With
+ * TW_CLIENT_CERT_OPTIONAL the outcome is the peer's verified state from
+ * now on, as a handshake now would give it: a failure makes it unverified
+ * (the connection itself is fine), a pass verified again; a peer without
+ * a certificate has nothing to check.
  */
 int tw_conn_refresh(tw_conn *c)
 {
@@ -328,6 +400,9 @@ int tw_conn_refresh(tw_conn *c)
         tw__gen_unref(g);
         return twu_err_nomem(tw__conn_errbuf(c));
     }
+    /* The callback records the first failure of this check, not an
+     * earlier one's. */
+    record_failure(c, X509_V_OK, NULL);
     ok = peer != NULL &&
          X509_STORE_CTX_init(ctx, tw__trust_store(g->trust), peer,
                              SSL_get_peer_cert_chain(c->ssl)) == 1 &&
@@ -345,11 +420,12 @@ int tw_conn_refresh(tw_conn *c)
     if (c->gen != ssl_gen(c))
         tw__gen_unref(c->gen); /* an earlier refresh's */
     c->gen = g; /* the current policy applies from now on */
-    if (!ok)
-        return tw__reject(tw__conn_errbuf(c), tw__reason_from_x509(code),
-                          c->verify_cert ? c->verify_cert : peer,
-                          c->verify_depth > 0 ? "the issuing CA's"
-                                              : "the client's",
-                          X509_verify_cert_error_string(code));
-    return 0;
+    if (ok || (peer == NULL && c->cert_optional))
+        return 0;
+    if (c->verify_error == 0) /* failed before the callback saw it */
+        record_failure(c, code != X509_V_OK ? code : X509_V_ERR_UNSPECIFIED,
+                       peer);
+    if (c->cert_optional)
+        return 0; /* unverified from now on: tw_conn_peer_verified */
+    return tw__conn_explain_failure(c, tw__conn_errbuf(c));
 }

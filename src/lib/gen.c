@@ -4,7 +4,9 @@
  * The TLS settings are the strict ones of twoway: TLS 1.2 minimum, 1.3
  * preferred, security level 2 (RFC 9325's recommendations), ECDHE with AEAD
  * ciphers only, no renegotiation (RFC 9325 section 3.5), no compression
- * (section 3.3), and a peer certificate required and verified.
+ * (section 3.3), and a peer certificate required and verified (or, on a
+ * server with TW_CLIENT_CERT_OPTIONAL, asked for and verified when given:
+ * each request decides, tw_conn_peer_verified).
  */
 #include "tls_internal.h"
 
@@ -226,7 +228,7 @@ static int use_keypair(tw__gen *g, const tw_config *cfg, tw_err *err)
 static int set_tls_options(tw__gen *g, const tw_config *cfg, tw_err *err)
 {
     SSL_CTX *ctx = g->ctx;
-    int mode = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    int mode = SSL_VERIFY_PEER;
 
     SSL_CTX_set_security_level(ctx, 2);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
@@ -249,6 +251,11 @@ static int set_tls_options(tw__gen *g, const tw_config *cfg, tw_err *err)
         SSL_CTX_set1_sigalgs_list(ctx, SIGALGS) != 1 ||
         SSL_CTX_set1_client_sigalgs_list(ctx, SIGALGS) != 1)
         return twu_err_ssl(err, TW_ERR_INTERNAL, "cannot set TLS parameters");
+    /* OPTIONAL: the server still sends CertificateRequest (VERIFY_PEER)
+     * and verifies what comes; a missing certificate is let through here,
+     * a failed one by the verification callback (tw__vcache_verify). */
+    if (!g->client_cert_optional)
+        mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
     if (g->is_server) {
         mode |= SSL_VERIFY_CLIENT_ONCE;
         SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
@@ -279,6 +286,10 @@ static int set_tls_options(tw__gen *g, const tw_config *cfg, tw_err *err)
                                                   err)) == NULL)
                 return -1;
             tw__sesscache_install(ctx);
+            /* TLS 1.3 stateful tickets: what makes one checks that the
+             * peer is verified (ticket.c, OPTIONAL mode). */
+            if (tw__ticket_check_install(ctx, err) < 0)
+                return -1;
             /* A client that closes without close_notify (many do) would
              * otherwise count as a fatal error and lose its session.
              * Requests are framed by HTTP, so an early EOF truncates
@@ -308,6 +319,8 @@ tw__gen *tw__gen_new(const tw_config *cfg, int is_server,
     }
     atomic_init(&g->refs, 1);
     g->is_server = is_server;
+    g->client_cert_optional =
+        is_server && cfg->client_cert == TW_CLIENT_CERT_OPTIONAL;
     if (cfg->ca_file == NULL) {
         twu_err(err, TW_ERR_USAGE, "no CA file given: peers cannot be verified");
         goto err;

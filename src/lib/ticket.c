@@ -7,6 +7,24 @@
  * against what is true now: not expired, not on the current CRL, and made
  * under the same trust anchors.  Otherwise the server falls back to a full
  * handshake, where verification refuses a revoked client with an alert.
+ *
+ * A server with TW_CLIENT_CERT_OPTIONAL lets in clients whose certificate
+ * is missing or failed verification.  Their sessions are never resumed:
+ * a resumption skips the chain check, and the reason a route must be able
+ * to give ("revoked", "expired") would have to travel inside the session
+ * and be re-derived under the current CRL and dates on every resumption.
+ * A full handshake gives it again, exactly, for the price of a few
+ * handshakes by clients that are being refused anyway.  So such a session
+ * is given an empty session id context (tw__session_unresumable) before
+ * it is sealed into a ticket or stored: OpenSSL does not cache a server
+ * session without a context, and never resumes a session whose context
+ * is not the SSL_CTX's ("twoway"), in TLS 1.2 and 1.3 alike; a client
+ * offering it gets a full handshake.  What marks it: the verification
+ * callback when a presented certificate fails (verify.c), the ticket
+ * callback below for every ticket (a TLS 1.3 client without a
+ * certificate), and tw_conn_handshake for a TLS 1.2 session id.  Should a
+ * session get through all the same, tw_conn_handshake reads the verify
+ * result it carries and the peer stays unverified.
  */
 #include "tls_internal.h"
 
@@ -103,6 +121,26 @@ static tw__gen *gen_of(SSL *s)
     return SSL_CTX_get_ex_data(SSL_get_SSL_CTX(s), tw__ctx_gen_index());
 }
 
+void tw__session_unresumable(SSL *ssl)
+{
+    static const unsigned char none[1];
+    SSL_SESSION *sess = SSL_get_session(ssl);
+
+    if (sess != NULL)
+        (void)SSL_SESSION_set1_id_context(sess, none, 0);
+}
+
+/* Whether an OPTIONAL server's connection has a peer that is, so far,
+ * verified (its session may be resumed). */
+static int peer_verified_so_far(SSL *s)
+{
+    tw_conn *c = SSL_get_ex_data(s, tw__ssl_conn_index());
+
+    return c == NULL || !c->cert_optional ||
+           (SSL_get0_peer_certificate(s) != NULL && c->verify_error == 0 &&
+            SSL_get_verify_result(s) == X509_V_OK);
+}
+
 /* RFC 5077 section 4: key name, IV, AES-256-CBC, HMAC-SHA256. */
 static int key_cb(SSL *s, unsigned char name[16], unsigned char *iv,
                   EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
@@ -151,6 +189,8 @@ static int gen_cb(SSL *s, void *arg)
     (void)arg;
     if (g == NULL || sess == NULL)
         return 1;
+    if (!peer_verified_so_far(s))
+        tw__session_unresumable(s);
     return SSL_SESSION_set1_ticket_appdata(sess, g->trust_id,
                                            sizeof(g->trust_id));
 }
@@ -204,6 +244,14 @@ static SSL_TICKET_RETURN dec_cb(SSL *s, SSL_SESSION *sess,
         return g && session_still_good(g, sess) ? SSL_TICKET_RETURN_USE_RENEW
                                                : SSL_TICKET_RETURN_IGNORE_RENEW;
     }
+}
+
+int tw__ticket_check_install(SSL_CTX *ctx, tw_err *err)
+{
+    if (SSL_CTX_set_session_ticket_cb(ctx, gen_cb, NULL, NULL) != 1)
+        return twu_err_ssl(err, TW_ERR_INTERNAL,
+                           "cannot install the session ticket callback");
+    return 0;
 }
 
 int tw__ticket_install(SSL_CTX *ctx, tw_err *err)

@@ -26,6 +26,7 @@ struct tw_config {
     char **rules, **expectations;
     size_t nrules, nexpectations;
     int min_version, max_version, tickets;
+    int client_cert; /* TW_CLIENT_CERT_REQUIRED or _OPTIONAL */
     size_t session_cache_bytes; /* 0: no session cache */
     tw_err err;
 };
@@ -65,6 +66,7 @@ typedef struct tw__gen {
     atomic_int refs;
     unsigned id;
     int is_server;
+    int client_cert_optional; /* servers: TW_CLIENT_CERT_OPTIONAL */
     SSL_CTX *ctx;
     tw_trust *trust;
     unsigned char trust_id[8]; /* hash of the CA file: sessions made under
@@ -97,6 +99,9 @@ int tw__ticket_keys_load(const char *path, tw__ticket_key *keys,
 int tw__ticket_keys_random(tw__ticket_key *key, tw_err *err);
 /* Install the ticket key callback and the resumption check on ctx. */
 int tw__ticket_install(SSL_CTX *ctx, tw_err *err);
+/* Install only the check made when a ticket is made (the session cache's
+ * TLS 1.3 stateful tickets). */
+int tw__ticket_check_install(SSL_CTX *ctx, tw_err *err);
 
 /* Ex-data slots: the generation on an SSL_CTX, the connection on an SSL. */
 int tw__ctx_gen_index(void);
@@ -107,7 +112,10 @@ struct tw_conn {
     tw__gen *gen;
     tw_identity *peer;
     int is_server, done;
-    /* The first verification failure seen in the handshake. */
+    int cert_optional; /* a server connection with TW_CLIENT_CERT_OPTIONAL */
+    /* The first verification failure seen in the handshake (or, in
+     * OPTIONAL mode, by a resumption check or tw_conn_refresh): with a
+     * certificate presented, the peer is verified exactly when this is 0. */
     int verify_error, verify_depth;
     X509 *verify_cert;
     int expectation_failed;
@@ -136,6 +144,16 @@ tw_conn *tw__conn_new(tw__gen *g, int fd, int is_server, const char *host,
 /* verify.c: the SSL verify callback (records the failure on the conn,
  * checks client expectations at depth 0). */
 int tw__verify_cb(int preverify_ok, X509_STORE_CTX *store);
+/* Fill err (may be NULL) with the refusal of the recorded verification
+ * failure (c->verify_error), as a failed handshake states it; -1. */
+int tw__conn_explain_failure(const tw_conn *c, tw_err *err);
+/* Called by the server's verification (vcache.c) when a client chain
+ * failed: 1 to go on with the handshake (TW_CLIENT_CERT_OPTIONAL, failure
+ * recorded on the connection), 0 to fail it. */
+int tw__verify_let_through(X509_STORE_CTX *store);
+/* ticket.c: make the session of ssl's handshake one that is never resumed
+ * (OPTIONAL mode, a peer that is not verified: ticket.c says why). */
+void tw__session_unresumable(SSL *ssl);
 /* Fill c->err from a failed handshake/read/write (`ret` from SSL_*). */
 int tw__conn_fail(tw_conn *c, int ret, const char *what);
 

@@ -10,7 +10,12 @@
  * (proof of the private key, checked by TLS on every handshake), the
  * validity dates (checked against the clock on every hit), and anything a
  * reload changes (CA, CRL, policy: a reload makes a new generation, with an
- * empty cache).  Failures are never cached.
+ * empty cache).  Failures are never cached: only a chain X509_verify_cert
+ * passed with no error left in its context, so a verification a callback
+ * let through is not remembered as one that passed.  With
+ * TW_CLIENT_CERT_OPTIONAL a failure does not end the handshake (verify.c
+ * records it and the peer stays unverified), and the next handshake with
+ * the same certificate verifies again.
  */
 #include "tls_internal.h"
 
@@ -104,7 +109,9 @@ int tw__vcache_verify(X509_STORE_CTX *xs, void *arg)
     if (have_fp && lookup(g->vcache, fp, time(NULL)))
         return 1; /* X509_V_OK stays the verification result */
     ok = X509_verify_cert(xs);
-    if (ok == 1 && have_fp)
+    if (ok == 1 && X509_STORE_CTX_get_error(xs) == X509_V_OK && have_fp)
         store(g->vcache, g, fp, xs);
+    if (ok != 1 && g->client_cert_optional)
+        return tw__verify_let_through(xs);
     return ok;
 }

@@ -80,6 +80,54 @@ int tw__verify_cb(int ok, X509_STORE_CTX *store)
     return 1;
 }
 
+/*
+ * A server with TW_CLIENT_CERT_OPTIONAL: the client's chain failed
+ * verification (tw__verify_cb recorded the first failure, as it does for
+ * a refusal).  The handshake goes on, so that the route can answer why;
+ * the peer stays unverified (c->verify_error is never 0 from here), gets
+ * no role, and its session is never resumed (ticket.c).  Returns 1 to let
+ * the handshake continue, 0 to fail it (no connection to record the
+ * failure on: never let an unrecorded failure through).
+ */
+int tw__verify_let_through(X509_STORE_CTX *store)
+{
+    SSL *ssl = X509_STORE_CTX_get_ex_data(store,
+                                          SSL_get_ex_data_X509_STORE_CTX_idx());
+    tw_conn *c = ssl ? SSL_get_ex_data(ssl, tw__ssl_conn_index()) : NULL;
+    X509 *leaf = X509_STORE_CTX_get0_cert(store);
+
+    if (c == NULL || !c->cert_optional)
+        return 0;
+    if (c->verify_error == 0) {
+        /* Failed without the callback hearing of it (out of memory in
+         * the checker): still a failure. */
+        c->verify_error = X509_STORE_CTX_get_error(store);
+        if (c->verify_error == X509_V_OK)
+            c->verify_error = X509_V_ERR_UNSPECIFIED;
+        c->verify_depth = 0;
+        if (c->verify_cert == NULL && leaf != NULL && X509_up_ref(leaf) == 1)
+            c->verify_cert = leaf;
+    }
+    tw__session_unresumable(ssl);
+    ERR_clear_error();
+    return 1;
+}
+
+int tw__conn_explain_failure(const tw_conn *c, tw_err *err)
+{
+    const char *role = c->is_server ? "the client's" : "the server's";
+    enum tw_reason reason = tw__reason_from_x509(c->verify_error);
+    char detail[600];
+
+    if (reason == TW_REASON_NAME_MISMATCH)
+        snprintf(detail, sizeof(detail), "%s", c->host ? c->host : "?");
+    else
+        snprintf(detail, sizeof(detail), "%s",
+                 X509_verify_cert_error_string(c->verify_error));
+    return tw__reject(err, reason, c->verify_cert,
+                      c->verify_depth == 0 ? role : "the issuing CA's", detail);
+}
+
 const char *tw_tls_alert_name(int code)
 {
     switch (code) {
@@ -129,7 +177,6 @@ static int we_rejected(tw_conn *c)
 {
     tw_err *e = tw__conn_errbuf(c); /* only failures get here */
     const char *role = c->is_server ? "the client's" : "the server's";
-    char detail[600];
 
     if (c->expectation_failed) {
         char *subject = tw__name_text(X509_get_subject_name(c->verify_cert));
@@ -141,14 +188,7 @@ static int we_rejected(tw_conn *c)
         twu_free(subject);
         return -1;
     }
-    if (tw__reason_from_x509(c->verify_error) == TW_REASON_NAME_MISMATCH)
-        snprintf(detail, sizeof(detail), "%s", c->host ? c->host : "?");
-    else
-        snprintf(detail, sizeof(detail), "%s",
-                 X509_verify_cert_error_string(c->verify_error));
-    return tw__reject(e, tw__reason_from_x509(c->verify_error),
-                      c->verify_cert,
-                      c->verify_depth == 0 ? role : "the issuing CA's", detail);
+    return tw__conn_explain_failure(c, e);
 }
 
 /*
@@ -171,8 +211,13 @@ static int bad_handshake_signature(tw_conn *c)
     X509 *cert = SSL_get0_peer_certificate(c->ssl);
     tw_identity *id = cert ? tw__identity_from_x509(cert, NULL) : NULL;
 
-    if (cert != NULL && c->verify_cert == NULL && X509_up_ref(cert) == 1)
+    /* The certificate claimed is the one refused (with
+     * TW_CLIENT_CERT_OPTIONAL, an issuing CA's that failed may be recorded:
+     * the signature is what ends this handshake). */
+    if (cert != NULL && c->verify_cert != cert && X509_up_ref(cert) == 1) {
+        X509_free(c->verify_cert);
         c->verify_cert = cert;
+    }
     twu_err_reason(e, TW_ERR_PEER_REJECTED, TW_REASON_BAD_CERTIFICATE,
                    "the %s's handshake signature does not verify with the "
                    "public key of its certificate %s (issuer %s, serial %s): "
@@ -232,7 +277,9 @@ int tw__conn_fail(tw_conn *c, int ret, const char *what)
     unsigned long e;
     int saved_errno = errno;
 
-    if (c->verify_error != 0 || c->expectation_failed) {
+    /* With TW_CLIENT_CERT_OPTIONAL a failed verification did not end
+     * the handshake: what did is further down (a bad signature, ...). */
+    if ((c->verify_error != 0 && !c->cert_optional) || c->expectation_failed) {
         ERR_clear_error();
         return we_rejected(c);
     }
