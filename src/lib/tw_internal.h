@@ -1,8 +1,9 @@
 /*
  * tw_internal.h - what libtwoway's files share and the public header hides.
  *
- * The structs behind the opaque public types, the allocation wrapper, the
- * error helpers and the GUARD/ENSURE macros (after s2n-tls's safety macros).
+ * The structs behind the opaque public types and the library's own
+ * helpers; the allocation wrapper, the error helpers and the GUARD/ENSURE
+ * macros are src/util's (util.h).
  */
 #ifndef TW_INTERNAL_H
 #define TW_INTERNAL_H
@@ -18,8 +19,6 @@
 /* The allocation wrapper (twu_malloc ... twu_alloc_fail_after) and the
  * growable buffer live in src/util. */
 #include "util.h"
-
-/* --------------------------------------------------------------- errors */
 
 /* ------------------------------------------------------------- types */
 
