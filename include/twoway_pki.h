@@ -126,9 +126,23 @@ TW_API int tw_certgen_add_cn_as_dns(tw_certgen *g, tw_err *err) TW_MUST_CHECK;
 /* TW_PURPOSE_* flags; CA excludes SERVER and CLIENT. */
 TW_API int tw_certgen_set_purposes(tw_certgen *g, int purposes,
                                    tw_err *err) TW_MUST_CHECK;
-/* Validity: from one minute ago, for `days` days (1..36500). */
+/* Validity: from one minute ago, for `days` days (1..36500) from now.
+ * Replaces a lifetime set before. */
 TW_API int tw_certgen_set_days(tw_certgen *g, int days,
                                tw_err *err) TW_MUST_CHECK;
+/* The bounds of tw_certgen_set_lifetime, in seconds. */
+#define TW_LIFETIME_MIN 60
+#define TW_LIFETIME_MAX (36500LL * 86400)
+/*
+ * Validity in seconds, for short-lived certificates: notBefore one minute
+ * ago (as tw_certgen_set_days), notAfter `seconds` from now, so the
+ * certificate is valid `seconds` + 60 s in all and `seconds` from the
+ * moment it is signed.  TW_LIFETIME_MIN..TW_LIFETIME_MAX, else
+ * TW_ERR_USAGE.  Replaces the days set before (and set_days replaces it);
+ * the issuer's notAfter still clips it.
+ */
+TW_API int tw_certgen_set_lifetime(tw_certgen *g, long long seconds,
+                                   tw_err *err) TW_MUST_CHECK;
 /* Serial number: 8..20 bytes, big-endian, high bit clear.  When never set,
  * tw_certgen_sign draws 16 random bytes. */
 TW_API int tw_certgen_set_serial(tw_certgen *g, const unsigned char *serial,

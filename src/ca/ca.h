@@ -32,6 +32,13 @@ int ca_bad_option(const char *cmd, int c, char **argv);
 int ca_help(const char *usage);
 /* Parse --days: 1..max; -1 with a message on bad input. */
 int ca_parse_days(const char *cmd, const char *text, int max);
+/* Parse a DURATION option (90s, 15m, 24h, 30d) within [min_s, max_s];
+ * -1 with a message naming `option` on bad input. */
+long long ca_parse_duration(const char *cmd, const char *option,
+                            const char *text, long long min_s, long long max_s);
+/* Bounds of --lifetime (issue, sign, token): TW_LIFETIME_MIN to 100 years. */
+#define CA_LIFETIME_MIN TW_LIFETIME_MIN
+#define CA_LIFETIME_MAX (36500LL * 86400)
 /* Read the first line of a passphrase file (newline stripped); wipe with
  * ca_passphrase_free.  NULL with a message on failure. */
 char *ca_passphrase_read(const char *cmd, const char *path);
@@ -85,6 +92,73 @@ int cadb_serial_exists(sqlite3 *db, const char *serial, tw_err *err);
 int cadb_record(sqlite3 *db, const tw_cert *cert, tw_err *err);
 /* Next CRL number (inside a transaction). */
 int cadb_next_crl_number(sqlite3 *db, uint64_t *number, tw_err *err);
+/* The schema this twoway-ca writes.  Schema 1 (twoway 0.1: meta, certs)
+ * gains the tokens table and certs.replaces in schema 2; cadb_check
+ * upgrades a schema 1 index in place, in one transaction. */
+#define CADB_SCHEMA 2
+/* Record that the certificate `serial` (just recorded, same transaction)
+ * renews `replaces`.  0, or -1 with `err`. */
+int cadb_set_replaces(sqlite3 *db, const char *serial, const char *replaces,
+                      tw_err *err);
+/* What the index says of `serial` (upper-case hex, as tw_identity_serial
+ * gives it): *revoked (1 when revoked) and *not_after.  1 when found, 0
+ * when not in the index, -1 on error (`err`).  In or out of a
+ * transaction. */
+int cadb_cert_status(sqlite3 *db, const char *serial, int *revoked,
+                     time_t *not_after, tw_err *err);
+
+/* ---- one-time enrolment tokens (token.c) ---- */
+/* A token is 256 random bits in base64url without padding: 43 characters.
+ * The index keeps only the SHA-256 (hex) of those characters, and what the
+ * token is bound to. */
+#define CA_TOKEN_LEN 43
+#define CA_TOKEN_TTL_DEFAULT 3600         /* --ttl: 1h */
+#define CA_TOKEN_TTL_MAX (30LL * 86400)   /* 30d */
+
+/* A token as the index holds it.  Strings are malloc'd; ca_token_clear
+ * frees them (and leaves the struct zeroed, so clearing twice is safe). */
+typedef struct ca_token {
+    char *subject;     /* the -subj text it is for */
+    char *sans;        /* "DNS:a,IP:b,URI:u,email:e" (ca_names_from_sans) */
+    int purposes;      /* TW_PURPOSE_SERVER and/or TW_PURPOSE_CLIENT */
+    long long lifetime; /* seconds; 0: the server's default */
+    time_t created_at, expires_at;
+    char hash[65];     /* SHA-256 of the token, lower-case hex */
+} ca_token;
+void ca_token_clear(ca_token *t);
+
+/* Draw a new token into `text` (CA_TOKEN_LEN + 1 bytes) and its hash into
+ * `hash` (65 bytes).  0, or -1 with `err` (the random source failed). */
+int ca_token_new(char *text, char hash[65], tw_err *err);
+/* SHA-256 of `token` as lower-case hex into `hash` (65 bytes). */
+int ca_token_hash(const char *token, char hash[65], tw_err *err);
+/* Store a token (t->hash and what it is bound to; inside a transaction or
+ * not).  0, or -1 with `err`. */
+int cadb_token_add(sqlite3 *db, const char *path, const ca_token *t,
+                   tw_err *err);
+
+enum ca_token_result {
+    CA_TOKEN_OK,      /* known, unused, unexpired: now marked used */
+    CA_TOKEN_UNKNOWN, /* no such token (never given, or from another CA) */
+    CA_TOKEN_USED,    /* already gave its certificate */
+    CA_TOKEN_EXPIRED  /* its --ttl passed unused */
+};
+/*
+ * Inside a transaction the caller opened with cadb_begin: hash `token`,
+ * look it up, and when it is usable at `now` mark it used (used_at = now)
+ * and fill `out` (cleared first; ca_token_clear it in every case).
+ * Returns an enum ca_token_result (>= 0), or -1 with `err`.  One token
+ * gives one certificate: the BEGIN IMMEDIATE transaction serialises takes,
+ * so of two concurrent requests the second sees CA_TOKEN_USED once the
+ * first commits.  Rolling back the transaction leaves the token unused.
+ * A used token that is also expired is CA_TOKEN_USED.
+ */
+int cadb_token_take(sqlite3 *db, const char *path, const char *token,
+                    time_t now, ca_token *out, tw_err *err);
+/* Record which certificate the token with `hash` gave (same transaction
+ * as its take).  0, or -1 with `err`. */
+int cadb_token_set_serial(sqlite3 *db, const char *hash, const char *serial,
+                          tw_err *err);
 
 /* Inside a transaction (cadb_begin): draw a serial that is not in the
  * index, sign the template with the CA key, and record the certificate.
@@ -108,6 +182,16 @@ int ca_names_add(ca_names *n, enum tw_san_type type, const char *value);
 /* Add the names to the template and, for a server certificate without any,
  * the CN as a DNS name.  Bad names are TW_ERR_USAGE. */
 int ca_names_apply(const ca_names *n, tw_certgen *g, int purposes, tw_err *err);
+/* The names as "DNS:a,IP:b,URI:u,email:e", in that order of types (the
+ * form ca_sans_text gives a certificate's); IP addresses in their
+ * canonical text.  A value holding a ',' is TW_ERR_USAGE (the form has
+ * no escape).  malloc'd; NULL with `err`. */
+char *ca_names_text(const ca_names *n, tw_err *err);
+/* Parse that text back (as a token stores it): `n` is filled with values
+ * that point into *storage, which the caller frees with twu_free (also
+ * after a failure).  "" is no names.  0, or -1 on text of another form
+ * or more than CA_NAMES_MAX names. */
+int ca_names_from_sans(ca_names *n, const char *sans, char **storage);
 
 /* The options that issue and sign share, and the template made from them
  * (certopts.c).  The strings point into argv. */
@@ -116,6 +200,7 @@ typedef struct ca_certopts {
     const char *subject, *keytype; /* issue */
     const char *csr;               /* sign */
     int purposes, days, force;
+    long long lifetime; /* --lifetime in seconds; 0: --days decides */
     ca_names names;
 } ca_certopts;
 
@@ -132,6 +217,7 @@ typedef struct ca_certopts {
     {"uri", required_argument, NULL, 'U'},                                    \
     {"email", required_argument, NULL, 'E'},                                  \
     {"days", required_argument, NULL, 'd'},                                   \
+    {"lifetime", required_argument, NULL, 'L'},                               \
     {"passphrase-file", required_argument, NULL, 'p'},                        \
     {"force", no_argument, NULL, 'f'},                                        \
     {"help", no_argument, NULL, 'h'}
@@ -151,7 +237,7 @@ typedef struct ca_certcmd {
 
 /* Parse the command line into `o` (days 365 and key ec-p256 unless given).
  * --ca, --out and a purpose are required, and --subject or --csr, whichever
- * the table has.  Returns CA_EXIT_OK, CA_EXIT_USAGE after a message, or -1
+ * the table has; --days and --lifetime exclude each other.  Returns CA_EXIT_OK, CA_EXIT_USAGE after a message, or -1
  * after printing the usage for --help. */
 int ca_certopts_parse(ca_certopts *o, const ca_certcmd *cmd, int argc,
                       char **argv);
@@ -168,6 +254,79 @@ const char *ca_purpose_text(int purposes);
 /* RFC 3339 UTC time into buf (>= 21 bytes). */
 void ca_time_text(time_t t, char *buf, size_t len);
 
+/* ---- revocation (revoke.c) ---- */
+/* What ca_revoke_serial returns besides 0 (revoked) and -1 (error). */
+enum {
+    CA_REVOKE_NOT_FOUND = -2, /* the serial is not in the index (404) */
+    CA_REVOKE_ALREADY = -3    /* it was revoked before (409) */
+};
+/*
+ * Revoke `serial` (hex as `list` shows it; "0x", ':' and lower case are
+ * accepted and normalised) with an RFC 5280 CRLReason code (-1 or 0:
+ * unspecified), in its own transaction on ca->db.  0 when revoked;
+ * CA_REVOKE_NOT_FOUND or CA_REVOKE_ALREADY with a sentence in `err`
+ * (TW_ERR_INPUT) naming the serial (and, when already revoked, the
+ * subject and the date); -1 with `err` otherwise: TW_ERR_USAGE for text
+ * that is not a serial or a reason the CRL cannot carry, TW_ERR_BLOCKED
+ * for a busy index, TW_ERR_IO.  `subject` (may be NULL) receives the
+ * certificate's subject on success, truncated to `len`.  Publishing the
+ * revocation (a CRL) is the caller's.
+ */
+int ca_revoke_serial(ca_dir *ca, const char *serial, int reason, tw_err *err);
+int ca_revoke_serial_subject(ca_dir *ca, const char *serial, int reason,
+                             char *subject, size_t len, tw_err *err);
+/* Normalise a serial to the index's form, tw_identity_serial's: upper-case
+ * hex in whole bytes ("0x", ':', lower case and any leading zeros
+ * accepted: "0x5", "05" and "0005" are all "05").  0, or -1 when it is
+ * not hex or does not fit `len`. */
+int ca_serial_normalise(const char *in, char *out, size_t len);
+
+/* ---- CRLs (crlgen.c) ---- */
+/*
+ * Make a CRL of every revocation in the index, signed with the CA key
+ * (opened with CA_OPEN_SIGN), valid `validity_seconds` from now (libtwoway
+ * signs CRLs in whole days: the validity is rounded up to days, 1..3650).
+ * Takes its own transaction on ca->db to draw the next CRL number, and
+ * commits only once the CRL is signed, so a failure uses no number.
+ * *pem (malloc'd, NUL-terminated; free with twu_free) and *pem_len get the
+ * CRL, *number its CRL number, *next_update its nextUpdate (each of these
+ * three may be NULL).  Writing it anywhere is the caller's.  0, or -1 with
+ * `err`.  ca_crl_make_counted also says how many certificates it lists.
+ */
+int ca_crl_make(ca_dir *ca, long long validity_seconds, char **pem,
+                size_t *pem_len, uint64_t *number, time_t *next_update,
+                tw_err *err);
+int ca_crl_make_counted(ca_dir *ca, long long validity_seconds, char **pem,
+                        size_t *pem_len, uint64_t *number,
+                        time_t *next_update, size_t *revoked, tw_err *err);
+
+/* ---- the audit log (audit.c) ---- */
+/* One issuance, renewal or revocation.  Any field but `action` may be
+ * NULL (written as null). */
+typedef struct ca_audit_entry {
+    const char *action; /* issue, sign, enroll, renew, revoke */
+    const char *serial, *subject;
+    const char *by;     /* "cli:USER", "token:HASHPREFIX", "client:SERIAL" */
+    const char *peer;   /* the client's address, NULL for the CLI */
+} ca_audit_entry;
+/*
+ * Append one JSON line {"time": RFC 3339 UTC, "action", "serial",
+ * "subject", "by", "peer"} to the log at `path`: opened with O_APPEND
+ * (created 0600), the line in one write(2), then fsync, so that lines of
+ * several processes never interleave and a line written survives a crash.
+ * 0, or -1 with `err` (TW_ERR_IO naming the file).
+ */
+int ca_audit(const char *path, const ca_audit_entry *e, tw_err *err);
+/* The default log, DIR/audit.log (malloc'd; NULL when out of memory). */
+char *ca_audit_path(const ca_dir *ca);
+/* What the CLI's issue, sign and revoke append after their commit:
+ * by "cli:USER" (the effective user's name, else "cli:uid N"), peer null.
+ * On failure prints "twoway-ca CMD: certificate SERIAL is recorded in the
+ * index but not in the audit log: why" (or "the revocation of SERIAL ...")
+ * and returns CA_EXIT_FAIL; else CA_EXIT_OK. */
+int ca_audit_cli(const ca_dir *ca, const char *cmd, const char *action,
+                 const char *serial, const char *subject);
+
 /* Commands: argc/argv start at the command name. */
 int cmd_init(int argc, char **argv);
 int cmd_issue(int argc, char **argv);
@@ -177,5 +336,6 @@ int cmd_crl(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_token(int argc, char **argv);
 
 #endif

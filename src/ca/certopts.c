@@ -10,7 +10,7 @@
 int ca_certopts_parse(ca_certopts *o, const ca_certcmd *cmd, int argc,
                       char **argv)
 {
-    int c, n = 0;
+    int c, n = 0, days_given = 0;
 
     memset(o, 0, sizeof(*o));
     o->keytype = "ec-p256";
@@ -35,6 +35,13 @@ int ca_certopts_parse(ca_certopts *o, const ca_certcmd *cmd, int argc,
         case 'd':
             if ((o->days = ca_parse_days(cmd->name, optarg, 36500)) < 0)
                 return CA_EXIT_USAGE;
+            days_given = 1;
+            break;
+        case 'L':
+            if ((o->lifetime = ca_parse_duration(cmd->name, "--lifetime",
+                                                 optarg, CA_LIFETIME_MIN,
+                                                 CA_LIFETIME_MAX)) < 0)
+                return CA_EXIT_USAGE;
             break;
         case 'h': return ca_help(cmd->usage), -1;
         default: return ca_bad_option(cmd->name, c, argv);
@@ -53,6 +60,10 @@ int ca_certopts_parse(ca_certopts *o, const ca_certcmd *cmd, int argc,
     if (o->ca == NULL || o->out == NULL ||
         (o->subject == NULL && o->csr == NULL)) {
         ca_fail(cmd->name, "%s", cmd->needs);
+        return CA_EXIT_USAGE;
+    }
+    if (days_given && o->lifetime > 0) {
+        ca_fail(cmd->name, "give --days or --lifetime, not both");
         return CA_EXIT_USAGE;
     }
     if (o->purposes == 0) {
@@ -78,7 +89,9 @@ tw_certgen *ca_certopts_template(const ca_certopts *o, const char *cmd,
     if ((g = tw_certgen_new(&err)) == NULL ||
         (name != NULL && tw_certgen_set_subject(g, name, &err) < 0) ||
         tw_certgen_set_purposes(g, o->purposes, &err) < 0 ||
-        tw_certgen_set_days(g, o->days, &err) < 0)
+        tw_certgen_set_days(g, o->days, &err) < 0 ||
+        (o->lifetime > 0 &&
+         tw_certgen_set_lifetime(g, o->lifetime, &err) < 0))
         goto fail;
     /* The CSR's subject and names first: the CN becomes a DNS name only
      * when there is no name at all. */

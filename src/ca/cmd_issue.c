@@ -20,7 +20,8 @@ static const char usage[] =
     "usage: twoway-ca issue --ca DIR --out OUTDIR --subject SUBJECT\n"
     "                       (--server | --client | --server --client)\n"
     "                       [--dns NAME]... [--ip ADDR]... [--uri URI]...\n"
-    "                       [--email ADDR]... [--days N] [--key TYPE]\n"
+    "                       [--email ADDR]... [--days N | --lifetime DURATION]\n"
+    "                       [--key TYPE]\n"
     "                       [--passphrase-file FILE] [--force]\n"
     "\n"
     "Issue a new key and certificate, signed by the CA in DIR, and write\n"
@@ -37,6 +38,7 @@ static const char usage[] =
     "  --uri URI               a URI, e.g. spiffe://abc.example/mail; repeatable\n"
     "  --email ADDR            an email address; repeatable\n"
     "  --days N                validity in days (default 365; never beyond the CA)\n"
+    "  --lifetime DURATION     or a validity of 90s, 15m, 24h, 30d (at least 60s)\n"
     "  --key TYPE              ec-p256 (default), ec-p384, ed25519, rsa-2048,\n"
     "                          rsa-3072 or rsa-4096\n"
     "  --passphrase-file FILE  the CA key's passphrase, when it is encrypted\n"
@@ -158,7 +160,9 @@ int cmd_issue(int argc, char **argv)
         goto fail;
     printf("issued %s %s -> %s\n", tw_identity_serial(id),
            tw_identity_subject(id), cert_path);
-    rc = CA_EXIT_OK;
+    fflush(stdout);
+    rc = ca_audit_cli(&ca, "issue", "issue", tw_identity_serial(id),
+                      tw_identity_subject(id));
     goto done;
 fail:
     rc = ca_fail_tx(&ca, "issue", in_tx, &err);

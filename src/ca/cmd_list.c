@@ -10,14 +10,119 @@
 #include <string.h>
 
 static const char usage[] =
-    "usage: twoway-ca list --ca DIR [--json]\n"
+    "usage: twoway-ca list --ca DIR [--tokens] [--json]\n"
     "\n"
     "List every certificate the CA in DIR issued: serial, subject, names,\n"
     "purpose, not-after, status (valid, expired or revoked) and days left.\n"
+    "With --tokens, list the enrolment tokens neither used nor expired: the\n"
+    "first 12 hex digits of their SHA-256, subject, names, purpose, lifetime\n"
+    "and expiry (never the token itself, which the CA does not keep).\n"
     "\n"
     "  --ca DIR   the CA directory\n"
+    "  --tokens   the pending tokens instead of the certificates\n"
     "  --json     a JSON array instead of a table\n"
     "  --help     show this help\n";
+
+/* A lifetime in its largest whole unit ("90s", "15m", "24h", "30d"), or
+ * "default" for 0 (the server's --default-lifetime). */
+static void lifetime_text(long long s, char *buf, size_t len)
+{
+    if (s <= 0)
+        snprintf(buf, len, "default");
+    else if (s % 86400 == 0)
+        snprintf(buf, len, "%lldd", s / 86400);
+    else if (s % 3600 == 0)
+        snprintf(buf, len, "%lldh", s / 3600);
+    else if (s % 60 == 0)
+        snprintf(buf, len, "%lldm", s / 60);
+    else
+        snprintf(buf, len, "%llds", s);
+}
+
+/* The names text ("DNS:a,IP:b") as a JSON array. */
+static json_t *sans_json(const char *text)
+{
+    json_t *sans = json_array();
+
+    while (text != NULL && *text != '\0') {
+        size_t n = strcspn(text, ",");
+
+        json_array_append_new(sans, json_stringn(text, n));
+        text += n + (text[n] == ',');
+    }
+    return sans;
+}
+
+/* The pending tokens: neither used nor expired at `now`. */
+static int list_tokens(ca_dir *ca, int as_json, time_t now)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *all = NULL;
+    tw_err err;
+    int rc = CA_EXIT_FAIL, c;
+
+    if (sqlite3_prepare_v2(ca->db,
+                           "SELECT substr(hash, 1, 12), subject, sans,"
+                           " purposes, lifetime, created_at, expires_at"
+                           " FROM tokens WHERE used_at IS NULL AND"
+                           " expires_at > ? ORDER BY created_at, rowid", -1,
+                           &st, NULL) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)now) != SQLITE_OK) {
+        cadb_err(ca->db, ca->db_path, "cannot read", &err);
+        rc = ca_fail_err("list", &err);
+        goto done;
+    }
+    if (as_json)
+        all = json_array();
+    else
+        printf("%-12s  %-40s  %-24s  %-13s  %-8s  %s\n", "HASH", "SUBJECT",
+               "SANS", "PURPOSE", "LIFETIME", "EXPIRES");
+    while ((c = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *sans = (const char *)sqlite3_column_text(st, 2);
+        const char *purpose = ca_purpose_text(sqlite3_column_int(st, 3));
+        long long lifetime = sqlite3_column_int64(st, 4);
+        char life[32], created[32], expires[32];
+
+        lifetime_text(lifetime, life, sizeof(life));
+        ca_time_text((time_t)sqlite3_column_int64(st, 5), created,
+                     sizeof(created));
+        ca_time_text((time_t)sqlite3_column_int64(st, 6), expires,
+                     sizeof(expires));
+        if (as_json) {
+            json_t *row = json_object();
+
+            json_object_set_new(row, "hash", json_string(
+                (const char *)sqlite3_column_text(st, 0)));
+            json_object_set_new(row, "subject", json_string(
+                (const char *)sqlite3_column_text(st, 1)));
+            json_object_set_new(row, "sans", sans_json(sans));
+            json_object_set_new(row, "purpose", json_string(purpose));
+            json_object_set_new(row, "lifetime", lifetime > 0
+                                    ? json_integer(lifetime) : json_null());
+            json_object_set_new(row, "created_at", json_string(created));
+            json_object_set_new(row, "expires_at", json_string(expires));
+            json_array_append_new(all, row);
+            continue;
+        }
+        printf("%-12s  %-40s  %-24s  %-13s  %-8s  %s\n",
+               sqlite3_column_text(st, 0), sqlite3_column_text(st, 1),
+               sans && *sans ? sans : "-", purpose, life, expires);
+    }
+    if (c != SQLITE_DONE) {
+        cadb_err(ca->db, ca->db_path, "cannot read", &err);
+        rc = ca_fail_err("list", &err);
+        goto done;
+    }
+    if (as_json) {
+        json_dumpf(all, stdout, JSON_INDENT(2));
+        fputc('\n', stdout);
+    }
+    rc = CA_EXIT_OK;
+done:
+    json_decref(all);
+    sqlite3_finalize(st);
+    return rc;
+}
 
 static const char *status_of(sqlite3_stmt *st, time_t now)
 {
@@ -30,19 +135,13 @@ static const char *status_of(sqlite3_stmt *st, time_t now)
 
 static json_t *row_json(sqlite3_stmt *st, time_t now, long days_left)
 {
-    json_t *row = json_object(), *sans = json_array();
-    const char *text = (const char *)sqlite3_column_text(st, 2);
+    json_t *row = json_object();
+    json_t *sans = sans_json((const char *)sqlite3_column_text(st, 2));
     char nb[32], na[32], rv[32];
     int reason;
 
     ca_time_text((time_t)sqlite3_column_int64(st, 4), nb, sizeof(nb));
     ca_time_text((time_t)sqlite3_column_int64(st, 5), na, sizeof(na));
-    while (text != NULL && *text != '\0') {
-        size_t n = strcspn(text, ",");
-
-        json_array_append_new(sans, json_stringn(text, n));
-        text += n + (text[n] == ',');
-    }
     json_object_set_new(row, "serial",
                         json_string((const char *)sqlite3_column_text(st, 0)));
     json_object_set_new(row, "subject",
@@ -74,10 +173,11 @@ int cmd_list(int argc, char **argv)
     static const struct option opts[] = {
         {"ca", required_argument, NULL, 'c'},
         {"json", no_argument, NULL, 'j'},
+        {"tokens", no_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     const char *dir = NULL;
-    int as_json = 0, c, rc;
+    int as_json = 0, tokens = 0, c, rc;
     ca_dir ca = {0};
     sqlite3_stmt *st = NULL;
     json_t *all = NULL;
@@ -90,6 +190,7 @@ int cmd_list(int argc, char **argv)
         switch (c) {
         case 'c': dir = optarg; break;
         case 'j': as_json = 1; break;
+        case 't': tokens = 1; break;
         case 'h': return ca_help(usage);
         default: return ca_bad_option("list", c, argv);
         }
@@ -100,6 +201,10 @@ int cmd_list(int argc, char **argv)
     }
     if ((rc = ca_dir_open(&ca, "list", dir, NULL, 0)) != CA_EXIT_OK)
         return rc;
+    if (tokens) {
+        rc = list_tokens(&ca, as_json, now);
+        goto done;
+    }
     rc = CA_EXIT_FAIL;
     if (sqlite3_prepare_v2(ca.db,
                            "SELECT serial, subject, sans, purpose, not_before,"

@@ -25,29 +25,6 @@ static const char usage[] =
     "  --passphrase-file FILE  the CA key's passphrase, when it is encrypted\n"
     "  --help                  show this help\n";
 
-/* Normalise a serial to the index's form: upper-case hex, no leading
- * zeros, optional "0x" and ':' separators accepted. */
-static int normalise_serial(const char *in, char *out, size_t len)
-{
-    size_t n = 0;
-
-    if (strncmp(in, "0x", 2) == 0 || strncmp(in, "0X", 2) == 0)
-        in += 2;
-    for (; *in != '\0'; in++) {
-        if (*in == ':')
-            continue;
-        if (!isxdigit((unsigned char)*in) || n + 1 >= len)
-            return -1;
-        if (n == 0 && *in == '0')
-            continue;
-        out[n++] = (char)toupper((unsigned char)*in);
-    }
-    if (n == 0)
-        out[n++] = '0';
-    out[n] = '\0';
-    return 0;
-}
-
 static int serial_of_file(const char *path, char *out, size_t len, tw_err *err)
 {
     tw_cert *cert = tw_cert_load_file(path, err);
@@ -73,9 +50,8 @@ int cmd_revoke(int argc, char **argv)
     const char *dir = NULL, *serial_arg = NULL, *cert_path = NULL;
     const char *reason_arg = "unspecified", *passfile = NULL;
     char serial[80], subject[1024];
-    int reason, c, rc, in_tx = 0;
+    int reason, c, rc;
     ca_dir ca = {0};
-    sqlite3_stmt *st = NULL;
     tw_err err;
 
     optind = 0;
@@ -104,7 +80,7 @@ int cmd_revoke(int argc, char **argv)
         return CA_EXIT_USAGE;
     }
     if (serial_arg != NULL &&
-        normalise_serial(serial_arg, serial, sizeof(serial)) < 0) {
+        ca_serial_normalise(serial_arg, serial, sizeof(serial)) < 0) {
         ca_fail("revoke", "--serial '%s' is not a hexadecimal serial number",
                 serial_arg);
         return CA_EXIT_USAGE;
@@ -118,55 +94,18 @@ int cmd_revoke(int argc, char **argv)
     if ((rc = ca_dir_open(&ca, "revoke", dir, passfile, CA_OPEN_SIGN)) !=
         CA_EXIT_OK)
         return rc;
-    rc = CA_EXIT_FAIL;
-    if (cadb_begin(ca.db, ca.db_path, &err) < 0)
-        goto fail;
-    in_tx = 1;
-    if (sqlite3_prepare_v2(ca.db,
-                           "SELECT subject, revoked_at FROM certs WHERE serial=?",
-                           -1, &st, NULL) != SQLITE_OK)
-        goto db_fail;
-    sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
-    if ((c = sqlite3_step(st)) == SQLITE_DONE) {
-        ca_fail("revoke", "serial %s was not issued by the CA in %s (see "
-                "`twoway-ca list --ca %s`)", serial, dir, dir);
-        goto rollback;
+    rc = ca_revoke_serial_subject(&ca, serial, reason, subject,
+                                  sizeof(subject), &err);
+    if (rc == CA_REVOKE_NOT_FOUND || rc == CA_REVOKE_ALREADY) {
+        ca_fail("revoke", "%s", err.msg);
+        rc = CA_EXIT_FAIL;
+    } else if (rc < 0) {
+        rc = ca_fail_err("revoke", &err);
+    } else {
+        printf("revoked %s %s\n", serial, subject);
+        fflush(stdout);
+        rc = ca_audit_cli(&ca, "revoke", "revoke", serial, subject);
     }
-    if (c != SQLITE_ROW)
-        goto db_fail;
-    if (sqlite3_column_type(st, 1) != SQLITE_NULL) {
-        char when[32];
-
-        ca_time_text((time_t)sqlite3_column_int64(st, 1), when, sizeof(when));
-        ca_fail("revoke", "serial %s (%s) was already revoked on %s", serial,
-                sqlite3_column_text(st, 0), when);
-        goto rollback;
-    }
-    snprintf(subject, sizeof(subject), "%s", sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    if (sqlite3_prepare_v2(ca.db,
-                           "UPDATE certs SET revoked_at=?, revoke_reason=?"
-                           " WHERE serial=?", -1, &st, NULL) != SQLITE_OK)
-        goto db_fail;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)time(NULL));
-    sqlite3_bind_int(st, 2, reason);
-    sqlite3_bind_text(st, 3, serial, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE)
-        goto db_fail;
-    if (cadb_commit(ca.db, ca.db_path, &err) < 0)
-        goto fail;
-    printf("revoked %s %s\n", serial, subject);
-    rc = CA_EXIT_OK;
-    goto done;
-db_fail:
-    ca_fail("revoke", "%s: %s", ca.db_path, sqlite3_errmsg(ca.db));
-rollback:
-    cadb_rollback(ca.db);
-    goto done;
-fail:
-    rc = ca_fail_tx(&ca, "revoke", in_tx, &err);
-done:
-    sqlite3_finalize(st);
     ca_dir_close(&ca);
     return rc;
 }

@@ -12,7 +12,7 @@ static const char usage[] =
     "usage: twoway-ca sign --ca DIR --csr FILE --out CERTFILE\n"
     "                      (--server | --client | --server --client)\n"
     "                      [--dns NAME]... [--ip ADDR]... [--uri URI]...\n"
-    "                      [--email ADDR]... [--days N]\n"
+    "                      [--email ADDR]... [--days N | --lifetime DURATION]\n"
     "                      [--passphrase-file FILE] [--force]\n"
     "\n"
     "Sign a certificate signing request (PEM or DER), e.g. one made with\n"
@@ -26,6 +26,7 @@ static const char usage[] =
     "  --server, --client      the purpose(s), as for issue\n"
     "  --dns/--ip/--uri/--email  names to certify besides the CSR's\n"
     "  --days N                validity in days (default 365)\n"
+    "  --lifetime DURATION     or a validity of 90s, 15m, 24h, 30d (at least 60s)\n"
     "  --passphrase-file FILE  the CA key's passphrase, when it is encrypted\n"
     "  --force                 replace an existing CERTFILE\n"
     "  --help                  show this help\n";
@@ -74,7 +75,9 @@ int cmd_sign(int argc, char **argv)
         goto fail;
     printf("signed %s %s -> %s\n", tw_identity_serial(id),
            tw_identity_subject(id), a.out);
-    rc = CA_EXIT_OK;
+    fflush(stdout);
+    rc = ca_audit_cli(&ca, "sign", "sign", tw_identity_serial(id),
+                      tw_identity_subject(id));
     goto done;
 fail:
     rc = ca_fail_tx(&ca, "sign", in_tx, &err);

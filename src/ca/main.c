@@ -18,7 +18,8 @@ static const char usage[] =
     "  sign            sign a certificate signing request (CSR)\n"
     "  revoke          revoke a certificate by serial or file\n"
     "  crl             write a certificate revocation list\n"
-    "  list            list every certificate the CA issued\n"
+    "  token           make a one-time enrolment token for twoway-ca serve\n"
+    "  list            list every certificate the CA issued (or --tokens)\n"
     "  inspect FILE    show what a certificate says\n"
     "  verify          check a certificate as a server or client would\n"
     "\n"
@@ -30,7 +31,7 @@ static const struct command {
 } commands[] = {
     {"init", cmd_init},     {"issue", cmd_issue}, {"sign", cmd_sign},
     {"revoke", cmd_revoke}, {"crl", cmd_crl},     {"list", cmd_list},
-    {"inspect", cmd_inspect}, {"verify", cmd_verify},
+    {"inspect", cmd_inspect}, {"verify", cmd_verify}, {"token", cmd_token},
 };
 
 int main(int argc, char **argv)

@@ -50,6 +50,20 @@ int ca_parse_days(const char *cmd, const char *text, int max)
     return (int)v;
 }
 
+long long ca_parse_duration(const char *cmd, const char *option,
+                            const char *text, long long min_s, long long max_s)
+{
+    long long v;
+
+    if (twu_parse_duration(text, min_s, max_s, &v) < 0) {
+        ca_fail(cmd, "%s '%s' is not a duration from %llds to %lldd: give "
+                "a number and one unit, s, m, h or d (90s, 15m, 24h, 30d)",
+                option, text, min_s, max_s / 86400);
+        return -1;
+    }
+    return v;
+}
+
 char *ca_passphrase_read(const char *cmd, const char *path)
 {
     tw_err err;

@@ -23,6 +23,7 @@ struct tw_certgen {
     GENERAL_NAMES *sans;
     int purposes;
     int days;
+    long long lifetime; /* seconds; 0: `days` decides */
     unsigned char serial[20];
     size_t serial_len;
 };
@@ -224,6 +225,18 @@ int tw_certgen_set_days(tw_certgen *g, int days, tw_err *err)
                        "validity of %d days is out of range: give 1 to 36500",
                        days);
     g->days = days;
+    g->lifetime = 0;
+    return 0;
+}
+
+int tw_certgen_set_lifetime(tw_certgen *g, long long seconds, tw_err *err)
+{
+    if (seconds < TW_LIFETIME_MIN || seconds > TW_LIFETIME_MAX)
+        return twu_err(err, TW_ERR_USAGE,
+                       "a lifetime of %lld seconds is out of range: give %d "
+                       "to %lld", seconds, TW_LIFETIME_MIN,
+                       (long long)TW_LIFETIME_MAX);
+    g->lifetime = seconds;
     return 0;
 }
 
@@ -406,10 +419,12 @@ tw_cert *tw_certgen_sign(tw_certgen *g, const tw_cert *issuer,
                                               : g->subject) == 1 &&
                   X509_set_pubkey(x, g->pubkey) == 1,
               err, TW_ERR_INTERNAL, "cannot fill in the certificate");
-    /* Back-date a minute for clocks that run slightly behind. */
+    /* Back-date a minute for clocks that run slightly behind; the
+     * validity (days or lifetime) counts from now. */
     TWU_ENSURE(X509_time_adj_ex(X509_getm_notBefore(x), 0, -60, &now) != NULL &&
-                  X509_time_adj_ex(X509_getm_notAfter(x), g->days, 0, &now) !=
-                      NULL,
+                  X509_time_adj_ex(X509_getm_notAfter(x),
+                                   g->lifetime ? 0 : g->days,
+                                   (long)g->lifetime, &now) != NULL,
               err, TW_ERR_INTERNAL, "cannot set the validity");
     if (iss != NULL &&
         ASN1_TIME_compare(X509_get0_notAfter(x), X509_get0_notAfter(iss)) > 0)

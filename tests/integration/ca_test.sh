@@ -128,7 +128,7 @@ expect_stdout_contains "twoway-ca 0.1.0" "--version prints 'twoway-ca 0.1.0'"
 expect_exit 0 "--help exits 0" -- "$TW" --help
 if grep -qi usage "$OUT"; then ok "--help prints usage on stdout"; else
     fail "--help prints usage on stdout" "stdout: $(head -c 200 "$OUT")"; fi
-for cmd in init issue sign revoke crl list inspect verify; do
+for cmd in init issue sign revoke crl list inspect verify token; do
     expect_exit 0 "$cmd --help exits 0" -- "$TW" "$cmd" --help
     if grep -qi usage "$OUT"; then ok "$cmd --help prints usage on stdout"; else
         fail "$cmd --help prints usage on stdout" "stdout: $(head -c 200 "$OUT")"; fi
@@ -887,6 +887,225 @@ expect_exit 1 "issue with an SQLite file that is not an index exits 1" -- \
 expect_stderr_contains "notidx/ca.db is not a twoway CA index: no such table: meta" \
     "issue with an SQLite file that is not an index says 'not a twoway CA index'"
 expect_no_files "issue with a file that is not an index writes no file" notidx-out
+
+# ---- --lifetime --------------------------------------------------------------
+
+"$TW" init life >/dev/null 2>&1
+# seconds NAME CERT: notAfter - notBefore and notAfter - now, in seconds.
+validity_seconds() {
+    local nb na
+    nb=$(openssl x509 -noout -startdate -in "$1" 2>/dev/null | sed 's/^notBefore=//')
+    na=$(openssl x509 -noout -enddate -in "$1" 2>/dev/null | sed 's/^notAfter=//')
+    if [ -n "$nb" ] && [ -n "$na" ]; then
+        echo "$(($(date -d "$na" +%s) - $(date -d "$nb" +%s))) $(($(date -d "$na" +%s) - $(date +%s)))"
+    else echo "unreadable"; fi
+}
+expect_exit 0 "issue --lifetime 90s: exit 0" -- \
+    "$TW" issue --ca life --out life90 --subject "/CN=short" --client --lifetime 90s
+read -r span left <<<"$(validity_seconds life90/cert.pem)"
+expect_eq "issue --lifetime 90s: notAfter - notBefore is 90 s plus the minute of back-dating" \
+    150 "$span"
+if [ -n "${left:-}" ] && [ "$left" -ge 75 ] && [ "$left" -le 90 ]; then
+    ok "issue --lifetime 90s: notAfter is 90 s from now"
+else fail "issue --lifetime 90s: notAfter is 90 s from now" "${left:-?} s left"; fi
+openssl req -out life.csr -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout life.key -subj "/CN=signed-short" >/dev/null 2>&1
+expect_exit 0 "sign --lifetime 15m: exit 0" -- \
+    "$TW" sign --ca life --csr life.csr --out life15.cert --client --lifetime 15m
+read -r span left <<<"$(validity_seconds life15.cert)"
+expect_eq "sign --lifetime 15m: notAfter - notBefore is 900 s plus 60" 960 "$span"
+expect_exit 0 "issue --lifetime 30d: exit 0" -- \
+    "$TW" issue --ca life --out life30d --subject "/CN=month" --client --lifetime 30d
+expect_days "issue --lifetime 30d: valid 30 days" life30d/cert.pem 29 30
+life_sums=$(ca_sums life)
+expect_exit 2 "issue --lifetime with --days: usage error (exit 2)" -- \
+    "$TW" issue --ca life --out life-both --subject "/CN=both" --client --lifetime 1h --days 3
+expect_stderr_contains "give --days or --lifetime, not both" \
+    "issue --lifetime with --days: says to give one"
+expect_exit 2 "sign --days with --lifetime: usage error (exit 2)" -- \
+    "$TW" sign --ca life --csr life.csr --out life-both.cert --client --days 3 --lifetime 1h
+for bad in 90 59s 10x 1.5h -5m "" 1h30m 99999999999999d; do
+    expect_exit 2 "issue --lifetime '$bad': usage error (exit 2)" -- \
+        "$TW" issue --ca life --out life-bad --subject "/CN=bad" --client --lifetime "$bad"
+    expect_stderr_contains "--lifetime '$bad' is not a duration" \
+        "issue --lifetime '$bad': names the option and the value"
+done
+expect_no_files "bad --lifetime: writes no file" life-bad
+expect_unchanged "bad --lifetime: the CA index is unchanged" "$life_sums" "$(ca_sums life)"
+
+# ---- the audit log -------------------------------------------------------------
+
+# life/ so far: issue, sign, issue.  Then a revocation.
+life90_serial=$(ossl_serial life90/cert.pem)
+expect_exit 0 "audit: revoke for the audit log" -- "$TW" revoke --ca life --serial "$life90_serial"
+expect_stdout_contains "revoked $(printf %s "$life90_serial" | sed 's/^\(.\(..\)*\)$/0\1/')" \
+    "revoke: prints the serial as the index holds it (whole bytes)"
+# A serial with its leading zeros, lower case and 0x: the same serial.
+"$TW" issue --ca life --out life-lz --subject "/CN=lz" --client >/dev/null 2>&1
+lz_serial=$(ossl_serial life-lz/cert.pem)
+expect_exit 0 "revoke --serial: 0x, extra leading zeros and lower case find the serial" -- \
+    "$TW" revoke --ca life --serial "0x000$(printf %s "$lz_serial" | tr 'A-F' 'a-f')"
+expect_mode "audit: audit.log has mode 600" 600 life/audit.log
+expect_eq "audit: one line per issue, sign and revoke" "6" "$(wc -l <life/audit.log)"
+python3 - life/audit.log "$(id -un)" "$life90_serial" "$(ossl_serial life15.cert)" \
+    >audit-check.txt 2>&1 <<'EOF'
+import json, re, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+user, revoked, signed = sys.argv[2], sys.argv[3], sys.argv[4]
+print("actions", " ".join(e["action"] for e in lines))
+print("keys", all(list(e) == ["time", "action", "serial", "subject", "by", "peer"] for e in lines))
+print("times", all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", e["time"]) for e in lines))
+print("by", all(e["by"] == "cli:" + user for e in lines))
+print("peer", all(e["peer"] is None for e in lines))
+print("serials", lines[0]["serial"].lstrip("0") == revoked and lines[3]["serial"].lstrip("0") == revoked
+      and lines[1]["serial"].lstrip("0") == signed)
+print("subjects", [e["subject"] for e in lines])
+EOF
+expect_file_has audit-check.txt "actions issue sign issue revoke issue revoke" "audit: the actions in order"
+expect_file_has audit-check.txt "keys True" "audit: every line has time, action, serial, subject, by, peer"
+expect_file_has audit-check.txt "times True" "audit: time is RFC 3339 UTC"
+expect_file_has audit-check.txt "by True" "audit: by is cli:USER"
+expect_file_has audit-check.txt "peer True" "audit: peer is null for the CLI"
+expect_file_has audit-check.txt "serials True" "audit: the serials are the certificates'"
+expect_file_has audit-check.txt "subjects ['/CN=short', '/CN=signed-short', '/CN=month', '/CN=short', '/CN=lz', '/CN=lz']" \
+    "audit: the subjects are the certificates'"
+"$TW" init audfail >/dev/null 2>&1
+mkdir audfail/audit.log # a directory: no line can be appended
+expect_exit 1 "audit: a failed audit write after the commit exits 1" -- \
+    "$TW" issue --ca audfail --out audfail-out --subject "/CN=unlogged" --client
+expect_stderr_contains "is recorded in the index but not in the audit log" \
+    "audit: says the certificate was issued but not logged"
+expect_eq "audit: the certificate is in the index all the same" "1" \
+    "$("$TW" list --ca audfail --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>&1)"
+if [ -s audfail-out/cert.pem ]; then ok "audit: the certificate files are written all the same"
+else fail "audit: the certificate files are written all the same" "no audfail-out/cert.pem"; fi
+
+# ---- token and list --tokens ------------------------------------------------------
+
+"$TW" init tok >/dev/null 2>&1
+expect_exit 0 "token: exit 0" -- "$TW" token --ca tok --subject "/CN=mail/O=MailServer" \
+    --server --client --dns mail.example.com --ip 10.0.0.1 --uri spiffe://abc/mail --lifetime 24h
+tok1=$(cat "$OUT")
+if [ "$(wc -l <"$OUT")" -eq 1 ] && [[ "$tok1" =~ ^[A-Za-z0-9_-]{43}$ ]]; then
+    ok "token: prints one line of 43 base64url characters"
+else fail "token: prints one line of 43 base64url characters" "stdout: $(head -c 200 "$OUT")"; fi
+expect_eq "token: prints nothing on stderr" "" "$(cat "$ERR")"
+expect_exit 0 "token: a second token, --client, default --ttl" -- \
+    "$TW" token --ca tok --subject "/CN=invoice" --client
+tok2=$(cat "$OUT")
+if [ -n "$tok1" ] && [ "$tok1" != "$tok2" ]; then ok "token: two tokens differ"
+else fail "token: two tokens differ" "'$tok1' and '$tok2'"; fi
+hash1=$(printf %s "$tok1" | sha256sum | cut -c1-64)
+hash2=$(printf %s "$tok2" | sha256sum | cut -c1-64)
+expect_exit 0 "list --tokens: exit 0" -- "$TW" list --ca tok --tokens
+cp "$OUT" tokens.txt
+if grep -qE '^HASH +SUBJECT +SANS +PURPOSE +LIFETIME +EXPIRES' tokens.txt; then
+    ok "list --tokens: header names the columns"
+else fail "list --tokens: header names the columns" "first line: $(head -1 tokens.txt)"; fi
+row=$(grep "^${hash1:0:12} " tokens.txt)
+if [[ "$row" == *"/CN=mail/O=MailServer"* && "$row" == *"DNS:mail.example.com,IP:10.0.0.1,URI:spiffe://abc/mail"* &&
+      "$row" == *server+client* && "$row" == *" 1d "* ]]; then
+    ok "list --tokens: shows a token by its hash prefix, with subject, names, purpose, lifetime"
+else fail "list --tokens: shows a token by its hash prefix, with subject, names, purpose, lifetime" \
+    "row: '$row'; list: $(cat tokens.txt)"; fi
+row=$(grep "^${hash2:0:12} " tokens.txt)
+if [[ "$row" == *"/CN=invoice"* && "$row" == *" client "* && "$row" == *default* ]]; then
+    ok "list --tokens: a token without --lifetime shows lifetime default"
+else fail "list --tokens: a token without --lifetime shows lifetime default" "row: '$row'"; fi
+expect_exit 0 "list --tokens --json: exit 0" -- "$TW" list --ca tok --tokens --json
+cp "$OUT" tokens.json
+expect_eq "list --tokens --json: the documented keys" "True" "$(json tokens.json \
+    'len(d) == 2 and all(set(e) == {"hash","subject","sans","purpose","lifetime","created_at","expires_at"} for e in d)')"
+expect_eq "list --tokens --json: hash prefix, names as a list, lifetime in seconds" \
+    "${hash1:0:12} ['DNS:mail.example.com', 'IP:10.0.0.1', 'URI:spiffe://abc/mail'] 86400 None" \
+    "$(json tokens.json '" ".join([d[0]["hash"], str(d[0]["sans"]), str(d[0]["lifetime"]), str(d[1]["lifetime"])])')"
+expect_eq "list --tokens --json: expires 1h after creation by default" "3600" "$(json tokens.json \
+    '(lambda t: t(d[1]["expires_at"]) - t(d[1]["created_at"]))(lambda s: __import__("calendar").timegm(__import__("time").strptime(s, "%Y-%m-%dT%H:%M:%SZ")))')"
+if ! cat tokens.txt tokens.json | grep -qF -e "$tok1" -e "$tok2"; then
+    ok "list --tokens: never shows a token"
+else fail "list --tokens: never shows a token" "a token is in the listing"; fi
+if ! grep -qaF -e "$tok1" -e "$tok2" tok/ca.db; then ok "token: the token text is nowhere in ca.db"
+else fail "token: the token text is nowhere in ca.db" "found in tok/ca.db"; fi
+expect_eq "token: the index keeps the token's SHA-256" "2" "$(python3 -c '
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+print(sum(1 for (h,) in db.execute("SELECT hash FROM tokens") if h in sys.argv[2:]))' \
+    tok/ca.db "$hash1" "$hash2" 2>&1)"
+expect_exit 0 "token: --ttl 30d is the maximum" -- "$TW" token --ca tok --subject "/CN=long" --client --ttl 30d
+tok_sums=$(ca_sums tok)
+for bad in 0s 59s 31d 1w soon ""; do
+    expect_exit 2 "token --ttl '$bad': usage error (exit 2)" -- \
+        "$TW" token --ca tok --subject "/CN=x" --client --ttl "$bad"
+    expect_stderr_contains "--ttl '$bad' is not a duration" "token --ttl '$bad': names the option"
+done
+expect_exit 2 "token: without --server or --client is a usage error" -- \
+    "$TW" token --ca tok --subject "/CN=x"
+expect_exit 2 "token: without --subject is a usage error" -- "$TW" token --ca tok --client
+expect_exit 2 "token: a bad subject is a usage error" -- "$TW" token --ca tok --subject "CN=x" --client
+expect_exit 2 "token: a bad --dns name is a usage error, as for issue" -- \
+    "$TW" token --ca tok --subject "/CN=x" --server --dns "bad name!"
+expect_exit 2 "token: a bad --ip is a usage error" -- \
+    "$TW" token --ca tok --subject "/CN=x" --server --ip 10.0.0.300
+expect_exit 2 "token: a name with a comma is a usage error" -- \
+    "$TW" token --ca tok --subject "/CN=x" --client --uri "https://a.example/x,y"
+expect_eq "token: refused tokens print nothing on stdout" "" "$(cat "$OUT")"
+expect_unchanged "token: refused tokens leave the index unchanged" "$tok_sums" "$(ca_sums tok)"
+expect_exit 1 "token: no CA in DIR exits 1" -- "$TW" token --ca no-such-ca --subject "/CN=x" --client
+# Used and expired tokens are not pending.
+python3 -c '
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("UPDATE tokens SET used_at = 1 WHERE hash = ?", (sys.argv[2],))
+db.execute("UPDATE tokens SET expires_at = 1000 WHERE hash = ?", (sys.argv[3],))
+db.commit()' tok/ca.db "$hash1" "$hash2"
+expect_exit 0 "list --tokens: after one was used and one expired" -- "$TW" list --ca tok --tokens --json
+expect_eq "list --tokens: used and expired tokens are not listed" "['/CN=long']" \
+    "$(json "$OUT" '[e["subject"] for e in d]')"
+
+# ---- an index of schema 1 (twoway 0.1) ------------------------------------------
+
+"$TW" init old >/dev/null 2>&1
+"$TW" issue --ca old --out old-out --subject "/CN=before-upgrade" --client >/dev/null 2>&1
+# Rebuild ca.db as twoway 0.1 wrote it: its schema, its rows.
+python3 - old/ca.db <<'EOF'
+import os, sqlite3, sys
+path = sys.argv[1]
+rows = sqlite3.connect(path).execute(
+    "SELECT serial, subject, sans, purpose, not_before, not_after, fingerprint, pem,"
+    " issued_at, revoked_at, revoke_reason FROM certs").fetchall()
+os.rename(path, path + ".v2")
+db = sqlite3.connect(path)
+db.executescript("""
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema', '1'), ('crl_number', '0');
+CREATE TABLE certs ( serial TEXT PRIMARY KEY, subject TEXT NOT NULL, sans TEXT NOT NULL,
+ purpose TEXT NOT NULL, not_before INTEGER NOT NULL, not_after INTEGER NOT NULL,
+ fingerprint TEXT NOT NULL, pem TEXT NOT NULL, issued_at INTEGER NOT NULL,
+ revoked_at INTEGER, revoke_reason INTEGER);
+""")
+db.executemany("INSERT INTO certs VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+db.commit()
+os.remove(path + ".v2")
+EOF
+schema_of() { python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT value FROM meta WHERE key=\"schema\"").fetchone()[0])' "$1" 2>&1; }
+expect_eq "schema 1: the test index says schema 1" "1" "$(schema_of old/ca.db)"
+expect_exit 0 "schema 1: list still works" -- "$TW" list --ca old
+expect_stdout_contains "/CN=before-upgrade" "schema 1: list shows the certificate issued before"
+expect_eq "schema 1: opening it upgrades it to schema 2" "2" "$(schema_of old/ca.db)"
+expect_eq "schema 1: the upgrade adds the tokens table and certs.replaces" "True True" "$(python3 -c '
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+print(db.execute("SELECT count(*) FROM sqlite_master WHERE name=\"tokens\"").fetchone()[0] == 1,
+      "replaces" in [r[1] for r in db.execute("PRAGMA table_info(certs)")])' old/ca.db 2>&1)"
+expect_exit 0 "schema 1: issue after the upgrade" -- \
+    "$TW" issue --ca old --out old-out2 --subject "/CN=after-upgrade" --client
+expect_exit 0 "schema 1: token after the upgrade" -- "$TW" token --ca old --subject "/CN=x" --client
+expect_exit 0 "schema 1: list after the upgrade" -- "$TW" list --ca old --json
+expect_eq "schema 1: both certificates listed" "['/CN=before-upgrade', '/CN=after-upgrade']" \
+    "$(json "$OUT" '[e["subject"] for e in d]')"
+python3 -c 'import sqlite3,sys; db = sqlite3.connect(sys.argv[1]); db.execute("UPDATE meta SET value=\"7\" WHERE key=\"schema\""); db.commit()' old/ca.db
+expect_exit 1 "schema: an unknown schema version exits 1" -- "$TW" list --ca old
+expect_stderr_contains "has an unknown schema version" "schema: says the version is unknown"
 
 # ---- concurrent use: parallel issues on one CA all succeed -----------------
 

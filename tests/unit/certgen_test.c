@@ -858,6 +858,96 @@ done:
     return c != NULL ? 0 : -1;
 }
 
+/* A template for a client certificate of p->key, for the lifetime tests. */
+static tw_certgen *client_template(struct pki *p)
+{
+    tw_err err;
+    tw_certgen *g = tw_certgen_new(&err);
+    tw_name *name = tw_name_parse("/CN=short-lived", &err);
+
+    assert_non_null(g);
+    assert_non_null(name);
+    assert_int_equal(tw_certgen_set_subject(g, name, &err), 0);
+    assert_int_equal(tw_certgen_set_purposes(g, TW_PURPOSE_CLIENT, &err), 0);
+    assert_int_equal(tw_certgen_set_public_key(g, p->key, &err), 0);
+    tw_name_free(name);
+    return g;
+}
+
+static void lifetime_in_seconds(void **state)
+{
+    struct pki *p = *state;
+    tw_certgen *g = client_template(p);
+    tw_cert *cert;
+    tw_err err;
+    int days, secs, left_days, left_secs;
+
+    assert_int_equal(tw_certgen_set_lifetime(g, 90, &err), 0);
+    cert = tw_certgen_sign(g, p->ca, p->ca_key, &err);
+    assert_non_null(cert);
+    /* notBefore a minute back, notAfter 90 s from now. */
+    validity_of(cert->x509, &days, &secs);
+    assert_int_equal(days, 0);
+    assert_int_equal(secs, 150);
+    assert_int_equal(ASN1_TIME_diff(&left_days, &left_secs, NULL,
+                                    X509_get0_notAfter(cert->x509)), 1);
+    assert_int_equal(left_days, 0);
+    assert_true(left_secs > 80 && left_secs <= 90);
+    tw_cert_free(cert);
+    /* Days set afterwards win again. */
+    assert_int_equal(tw_certgen_set_days(g, 2, &err), 0);
+    cert = tw_certgen_sign(g, p->ca, p->ca_key, &err);
+    assert_non_null(cert);
+    validity_of(cert->x509, &days, &secs);
+    assert_int_equal(days, 2);
+    assert_int_equal(secs, 60);
+    tw_cert_free(cert);
+    tw_certgen_free(g);
+}
+
+static void lifetime_out_of_range(void **state)
+{
+    static const long long bad[] = {59, 0, -60, TW_LIFETIME_MAX + 1};
+    tw_certgen *g = client_template(*state);
+    tw_err err;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char expected[128];
+
+        assert_int_equal(tw_certgen_set_lifetime(g, bad[i], &err), -1);
+        snprintf(expected, sizeof(expected),
+                 "a lifetime of %lld seconds is out of range: give 60 to "
+                 "3153600000", bad[i]);
+        th_assert_err(err, TW_ERR_USAGE, expected);
+    }
+    assert_int_equal(tw_certgen_set_lifetime(g, 60, &err), 0);
+    assert_int_equal(tw_certgen_set_lifetime(g, TW_LIFETIME_MAX, &err), 0);
+    tw_certgen_free(g);
+}
+
+static void lifetime_is_clipped_to_the_issuers(void **state)
+{
+    struct pki *p = *state;
+    tw_key *k = th_key("ec-p256");
+    tw_cert *ca = th_sign(&(struct th_spec){.subject = "/CN=short CA",
+                                            .purposes = TW_PURPOSE_CA,
+                                            .days = 1},
+                          k, NULL, NULL);
+    tw_certgen *g = client_template(p);
+    tw_cert *leaf;
+    tw_err err;
+
+    assert_int_equal(tw_certgen_set_lifetime(g, 7 * 86400, &err), 0);
+    leaf = tw_certgen_sign(g, ca, k, &err);
+    assert_non_null(leaf);
+    assert_int_equal(ASN1_TIME_compare(X509_get0_notAfter(leaf->x509),
+                                       X509_get0_notAfter(ca->x509)), 0);
+    tw_cert_free(leaf);
+    tw_certgen_free(g);
+    tw_cert_free(ca);
+    tw_key_free(k);
+}
+
 static void allocation_failures_are_internal(void **state)
 {
     th_alloc_fail_loop(issue_once, *state);
@@ -880,6 +970,9 @@ int main(void)
         cmocka_unit_test(days_out_of_range),
         cmocka_unit_test(validity_starts_a_minute_ago),
         cmocka_unit_test(not_after_is_clipped_to_the_issuers),
+        cmocka_unit_test(lifetime_in_seconds),
+        cmocka_unit_test(lifetime_out_of_range),
+        cmocka_unit_test(lifetime_is_clipped_to_the_issuers),
         cmocka_unit_test(serial_rules),
         cmocka_unit_test(a_zero_serial_is_refused),
         cmocka_unit_test(random_serials_are_16_bytes_and_positive),
