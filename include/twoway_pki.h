@@ -119,6 +119,9 @@ TW_API int tw_certgen_add_san(tw_certgen *g, enum tw_san_type type,
                               const char *value, tw_err *err) TW_MUST_CHECK;
 /* Number of SANs of every type added so far. */
 TW_API size_t tw_certgen_san_count(const tw_certgen *g);
+/* Forget the SANs added so far (a renewal keeps the names of the
+ * certificate it replaces, not those of its CSR). */
+TW_API int tw_certgen_clear_sans(tw_certgen *g, tw_err *err) TW_MUST_CHECK;
 /* When no SAN was added and the subject's last CN is a host name, add it as
  * a DNS SAN: clients match host names against SANs only (RFC 6125 section
  * 6.4.4).  Returns 1 when added, 0 when not, -1 on error. */

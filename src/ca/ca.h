@@ -337,5 +337,6 @@ int cmd_list(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_token(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

@@ -22,6 +22,7 @@ static const char usage[] =
     "  list            list every certificate the CA issued (or --tokens)\n"
     "  inspect FILE    show what a certificate says\n"
     "  verify          check a certificate as a server or client would\n"
+    "  serve           the online CA: enrol, renew, revoke and the CRL over HTTPS\n"
     "\n"
     "`twoway-ca COMMAND --help` shows a command's options; see twoway-ca(1).\n";
 
@@ -32,6 +33,7 @@ static const struct command {
     {"init", cmd_init},     {"issue", cmd_issue}, {"sign", cmd_sign},
     {"revoke", cmd_revoke}, {"crl", cmd_crl},     {"list", cmd_list},
     {"inspect", cmd_inspect}, {"verify", cmd_verify}, {"token", cmd_token},
+    {"serve", cmd_serve},
 };
 
 int main(int argc, char **argv)

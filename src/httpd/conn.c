@@ -149,6 +149,26 @@ static void handshake_failed(httpd_conn *c)
     set_mask(c, HTTPD_LOOP_READABLE);
 }
 
+static void linger(httpd_conn *c);
+
+/*
+ * The answer that ends a connection is written: say close_notify, shut our
+ * side, and read and drop what the client still sends for a moment, as
+ * nginx's lingering close does.  Closing at once, with a request body
+ * still arriving (a 413, a 400 half-way through a body), would make the
+ * kernel answer with a reset that destroys the answer before the client
+ * reads it.
+ */
+static void linger_close(httpd_conn *c)
+{
+    (void)tw_conn_shutdown(c->tls);
+    shutdown(c->fd, SHUT_WR);
+    c->state = CONN_LINGER;
+    httpd__conn_wait(c, WAIT_LINGER);
+    set_mask(c, HTTPD_LOOP_READABLE);
+    linger(c);
+}
+
 /* Read and drop what a refused client still sends, until it closes. */
 static void linger(httpd_conn *c)
 {
@@ -337,7 +357,7 @@ static void conn_drive(httpd_conn *c)
         if (f <= 0)
             return; /* blocked (re-armed) or closed */
         if (c->state == CONN_CLOSING) {
-            httpd__conn_close(c);
+            linger_close(c);
             return;
         }
         if (c->waiting) {

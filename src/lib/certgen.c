@@ -118,6 +118,17 @@ static int valid_email(const char *s)
     return valid_hostname(at + 1) && at[1] != '*';
 }
 
+int tw_certgen_clear_sans(tw_certgen *g, tw_err *err)
+{
+    GENERAL_NAMES *none = GENERAL_NAMES_new();
+
+    if (none == NULL)
+        return twu_err_nomem(err);
+    GENERAL_NAMES_free(g->sans);
+    g->sans = none;
+    return 0;
+}
+
 int tw_certgen_add_san(tw_certgen *g, enum tw_san_type type, const char *value,
                        tw_err *err)
 {
