@@ -202,6 +202,21 @@ static void server_options(serve_app *app, httpd_options *ho)
     ho->watch[3] = o->policy;
 }
 
+/* A duration as it is written on the command line: 7d, 24h, 15m, 90s. */
+static void duration_text(long long s, char *buf, size_t len)
+{
+    static const struct {
+        long long seconds;
+        char unit;
+    } units[] = {{86400, 'd'}, {3600, 'h'}, {60, 'm'}, {1, 's'}};
+
+    for (size_t i = 0; i < sizeof(units) / sizeof(*units); i++)
+        if (s % units[i].seconds == 0) {
+            snprintf(buf, len, "%lld%c", s / units[i].seconds, units[i].unit);
+            return;
+        }
+}
+
 static void tick(void *data)
 {
     serve_app *app = data;
@@ -231,7 +246,7 @@ int cmd_serve(int argc, char **argv)
     httpd_options ho;
     tw_config *cfg = NULL;
     tw_err err;
-    char banner[512];
+    char banner[512], life[32], max[32];
     int rc;
 
     memset(&app, 0, sizeof(app));
@@ -265,8 +280,10 @@ int cmd_serve(int argc, char **argv)
         rc = err.cls == TW_ERR_USAGE ? CA_EXIT_USAGE : CA_EXIT_FAIL;
         goto out;
     }
-    snprintf(banner, sizeof(banner), "CA %s, certificates up to %llds",
-             app.ca.dir, app.opt.max_lifetime);
+    duration_text(app.opt.default_lifetime, life, sizeof(life));
+    duration_text(app.opt.max_lifetime, max, sizeof(max));
+    snprintf(banner, sizeof(banner), "CA %s, certificates for %s by default, "
+             "%s at most", app.ca.dir, life, max);
     httpd_set_banner(app.h, banner, "no policy given: nobody may revoke or "
                      "read /metrics (add --allow 'admin CN=...' or --policy "
                      "FILE)");

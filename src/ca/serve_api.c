@@ -566,7 +566,7 @@ static void revoke(httpd_req *r)
     const tw_identity *admin = httpd_req_peer(r);
     json_t *o = NULL, *answer = NULL;
     const char *serial, *reason_text = NULL;
-    char by[64], *text = NULL;
+    char by[64], subject[512] = "", *text = NULL;
     int reason = -1, rc;
     tw_err err;
 
@@ -583,7 +583,8 @@ static void revoke(httpd_req *r)
             goto done;
         }
     }
-    rc = ca_revoke_serial(ca, serial, reason, &err);
+    rc = ca_revoke_serial_subject(ca, serial, reason, subject, sizeof(subject),
+                                  &err);
     if (rc == CA_REVOKE_NOT_FOUND || rc == CA_REVOKE_ALREADY) {
         refuse(r, rc == CA_REVOKE_NOT_FOUND ? 404 : 409, REFUSED_BAD_REQUEST,
                rc == CA_REVOKE_NOT_FOUND ? "serial" : "already_revoked", "%s",
@@ -598,7 +599,8 @@ static void revoke(httpd_req *r)
     atomic_fetch_add(&app->revoked, 1);
     snprintf(by, sizeof(by), "client:%s", admin ? tw_identity_serial(admin) : "-");
     {
-        ca_audit_entry e = {.action = "revoke", .serial = serial, .by = by,
+        ca_audit_entry e = {.action = "revoke", .serial = serial,
+                            .subject = subject[0] ? subject : NULL, .by = by,
                             .peer = httpd_req_peer_addr(r)};
 
         if (ca_audit(app->audit_path, &e, &err) < 0)
