@@ -5,8 +5,11 @@
  *   serve_cert.c   the server's own certificate, issued and renewed by itself
  *   serve_crl.c    the CRL it publishes: made at start, re-signed at half its
  *                  validity and after every revocation
- *   serve_api.c    the HTTP API (enroll, renew, revoke, ca, crl, metrics)
- *   serve_sign.c   issuing to a request: the checks and the transaction
+ *   serve_api.c    the HTTP API: routes, answers, GET /v1/ca and /v1/crl,
+ *                  metrics, the workers' index connections
+ *   serve_issue.c  POST /v1/enroll, /v1/renew and /v1/revoke
+ *   serve_body.c   reading request bodies (JSON, tokens, CSR against token)
+ *   serve_sign.c   signing and recording inside a transaction; the audit
  *
  * It runs on the server core (src/httpd): the same loop, limits, logs,
  * metrics, reload and drain as invoice-server.  Several serve processes and
@@ -17,6 +20,8 @@
 
 #include "ca.h"
 #include "httpd.h"
+
+#include <jansson.h>
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -96,6 +101,43 @@ void serve_crl_free(serve_crl *crl);
 
 /* serve_api.c */
 int serve_api_add(httpd *h);
+serve_app *serve_app_of(httpd_req *r);
+serve_worker *serve_worker_of(httpd_req *r);
+/* {"error": STATUS TEXT, "reason": code, "message": sentence}, counted
+ * under `kind`. */
+void serve_refuse(httpd_req *r, int status, enum serve_refusal kind,
+                  const char *code, const char *fmt, ...) TWU_PRINTF(5, 6);
+/* An error of the index or the CA: busy is 503 (try again), the rest 500. */
+void serve_failed(httpd_req *r, const tw_err *err);
+/* The body's JSON object, or NULL after a 400. */
+json_t *serve_body(httpd_req *r);
+/* A string member of it, or NULL after a 400 naming it (or, when not
+ * `required`, NULL for an absent one). */
+const char *serve_member(httpd_req *r, json_t *o, const char *name,
+                         int required);
+/* 201 {"certificate","chain","serial","not_after"}. */
+void serve_issued(httpd_req *r, const tw_cert *cert);
+/* Whether a policy was given; a 403 saying so when not (without one
+ * libtwoway grants every verified certificate every role). */
+int serve_policy_given(httpd_req *r, const char *role);
+
+/* serve_issue.c */
+void serve_enroll(httpd_req *r);
+void serve_renew(httpd_req *r);
+void serve_revoke(httpd_req *r);
+
+/* serve_body.c: reading request bodies, apart from the server. */
+/* The JSON object of `body`; NULL with `why` when it is not one. */
+json_t *serve_body_object(const char *body, size_t len, char *why, size_t n);
+/* The string member `name` in *out: 1, 0 when absent, -1 when it is not a
+ * string (or holds a NUL). */
+int serve_body_string(json_t *o, const char *name, const char **out);
+/* A token as `twoway-ca token` prints it: 43 base64url characters. */
+int serve_token_well_formed(const char *t);
+/* Whether a CSR (`asked`, what it names) asks for exactly the subject and
+ * names of token `t`; when not, `why` says the first difference. */
+int serve_request_matches_token(const tw_identity *asked, const ca_token *t,
+                                char *why, size_t len);
 int serve_worker_start(httpd_worker *hw, void *app, void **state, tw_err *err);
 void serve_worker_stop(void *state);
 void serve_metrics(void *app, twu_buf *out);

@@ -340,8 +340,9 @@ static size_t read_client(void)
 /*
  * c's handler submitted a POST and suspended it: run the worker's loop
  * until routes.c's completion has answered and resumed it, then check
- * what the client read.  0 when the resume closed the connection, which
- * freed c and the session.
+ * what the client read.  0 when the resume ended the connection (closed,
+ * or closing with a lingering close, which we end), which freed c and the
+ * session.
  */
 static int finish_post(httpd_conn *c)
 {
@@ -360,6 +361,11 @@ static int finish_post(httpd_conn *c)
     if (status != 201 && status != 200 && status != 409)
         broken("a valid invoice was neither stored nor a conflict", answer,
                len);
+    if (w.nconns > 0 && c->state == CONN_LINGER) {
+        /* The answer ended the connection (Connection: close): its
+         * lingering close waits for the client to close; end it now. */
+        httpd__conn_close(c);
+    }
     if (w.nconns == 0) {
         session = NULL; /* freed with the connection */
         return 0;
