@@ -11,6 +11,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A template filled from the CSR of the body (checked: self-signature,
+ * no CA:TRUE, key strength, names), and what it asks for; NULL after an
+ * answer (400 reason csr, or 500). */
+static tw_certgen *read_csr(httpd_req *r, const char *csr, tw_identity **asked)
+{
+    tw_err err;
+    tw_certgen *g = tw_certgen_new(&err);
+
+    if (g == NULL) {
+        serve_failed(r, &err);
+        return NULL;
+    }
+    if (tw_certgen_from_csr(g, csr, strlen(csr), "the csr field", asked,
+                            &err) < 0) {
+        serve_refuse(r, 400, REFUSED_BAD_REQUEST, "csr", "%s", err.msg);
+        tw_certgen_free(g);
+        return NULL;
+    }
+    return g;
+}
+
 /* ------------------------------------------------------------- enroll */
 
 void serve_enroll(httpd_req *r)
@@ -42,19 +63,13 @@ void serve_enroll(httpd_req *r)
         (csr = serve_member(r, o, "csr", 1)) == NULL)
         goto done;
     if (!serve_token_well_formed(token)) {
-        serve_refuse(r, 400, REFUSED_BAD_REQUEST, "token", "the token must be the "
-               "%d characters twoway-ca token printed", CA_TOKEN_LEN);
+        serve_refuse(r, 400, REFUSED_BAD_REQUEST, "token", "the token must "
+                     "be the %d characters twoway-ca token printed",
+                     CA_TOKEN_LEN);
         goto done;
     }
-    if ((g = tw_certgen_new(&err)) == NULL) {
-        serve_failed(r, &err);
+    if ((g = read_csr(r, csr, &asked)) == NULL)
         goto done;
-    }
-    if (tw_certgen_from_csr(g, csr, strlen(csr), "the csr field", &asked,
-                            &err) < 0) {
-        serve_refuse(r, 400, REFUSED_BAD_REQUEST, "csr", "%s", err.msg);
-        goto done;
-    }
     if (cadb_begin(ca->db, ca->db_path, &err) < 0) {
         serve_failed(r, &err);
         goto done;
@@ -68,8 +83,9 @@ void serve_enroll(httpd_req *r)
     if (result != CA_TOKEN_OK) {
         httpd_log(httpd_req_server(r), "refused peer=%s reason=%s (enroll)",
                   httpd_req_peer_addr(r), serve_refusal_names[refusal[result]]);
-        serve_refuse(r, 403, refusal[result], serve_refusal_names[refusal[result]],
-               "%s", sentence[result]);
+        serve_refuse(r, 403, refusal[result],
+                     serve_refusal_names[refusal[result]], "%s",
+                     sentence[result]);
         goto done;
     }
     /* Rolled back below: a request that does not fit leaves the token
@@ -187,25 +203,20 @@ void serve_renew(httpd_req *r)
         if ((life = serve_member(r, o, "lifetime", 1)) == NULL)
             goto done;
         if (twu_parse_duration(life, 60, 366LL * 86400, &lifetime) < 0) {
-            serve_refuse(r, 400, REFUSED_BAD_REQUEST, "lifetime", "\"lifetime\" must "
-                   "be a duration from 60s to 366d, e.g. 90s, 15m, 24h, 30d");
+            serve_refuse(r, 400, REFUSED_BAD_REQUEST, "lifetime",
+                         "\"lifetime\" must be a duration from 60s to 366d, "
+                         "e.g. 90s, 15m, 24h, 30d");
             goto done;
         }
     }
-    if ((g = tw_certgen_new(&err)) == NULL) {
-        serve_failed(r, &err);
+    if ((g = read_csr(r, csr, &asked)) == NULL)
         goto done;
-    }
-    if (tw_certgen_from_csr(g, csr, strlen(csr), "the csr field", &asked,
-                            &err) < 0) {
-        serve_refuse(r, 400, REFUSED_BAD_REQUEST, "csr", "%s", err.msg);
-        goto done;
-    }
     /* A renewal that keeps the key would keep whatever exposure the old
      * key had: every renewal makes a new key. */
     if (strcmp(tw_identity_spki(asked), tw_identity_spki(id)) == 0) {
-        serve_refuse(r, 400, REFUSED_BAD_REQUEST, "key_reused", "the CSR carries "
-               "the key of the certificate being renewed: make a new key");
+        serve_refuse(r, 400, REFUSED_BAD_REQUEST, "key_reused", "the CSR "
+                     "carries the key of the certificate being renewed: make "
+                     "a new key");
         goto done;
     }
     if (keep_names(g, id, &err) < 0) {
@@ -227,10 +238,11 @@ void serve_renew(httpd_req *r)
         enum serve_refusal k = found == 0 ? REFUSED_UNKNOWN_CA : REFUSED_REVOKED;
 
         serve_refuse(r, 403, k, serve_refusal_names[k], found == 0
-               ? "the certificate %s (serial %s) is not in this CA's index: "
-                 "it was not issued here"
-               : "the certificate %s (serial %s) is revoked: enrol again with "
-                 "a new token", tw_identity_subject(id), tw_identity_serial(id));
+                     ? "the certificate %s (serial %s) is not in this CA's "
+                       "index: it was not issued here"
+                     : "the certificate %s (serial %s) is revoked: enrol "
+                       "again with a new token",
+                     tw_identity_subject(id), tw_identity_serial(id));
         goto done;
     }
     if ((cert = serve_sign(app, ca, g, lifetime, tw_identity_serial(id),
@@ -266,9 +278,9 @@ int serve_policy_given(httpd_req *r, const char *role)
 
     if (o->nrules > 0 || o->policy != NULL)
         return 1;
-    serve_refuse(r, 403, REFUSED_BAD_REQUEST, "policy_denied", "no policy gives the "
-           "'%s' role: start serve with --allow '%s CN=...' or --policy FILE",
-           role, role);
+    serve_refuse(r, 403, REFUSED_BAD_REQUEST, "policy_denied", "no policy "
+                 "gives the '%s' role: start serve with --allow '%s CN=...' "
+                 "or --policy FILE", role, role);
     return 0;
 }
 
@@ -290,9 +302,10 @@ void serve_revoke(httpd_req *r)
         if ((reason_text = serve_member(r, o, "reason", 1)) == NULL)
             goto done;
         if ((reason = tw_crl_reason_code(reason_text)) < 0) {
-            serve_refuse(r, 400, REFUSED_BAD_REQUEST, "reason", "\"%s\" is not a "
-                   "CRL reason (keyCompromise, superseded, cessationOfOperation, "
-                   "affiliationChanged, ...)", reason_text);
+            serve_refuse(r, 400, REFUSED_BAD_REQUEST, "reason", "\"%s\" is "
+                         "not a CRL reason (keyCompromise, superseded, "
+                         "cessationOfOperation, affiliationChanged, ...)",
+                         reason_text);
             goto done;
         }
     }
