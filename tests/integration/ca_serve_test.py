@@ -332,6 +332,52 @@ def main():
         check("SIGTERM: serve exits 0", srv.stop() == 0, srv.text()[-500:])
         srv = None
 
+        # --- two serve processes on one CA directory: the index decides
+        a = Serve(tw, tmp, "serve-a", ["--ca", ca_dir])
+        b = Serve(tw, tmp, "serve-b", ["--ca", ca_dir])
+        try:
+            if check("two serve processes start on one CA directory",
+                     a.port is not None and b.port is not None, a.text() + b.text()):
+                t5 = token(tw, ca_dir, "/CN=twice/O=Twice", "--client")
+                _, req5 = csr(tmp, "twice", "/CN=twice/O=Twice")
+                body5 = json.dumps({"token": t5, "csr": req5})
+                with concurrent.futures.ThreadPoolExecutor(10) as pool:
+                    got = list(pool.map(lambda i: curl(a if i % 2 else b, ca, "/v1/enroll", body5)[0],
+                                        range(10)))
+                check("a token sent to both processes at once gives one certificate",
+                      got.count(201) == 1 and got.count(403) == 9, got)
+        finally:
+            a.stop()
+            b.stop()
+
+        # --- serve renews its own certificate at two thirds of its lifetime
+        if os.environ.get("TW_QUICK") != "1":
+            c = Serve(tw, tmp, "serve-short", ["--ca", ca_dir, "--default-lifetime", "90s"])
+            try:
+                def served_serial():
+                    r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % c.port,
+                                        "-CAfile", ca, "-verify_return_error"],
+                                       input=b"", capture_output=True, timeout=20 * SLOW)
+                    pem = re.search(rb"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----",
+                                    r.stdout, re.S)
+                    if pem is None:
+                        return None
+                    x = subprocess.run(["openssl", "x509", "-noout", "-serial"], input=pem.group(0),
+                                       capture_output=True)
+                    return x.stdout.strip()
+                first = served_serial()
+                deadline = time.monotonic() + 120 * SLOW
+                later = first
+                while time.monotonic() < deadline and later == first:
+                    time.sleep(2)
+                    later = served_serial()
+                check("serve renews its own 90s certificate by itself (a new serial is served, "
+                      "checked with openssl s_client)",
+                      first is not None and later is not None and later != first and
+                      "server certificate renewed" in c.text(), "%r %r %s" % (first, later, c.text()[-600:]))
+            finally:
+                c.stop()
+
         # --- a wrong CA passphrase at start
         enc = os.path.join(tmp, "enc")
         write(os.path.join(tmp, "pass"), "right horse\n")
