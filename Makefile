@@ -10,7 +10,7 @@ JOBS       ?= $(shell nproc)
 FUZZ_SECONDS ?= 10
 PREFIX     ?= /usr/local
 
-.PHONY: all build deps demo test test-normal test-asan test-tsan test-valgrind fuzz \
+.PHONY: all build deps demo test test-normal test-asan test-tsan test-valgrind fuzz soak \
         fuzz-run install clean
 
 all: build
@@ -80,6 +80,11 @@ fuzz-run:
 	      -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTW_WERROR=ON
 	cmake --build $(FUZZ_BUILD) -j$(JOBS)
 	tests/fuzz/run.sh $(FUZZ_BUILD)/tests/fuzz $(FUZZ_SECONDS)
+
+# Renewal under load for SOAK_MINUTES (default 15): not part of `make test`.
+soak: deps
+	$(MAKE) build
+	scripts/soak.sh $(BUILD)
 
 # A longer fuzz run: `make fuzz FUZZ_SECONDS=3600`.
 fuzz: deps

@@ -339,6 +339,17 @@ TW_API int tw_policy_allows(const tw_policy *p, const tw_identity *id,
  * metrics"), into buf (always NUL-terminated).  Returns how many. */
 TW_API size_t tw_policy_roles(const tw_policy *p, const tw_identity *id,
                               char *buf, size_t len);
+/*
+ * The roles the policy's rules give, each once, in the order of the first
+ * rule that gives it: the role at `index` (from 0), or NULL past the last.
+ * When not NULL, *rule gets that first rule, normalised ("read
+ * O=MailServer"), and *where where it came from: "FILE:LINE" for a rule of
+ * a policy file, NULL for one added as a string.  A server checks with it
+ * that each role is one it knows: a misspelt role gives no one anything.
+ * The strings belong to the policy.
+ */
+TW_API const char *tw_policy_role(const tw_policy *p, size_t index,
+                                  const char **rule, const char **where);
 
 /* --------------------------------------------------------------- config */
 
@@ -387,6 +398,13 @@ TW_API int tw_config_add_policy_rule(tw_config *cfg,
                                      const char *rule) TW_MUST_CHECK;
 TW_API int tw_config_set_policy_file(tw_config *cfg,
                                      const char *path) TW_MUST_CHECK;
+/* Add to `p` the policy a server built from `cfg` now would have: the
+ * rules of its policy file (read now), then those added one by one; none
+ * when it has no policy.  All or nothing; errors as tw_policy_load_file
+ * and tw_policy_add_rule.  To check a configuration before using it
+ * (tw_policy_role), e.g. before a reload. */
+TW_API int tw_policy_load_config(tw_policy *p, const tw_config *cfg,
+                                 tw_err *err) TW_MUST_CHECK;
 /* Client: what the server's identity must match ("O=InvoiceServer"),
  * besides being issued by the CA and naming the host. */
 TW_API int tw_config_add_expectation(tw_config *cfg,
@@ -419,6 +437,10 @@ TW_API int tw_config_set_session_cache_size(tw_config *cfg,
 /* Modes for tw_config_set_client_cert. */
 #define TW_CLIENT_CERT_REQUIRED 0
 #define TW_CLIENT_CERT_OPTIONAL 1
+/* Added to either mode: accept a client certificate whatever purposes its
+ * extendedKeyUsage names (a CA whose services renew server certificates
+ * over mutual TLS); every other check stays. */
+#define TW_CLIENT_CERT_ANY_PURPOSE 0x10
 /*
  * Server: what a client certificate is to the handshake.
  * TW_CLIENT_CERT_REQUIRED (the default): one must be presented and pass
@@ -434,7 +456,8 @@ TW_API int tw_config_set_session_cache_size(tw_config *cfg,
  * client holds its certificate's key (the CertificateVerify signature) is
  * still required in both modes: a client that cannot give it gets no
  * connection.  Clients ignore this setting.  Any other mode is
- * TW_ERR_USAGE.
+ * TW_ERR_USAGE.  With TW_CLIENT_CERT_ANY_PURPOSE added, the purpose
+ * clientAuth is not required.
  */
 TW_API int tw_config_set_client_cert(tw_config *cfg, int mode) TW_MUST_CHECK;
 

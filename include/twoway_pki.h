@@ -19,6 +19,8 @@
 
 #include "twoway.h"
 
+#include <time.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -109,6 +111,11 @@ TW_API int tw_cert_matches_key(const tw_cert *cert, const tw_key *key);
  */
 typedef struct tw_certgen tw_certgen;
 
+/* Seconds tw_certgen_sign back-dates notBefore by, for clocks that run
+ * slightly behind: a certificate's lifetime as asked is notAfter - notBefore
+ * - TW_CERTGEN_BACKDATE. */
+#define TW_CERTGEN_BACKDATE 60
+
 TW_API tw_certgen *tw_certgen_new(tw_err *err) TW_MUST_CHECK;
 /* The subject; copied. */
 TW_API int tw_certgen_set_subject(tw_certgen *g, const tw_name *subject,
@@ -175,7 +182,10 @@ TW_API int tw_serial_random(unsigned char serial[16], tw_err *err) TW_MUST_CHECK
 TW_API int tw_certgen_from_csr_file(tw_certgen *g, const char *csr_path,
                                     tw_err *err) TW_MUST_CHECK;
 /* The same from a CSR in memory (PEM or DER, at most 256 KiB); `what`
- * names it in the error sentences ("the csr field").  When `asked` is not
+ * names it in the error sentences ("the csr field").  Here an empty
+ * subject is accepted: such a CSR only proves possession of its key (as
+ * the requests of tw_renewal do), and the template keeps no subject, for
+ * the caller to set from what it certifies.  When `asked` is not
  * NULL it receives what the CSR names, as an identity (subject, fields,
  * SANs, and tw_identity_spki: the SHA-256 of its public key; issuer and
  * serial empty, no dates), for a caller that must compare the request
@@ -183,6 +193,12 @@ TW_API int tw_certgen_from_csr_file(tw_certgen *g, const char *csr_path,
 TW_API int tw_certgen_from_csr(tw_certgen *g, const char *data, size_t len,
                                const char *what, tw_identity **asked,
                                tw_err *err) TW_MUST_CHECK;
+
+/* A CSR for `key`, signed with it, as PEM (free it with free()).
+ * `subject` may be NULL: a request that only proves possession of the key,
+ * for a CA that knows what to certify (twoway-ca serve's enrol and renew). */
+TW_API char *tw_csr_pem(const tw_key *key, const tw_name *subject,
+                        tw_err *err) TW_MUST_CHECK;
 
 /* ----------------------------------------------------------------- CRLs */
 
@@ -207,6 +223,100 @@ TW_API int tw_crl_write_file(const tw_cert *ca, const tw_key *ca_key,
                              const tw_revoked *revoked, size_t count,
                              uint64_t number, int days, const char *path,
                              tw_err *err) TW_MUST_CHECK;
+
+/* ---------------------------------------- certificates that renew themselves */
+
+/*
+ * A service's key and certificate kept current by twoway-ca serve.  The
+ * first start enrols with a one-time token (a new key, a CSR that only
+ * proves possession of it, POST /v1/enroll); then a thread renews the
+ * certificate at two thirds of its lifetime, with +/-10 % random jitter so
+ * that a fleet does not renew at once (a new key each time, POST /v1/renew
+ * over mutual TLS with the current pair), and fetches the CRL.
+ *
+ * Failed renewals are retried with exponential backoff, from 1 s to a
+ * twentieth of the lifetime; the certificate in place is used while it is
+ * valid.  A fetched CRL is used only when one of the CA file's CAs signed
+ * it and its CRL number is not lower than the one kept; it is fetched
+ * again when half its validity has passed and at least every
+ * `crl_refresh` seconds (If-None-Match).
+ *
+ * Files: the key (0600) and the certificate are written as KEY.next and
+ * CERT.next, then renamed key first.  A crash at any moment leaves a
+ * matching pair: KEY with CERT, or KEY with CERT.next, which
+ * tw_renewal_prepare (run at every start) puts in place.  The program is
+ * told through `on_change` and reloads its TLS configuration from the
+ * files; the CRL is written atomically to `crl_file`.
+ */
+typedef struct tw_renewal tw_renewal;
+
+#define TW_RENEWAL_CERT 0x1 /* a new key and certificate are in place */
+#define TW_RENEWAL_CRL 0x2  /* a newer CRL is in place */
+
+typedef struct tw_renewal_options {
+    const char *cert_file, *key_file; /* the service's pair */
+    /* The CA: the only trust anchor for the CA server, the CRL's signer. */
+    const char *ca_file;
+    /* twoway-ca serve's URL ("https://ca.example:9443"; a URL with a path is
+     * used as it is): enrol there when cert_file or key_file is missing. */
+    const char *enroll_url;
+    const char *token_file;  /* the token `twoway-ca token` printed */
+    const char *renew_url;   /* renew there; NULL: never */
+    /* Fetch the CRL from there (https or http; serve's /v1/crl when the URL
+     * has no path) into crl_file; NULL: never. */
+    const char *crl_url;
+    const char *crl_file;
+    long crl_refresh;        /* at most this many seconds between fetches; 0: 300 */
+    const char *key_type;    /* of each new key; NULL: "ec-p256" */
+    const char *user_agent;  /* the program's name, in requests and logs */
+    /* Called on the renewal thread once files are in place (what: the
+     * TW_RENEWAL_* bits), and with each line for the program's log (no
+     * secret is ever in one). */
+    void (*on_change)(void *arg, int what);
+    void (*on_log)(void *arg, const char *line);
+    void *arg;
+} tw_renewal_options;
+
+/*
+ * What a program runs before it loads its files: put back together a pair
+ * that a crash left between its two renames, enrol when enroll_url is set
+ * and the certificate or the key is missing, and fetch the CRL when
+ * crl_url is set and crl_file is missing (blocking, at most about a minute
+ * each).  1 when it enrolled, 0 when the files were there, -1 with `err`.
+ */
+TW_API int tw_renewal_prepare(const tw_renewal_options *o,
+                              tw_err *err) TW_MUST_CHECK;
+
+/*
+ * Renew now when the certificate is due (two thirds of its lifetime have
+ * passed), and fetch the CRL once when crl_url is set: for a program that
+ * runs once (mail-server fetch).  0, or -1 with `err` (the files in place
+ * stay usable).
+ */
+TW_API int tw_renewal_once(const tw_renewal_options *o,
+                           tw_err *err) TW_MUST_CHECK;
+
+/* Start the thread (renew_url and/or crl_url).  The options are copied. */
+TW_API tw_renewal *tw_renewal_start(const tw_renewal_options *o,
+                                    tw_err *err) TW_MUST_CHECK;
+
+/* The counters and dates a program shows in its metrics. */
+typedef struct tw_renewal_stats {
+    unsigned long renewals_ok, renewals_failed;
+    unsigned long crl_fetches_ok;        /* a newer CRL was put in place */
+    unsigned long crl_fetches_unchanged; /* 304, or the same CRL again */
+    unsigned long crl_fetches_failed;    /* unreachable, or refused */
+    time_t not_before, not_after;        /* of the certificate in place */
+    time_t next_renewal;                 /* 0: renewal is off */
+    time_t crl_next_update;              /* of the CRL kept; 0: none */
+    int expiring; /* less than a tenth of the lifetime left, not renewed */
+} tw_renewal_stats;
+
+/* Safe from any thread while the renewal runs. */
+TW_API void tw_renewal_get_stats(tw_renewal *r, tw_renewal_stats *s);
+
+/* Stop the thread (an exchange in progress is abandoned) and free. */
+TW_API void tw_renewal_free(tw_renewal *r);
 
 #ifdef __cplusplus
 }

@@ -5,6 +5,8 @@
 # certificates; the Invoice Server answers only the Mail Server; a Mail
 # Server certificate from ZXC Inc. is refused - and both sides say why;
 # curl and openssl s_client work too; a revoked certificate is refused.
+# Then ABC runs its CA online: the services enrol with one-time tokens and
+# the Invoice Server renews a one-minute certificate under requests.
 #
 # usage: scripts/demo.sh [BUILD_DIR]
 #   DEMO_DIR   where to tell it (default: demo/ in the project root)
@@ -18,6 +20,7 @@ server_bin="$build/src/invoice/invoice-server"
 mail_bin="$build/src/mail/mail-server"
 demo="${DEMO_DIR:-$root/demo}"
 server_pid=""
+serve_pid=""
 step=0
 
 bold="" plain=""
@@ -27,11 +30,12 @@ if [ -t 1 ]; then
 fi
 
 cleanup() {
-    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null
-        for _ in $(seq 1 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$server_pid" 2>/dev/null
-    fi
+    for pid in $server_pid $serve_pid; do
+        kill -0 "$pid" 2>/dev/null || continue
+        kill -TERM "$pid" 2>/dev/null
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null
+    done
 }
 trap cleanup EXIT
 
@@ -165,10 +169,90 @@ server_pid=""
 [ $rc -eq 0 ] || die "invoice-server exited $rc"
 echo "   stopped (exit 0)"
 
+# ------------------------------------------------ trust that runs itself
+# Wait for a line in a log: wait_log FILE PATTERN SECONDS
+wait_log() {
+    for _ in $(seq 1 $(($3 * 10))); do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+say "ABC runs its CA online (twoway-ca serve): services enrol with a one-time token and renew by themselves."
+show "twoway-ca serve --ca ca --listen 127.0.0.1:0 --workers 1 &"
+twoway-ca serve --ca ca --listen 127.0.0.1:0 --workers 1 2> ca/serve.log &
+serve_pid=$!
+wait_log ca/serve.log 'listening on' 20 || { cat ca/serve.log >&2; die "twoway-ca serve did not start"; }
+sed 's/^/   /' ca/serve.log
+ca_url="https://localhost:$(grep -o 'https://127.0.0.1:[0-9]*' ca/serve.log | head -1 | grep -o '[0-9]*$')"
+
+say "ABC gives the Invoice Server a token for one-minute certificates, and the Mail Server one for its own."
+show "twoway-ca token --ca ca --subject '/CN=localhost/O=InvoiceServer' --server --lifetime 60s > invoice-server/token"
+twoway-ca token --ca ca --subject "/CN=localhost/O=InvoiceServer" --server --lifetime 60s \
+    > invoice-server/token || die "twoway-ca token failed"
+show "twoway-ca token --ca ca --subject '/CN=mail/O=MailServer' --client --lifetime 1h > mail-server/token"
+twoway-ca token --ca ca --subject "/CN=mail/O=MailServer" --client --lifetime 1h \
+    > mail-server/token || die "twoway-ca token failed"
+mkdir -p invoice-server/auto mail-server/auto
+
+say "The Invoice Server starts with no certificate: it makes a key, enrols, and renews at two thirds of the lifetime."
+show "invoice-server --cert invoice-server/auto/cert.pem --key invoice-server/auto/key.pem --ca ca/ca.cert.pem --crl invoice-server/auto/crl.pem --enroll $ca_url --token-file invoice-server/token --renew $ca_url --crl-url $ca_url --listen 127.0.0.1:0 --db invoice-server/invoices.db --allow 'read O=MailServer' --workers 1 &"
+invoice-server --cert invoice-server/auto/cert.pem --key invoice-server/auto/key.pem \
+    --ca ca/ca.cert.pem --crl invoice-server/auto/crl.pem \
+    --enroll "$ca_url" --token-file invoice-server/token --renew "$ca_url" \
+    --crl-url "$ca_url" --listen 127.0.0.1:0 --db invoice-server/invoices.db \
+    --allow 'read O=MailServer' --workers 1 2> invoice-server/auto.log &
+server_pid=$!
+wait_log invoice-server/auto.log 'listening on' 30 ||
+    { cat invoice-server/auto.log >&2; die "invoice-server did not start"; }
+sed 's/^/   /' invoice-server/auto.log
+port=$(grep -o 'https://127.0.0.1:[0-9]*' invoice-server/auto.log | head -1 | grep -o '[0-9]*$')
+url="https://localhost:$port/"
+
+say "The Mail Server enrols with its token on its first fetch."
+run mail-server fetch --cert mail-server/auto/cert.pem --key mail-server/auto/key.pem --ca ca/ca.cert.pem --enroll "$ca_url" --token-file mail-server/token --url "$url"
+grep -q '00095234' "$demo/.out" || die "the enrolled Mail Server did not get the invoice"
+echo
+
+serial() {
+    printf 'GET / HTTP/1.0\r\n\r\n' | timeout 10 openssl s_client -connect "127.0.0.1:$port" \
+        -servername localhost -CAfile ca/ca.cert.pem 2>/dev/null |
+        openssl x509 -noout -serial 2>/dev/null | cut -d= -f2
+}
+say "curl asks for the invoice in a loop while the Invoice Server renews its one-minute certificate."
+before=$(serial)
+echo "   the Invoice Server shows serial $before"
+show "while ...; do curl -sS --cacert ca/ca.cert.pem --cert mail-server/auto/cert.pem --key mail-server/auto/key.pem $url; done"
+asked=0 failed=0
+for _ in $(seq 1 900); do
+    asked=$((asked + 1))
+    curl -sS --max-time 10 --cacert ca/ca.cert.pem --cert mail-server/auto/cert.pem \
+        --key mail-server/auto/key.pem "$url" 2>/dev/null | grep -q 00095234 || failed=$((failed + 1))
+    grep -q 'renewed invoice-server' invoice-server/auto.log && break
+done
+grep 'renewed\|reloaded' invoice-server/auto.log | sed 's/^/   /'
+grep -q 'renewed invoice-server' invoice-server/auto.log || die "the certificate was not renewed"
+sleep 0.5
+after=$(serial)
+echo "   $asked requests, $failed failed; the Invoice Server now shows serial $after"
+[ "$failed" -eq 0 ] || die "$failed requests failed during the renewal"
+[ -n "$after" ] && [ "$after" != "$before" ] || die "the new certificate is not the one served"
+
+say "Both stop."
+kill -TERM "$server_pid" "$serve_pid"
+wait "$server_pid"; rc=$?
+wait "$serve_pid"
+server_pid="" serve_pid=""
+[ $rc -eq 0 ] || die "invoice-server exited $rc"
+echo "   stopped"
+
 rm -f "$demo/.out"
 printf '\n%sThe whole story worked.%s The files are in %s:\n' "$bold" "$plain" "$demo"
 printf '   ca/             ABC Inc.: ca.cert.pem, ca.key.pem (0600), ca.db, crl.pem\n'
 printf '   ca-wrong/       ZXC Inc.: its CA\n'
-printf '   invoice-server/ cert.pem, key.pem, ca.cert.pem, invoices.db, server.log\n'
-printf '   mail-server/    cert.pem, key.pem, ca.cert.pem (revoked now); zxc/ (signed by ZXC)\n'
+printf '   invoice-server/ cert.pem, key.pem, ca.cert.pem, invoices.db, server.log;\n'
+printf '                   auto/ (enrolled and renewed by itself), auto.log\n'
+printf '   mail-server/    cert.pem, key.pem, ca.cert.pem (revoked now); zxc/ (signed by\n'
+printf '                   ZXC); auto/ (enrolled with its token)\n'
 printf 'Try: %s list --ca %s/ca\n' "$ca_bin" "$demo"

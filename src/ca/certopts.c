@@ -5,6 +5,7 @@
 #include "ca.h"
 
 #include <getopt.h>
+#include <stdio.h>
 #include <string.h>
 
 int ca_certopts_parse(ca_certopts *o, const ca_certcmd *cmd, int argc,
@@ -79,6 +80,7 @@ tw_certgen *ca_certopts_template(const ca_certopts *o, const char *cmd,
 {
     tw_name *name = NULL;
     tw_certgen *g = NULL;
+    size_t named;
     tw_err err;
 
     *rc = CA_EXIT_USAGE;
@@ -100,8 +102,17 @@ tw_certgen *ca_certopts_template(const ca_certopts *o, const char *cmd,
         *rc = CA_EXIT_FAIL;
         goto done;
     }
+    named = tw_certgen_san_count(g) + o->names.count;
     if (ca_names_apply(&o->names, g, o->purposes, &err) < 0)
         goto fail;
+    /* A server certificate without a name gets its CN as a DNS name, as
+     * issue documents; sign says so, since the name came from nobody's
+     * --dns and the CSR carried none. */
+    if (o->csr != NULL && named == 0 && tw_certgen_san_count(g) > 0)
+        fprintf(stderr, "twoway-ca %s: note: neither the CSR nor --dns, "
+                "--ip, --uri or --email names the server: the certificate "
+                "gets its CN as its DNS name (give --dns NAME to choose)\n",
+                cmd);
     tw_name_free(name);
     return g;
 fail:

@@ -5,6 +5,7 @@
 
 #include <getopt.h>
 #include <stdio.h>
+#include <time.h>
 
 static const char usage[] =
     "usage: twoway-ca crl --ca DIR --out FILE [--days N]\n"
@@ -12,7 +13,8 @@ static const char usage[] =
     "\n"
     "Write a certificate revocation list (v2, PEM) of every certificate the CA\n"
     "revoked, for invoice-server --crl, mail-server --crl, nginx ssl_crl or\n"
-    "openssl verify -crl_check.  Each run gets the next CRL number.\n"
+    "openssl verify -crl_check.  Each run gets the next CRL number, and\n"
+    "prints the CRL's nextUpdate (UTC): publish again before then.\n"
     "\n"
     "  --ca DIR                the CA directory\n"
     "  --out FILE              where to write the CRL\n"
@@ -36,6 +38,8 @@ int cmd_crl(int argc, char **argv)
     char *pem = NULL;
     size_t len = 0, count = 0;
     uint64_t number;
+    time_t next_update = 0;
+    char when[32];
     tw_err err;
 
     optind = 0;
@@ -64,7 +68,7 @@ int cmd_crl(int argc, char **argv)
      * leaves a gap in the numbers and FILE as it was, never a number used
      * twice. */
     if (ca_crl_make_counted(&ca, (long long)days * 86400, &pem, &len, &number,
-                            NULL, &count, &err) < 0) {
+                            &next_update, &count, &err) < 0) {
         rc = ca_fail_err("crl", &err);
         goto done;
     }
@@ -74,8 +78,14 @@ int cmd_crl(int argc, char **argv)
         rc = CA_EXIT_FAIL;
         goto done;
     }
-    printf("wrote CRL #%llu with %zu revoked -> %s\n",
-           (unsigned long long)number, count, out);
+    /* The date matters more than the number: past it, every peer that
+     * checks this CRL refuses every certificate of the CA. */
+    ca_time_text(next_update, when, sizeof(when));
+    printf("wrote CRL #%llu with %zu revoked -> %s\n"
+           "next update %s: publish a new CRL before then (run twoway-ca "
+           "crl again), or peers that check it refuse every certificate of "
+           "this CA\n",
+           (unsigned long long)number, count, out, when);
     rc = CA_EXIT_OK;
 done:
     twu_free(pem);

@@ -165,7 +165,8 @@ static tw_config *build_config(serve_app *app)
     if (tw_config_set_ca_file(cfg, app->ca.cert_path) < 0 ||
         tw_config_set_keypair_file(cfg, app->own_cert, app->own_key) < 0 ||
         tw_config_set_crl_file(cfg, app->crl_path) < 0 ||
-        tw_config_set_client_cert(cfg, TW_CLIENT_CERT_OPTIONAL) < 0 ||
+        tw_config_set_client_cert(cfg, TW_CLIENT_CERT_OPTIONAL |
+                                            TW_CLIENT_CERT_ANY_PURPOSE) < 0 ||
         (o->policy && tw_config_set_policy_file(cfg, o->policy) < 0)) {
         ca_fail("serve", "%s", tw_config_error(cfg));
         goto err;
@@ -294,7 +295,8 @@ int cmd_serve(int argc, char **argv)
         ca_fail("serve", "cannot register the routes");
         goto out;
     }
-    rc = httpd_run(app.h) == 0 ? CA_EXIT_OK : CA_EXIT_FAIL;
+    rc = httpd_run(app.h);
+    rc = rc == 0 ? CA_EXIT_OK : rc == 2 ? CA_EXIT_USAGE : CA_EXIT_FAIL;
     if (rc == CA_EXIT_OK)
         httpd_log(app.h, "stopped");
 out:

@@ -24,7 +24,8 @@ static const char usage[] =
     "  verify          check a certificate as a server or client would\n"
     "  serve           the online CA: enrol, renew, revoke and the CRL over HTTPS\n"
     "\n"
-    "`twoway-ca COMMAND --help` shows a command's options; see twoway-ca(1).\n";
+    "`twoway-ca help COMMAND` (or `twoway-ca COMMAND --help`) shows a\n"
+    "command's options; see twoway-ca(1).\n";
 
 static const struct command {
     const char *name;
@@ -36,24 +37,59 @@ static const struct command {
     {"serve", cmd_serve},
 };
 
+static const struct command *find_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(name, commands[i].name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+/* `twoway-ca help COMMAND`: what `twoway-ca COMMAND --help` prints. */
+static int command_help(int argc, char **argv)
+{
+    static char help_option[] = "--help";
+    const struct command *cmd = find_command(argv[2]);
+    char *args[] = {argv[2], help_option, NULL};
+
+    if (argc > 3) {
+        fprintf(stderr, "twoway-ca: help takes one command, as in "
+                "`twoway-ca help issue`\n");
+        return CA_EXIT_USAGE;
+    }
+    if (strcmp(argv[2], "help") == 0) {
+        fputs(usage, stdout);
+        return CA_EXIT_OK;
+    }
+    if (cmd == NULL) {
+        fprintf(stderr, "twoway-ca: no command '%s' to help with (see "
+                "`twoway-ca --help`)\n", argv[2]);
+        return CA_EXIT_USAGE;
+    }
+    return cmd->run(2, args);
+}
+
 int main(int argc, char **argv)
 {
+    const struct command *cmd;
+
     if (argc < 2) {
         fputs(usage, stderr);
         return CA_EXIT_USAGE;
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-        strcmp(argv[1], "help") == 0) {
+        (strcmp(argv[1], "help") == 0 && argc == 2)) {
         fputs(usage, stdout);
         return CA_EXIT_OK;
     }
+    if (strcmp(argv[1], "help") == 0)
+        return command_help(argc, argv);
     if (strcmp(argv[1], "--version") == 0) {
         printf("twoway-ca %s\n", TW_VERSION);
         return CA_EXIT_OK;
     }
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        if (strcmp(argv[1], commands[i].name) == 0)
-            return commands[i].run(argc - 1, argv + 1);
+    if ((cmd = find_command(argv[1])) != NULL)
+        return cmd->run(argc - 1, argv + 1);
     fprintf(stderr, "twoway-ca: unknown command '%s' (see `twoway-ca --help`)\n",
             argv[1]);
     return CA_EXIT_USAGE;

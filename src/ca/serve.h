@@ -134,6 +134,10 @@ json_t *serve_body_object(const char *body, size_t len, char *why, size_t n);
 int serve_body_string(json_t *o, const char *name, const char **out);
 /* A token as `twoway-ca token` prints it: 43 base64url characters. */
 int serve_token_well_formed(const char *t);
+/* Whether a CSR asks for nothing but its key (no subject, no names). */
+int serve_request_is_key_only(const tw_identity *asked);
+/* Give the template the token's subject and names. */
+int serve_apply_token(tw_certgen *g, const ca_token *t, tw_err *err);
 /* Whether a CSR (`asked`, what it names) asks for exactly the subject and
  * names of token `t`; when not, `why` says the first difference. */
 int serve_request_matches_token(const tw_identity *asked, const ca_token *t,

@@ -117,3 +117,36 @@ int serve_request_matches_token(const tw_identity *asked, const ca_token *t,
     return ok;
 }
 
+
+int serve_request_is_key_only(const tw_identity *asked)
+{
+    if (tw_identity_subject(asked)[0] != '\0')
+        return 0;
+    for (int t = 0; t < TW_SAN_TYPES; t++)
+        if (tw_identity_san_count(asked, t) > 0)
+            return 0;
+    return 1;
+}
+
+int serve_apply_token(tw_certgen *g, const ca_token *t, tw_err *err)
+{
+    tw_name *name = tw_name_parse(t->subject, err);
+    char *storage = NULL;
+    ca_names names;
+    int rc = -1;
+
+    if (name == NULL || tw_certgen_set_subject(g, name, err) < 0)
+        goto done;
+    if (ca_names_from_sans(&names, t->sans, &storage) < 0) {
+        twu_err(err, TW_ERR_INTERNAL, "the token's names cannot be read");
+        goto done;
+    }
+    for (size_t i = 0; i < names.count; i++)
+        if (tw_certgen_add_san(g, names.type[i], names.value[i], err) < 0)
+            goto done;
+    rc = 0;
+done:
+    twu_free(storage);
+    tw_name_free(name);
+    return rc;
+}

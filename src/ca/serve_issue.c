@@ -89,8 +89,15 @@ void serve_enroll(httpd_req *r)
         goto done;
     }
     /* Rolled back below: a request that does not fit leaves the token
-     * unused. */
-    if (!serve_request_matches_token(asked, &t, why, sizeof(why))) {
+     * unused.  A CSR without subject and names only proves possession of
+     * its key (what libtwoway's services send): it gets what the token is
+     * for; any other must ask for exactly that. */
+    if (serve_request_is_key_only(asked)) {
+        if (serve_apply_token(g, &t, &err) < 0) {
+            serve_failed(r, &err);
+            goto done;
+        }
+    } else if (!serve_request_matches_token(asked, &t, why, sizeof(why))) {
         serve_refuse(r, 400, REFUSED_BAD_REQUEST, "csr", "%s", why);
         goto done;
     }
@@ -208,6 +215,15 @@ void serve_renew(httpd_req *r)
                          "e.g. 90s, 15m, 24h, 30d");
             goto done;
         }
+    }
+    /* By default a renewal keeps the lifetime the certificate was issued
+     * for: a service on one-hour certificates stays on them. */
+    if (lifetime == 0) {
+        lifetime = (long long)(tw_identity_not_after(id) -
+                               tw_identity_not_before(id)) -
+                   TW_CERTGEN_BACKDATE;
+        if (lifetime < 60)
+            lifetime = 60;
     }
     if ((g = read_csr(r, csr, &asked)) == NULL)
         goto done;

@@ -2,7 +2,8 @@
  * conn.c - one client connection: the TLS handshake, reading and parsing
  * requests, writing responses, keep-alive, pipelining, deadlines.  Each
  * event re-runs conn_drive(), which does whatever the connection can do
- * now and re-arms the loop for what it waits on.
+ * now and re-arms the loop for what it waits on.  A connection whose first
+ * bytes are a plain HTTP request gets a plain-text 400, as from nginx.
  */
 #include "httpd_internal.h"
 
@@ -11,6 +12,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 
@@ -186,6 +188,68 @@ static void linger(httpd_conn *c)
     }
 }
 
+/* What the first bytes of a connection are. */
+enum first_bytes { FIRST_WAIT, FIRST_TLS, FIRST_HTTP };
+
+/*
+ * Look at the first bytes without taking them.  TLS begins with a record
+ * whose first byte is its content type (RFC 8446 section 5.1: 20 to 24;
+ * an SSLv2-style hello has the high bit set); an HTTP/1 request begins
+ * with its method, upper-case letters (RFC 9110 section 9) and a space.
+ * Anything else goes to the handshake, which refuses it as it always did.
+ */
+static enum first_bytes sniff(const httpd_conn *c)
+{
+    char buf[8];
+    ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_PEEK), i = 0;
+
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return FIRST_WAIT;
+    if (n <= 0)
+        return FIRST_TLS; /* closed, or an error the handshake reports */
+    while (i < n && buf[i] >= 'A' && buf[i] <= 'Z')
+        i++;
+    /* "GET " or, when only part of it came, "GE": no TLS record starts
+     * with a letter, so waiting for the rest would tell nothing more. */
+    return i > 0 && (i == n || buf[i] == ' ') ? FIRST_HTTP : FIRST_TLS;
+}
+
+/*
+ * Plain HTTP sent to this HTTPS port: without an answer the client would
+ * see an empty reply and guess.  Say it in plain text, as nginx does, and
+ * close after reading and dropping the request (linger), so that the close
+ * does not become a reset that destroys the answer.
+ */
+static void answer_plain_http(httpd_conn *c)
+{
+    static const char body[] = "400 Bad Request: the plain HTTP request was "
+                               "sent to the HTTPS port\n";
+    httpd *srv = c->w->srv;
+    char reply[256];
+    int n = snprintf(reply, sizeof(reply), "HTTP/1.1 400 Bad Request\r\n"
+                     "Content-Type: text/plain; charset=utf-8\r\n"
+                     "Content-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n%s", sizeof(body) - 1, body);
+    ssize_t w;
+
+    /* A new connection's socket buffer takes these few bytes at once; if
+     * it does not, the client gets what fitted and the close. */
+    do
+        w = write(c->fd, reply, (size_t)n);
+    while (w < 0 && errno == EINTR);
+    if (w > 0)
+        atomic_fetch_add(&srv->metrics.bytes_out, (unsigned long long)w);
+    atomic_fetch_add(&srv->metrics.plain_http, 1);
+    httpd__metrics_status(srv, 400);
+    httpd_log(srv, "plain HTTP from peer=%s: answered 400 (this port speaks "
+              "HTTPS only: use https:// and a client certificate)", c->peer);
+    shutdown(c->fd, SHUT_WR);
+    c->state = CONN_LINGER;
+    httpd__conn_wait(c, WAIT_LINGER);
+    set_mask(c, HTTPD_LOOP_READABLE);
+    linger(c);
+}
+
 /* Write what is queued; 1 when all is written, 0 when blocked, -1 when the
  * connection is gone. */
 static int flush(httpd_conn *c)
@@ -330,6 +394,19 @@ static void conn_drive(httpd_conn *c)
     if (c->state == CONN_LINGER) {
         linger(c);
         return;
+    }
+    if (c->state == CONN_HANDSHAKE && !c->first_seen) {
+        enum first_bytes first = sniff(c);
+
+        if (first == FIRST_WAIT) {
+            set_mask(c, HTTPD_LOOP_READABLE);
+            return;
+        }
+        c->first_seen = 1;
+        if (first == FIRST_HTTP) {
+            answer_plain_http(c);
+            return;
+        }
     }
     if (c->state == CONN_HANDSHAKE) {
         int rc = tw_conn_handshake(c->tls);

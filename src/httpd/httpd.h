@@ -71,13 +71,26 @@ void httpd_free(httpd *h);
  * the refusal logged and counted.  A path that matches with another method
  * is answered 405 with an Allow header.  The strings must outlive the
  * httpd.  0, or -1 when the table is full (HTTPD_MAX_ROUTES) or the role is
- * one too many (HTTPD_MAX_ROLES).
+ * one too many (HTTPD_MAX_ROLES).  The routes' roles are the roles the
+ * server knows: a policy that gives any other is refused (httpd_run).
  */
 #define HTTPD_MAX_ROUTES 32
 #define HTTPD_MAX_ROLES 16
 typedef void httpd_handler(httpd_req *r);
 int httpd_route(httpd *h, int method, const char *path, const char *role,
                 httpd_handler *fn) TWU_MUST_CHECK;
+
+/*
+ * Check that every role the policy gives (its file read now) is one that a
+ * route needs: a misspelt --allow 'raed O=MailServer' would otherwise start
+ * a server that refuses every client.  httpd_run checks at start and
+ * httpd_reload before each reload; a program may call it once its routes
+ * are registered, to fail before it makes state of its own (a database).
+ * 0, or -1 with err: TW_ERR_USAGE (exit 2) naming the rule (FILE:LINE for
+ * a rule of a policy file), the role and the roles the server knows, or
+ * the error of reading the policy file.
+ */
+int httpd_check_roles(httpd *h, tw_err *err) TWU_MUST_CHECK;
 
 /* Per-worker state of the program (a database connection, a cache): made
  * (on the main thread) before the worker's thread starts, used only on
@@ -118,7 +131,10 @@ void httpd_set_banner(httpd *h, const char *extra, const char *no_policy);
  * Start the workers and serve until SIGTERM or SIGINT, reloading on SIGHUP
  * and when a watched file changes; then stop accepting, finish the requests
  * in flight (at most 10 s) and return 0; 1 when the server could not start
- * (said in the log).
+ * (said in the log).  2 (a usage error, said on stderr: exit 2) when the
+ * policy gives a role that no route needs, as a misspelt --allow 'raed
+ * O=...' does; a reload to such a policy is refused (the old generation
+ * stays, and the log says why).
  */
 int httpd_run(httpd *h);
 

@@ -34,6 +34,7 @@ typedef struct httpd_metrics {
     atomic_ullong handshakes, resumed, refusals[HTTPD_REASONS];
     atomic_ullong reloads, reload_failures, connections, open_connections;
     atomic_ullong bytes_out, over_limit;
+    atomic_ullong plain_http; /* plain HTTP sent to the port: answered 400 */
 } httpd_metrics;
 
 /* ------------------------------------------------------------- routes */
@@ -188,6 +189,7 @@ struct httpd_conn {
     int fd;
     tw_conn *tls;
     enum httpd_conn_state state;
+    int first_seen;      /* its first bytes were looked at: TLS, not HTTP */
     char peer[INET6_ADDRSTRLEN + 8];
     httpd_request req;
     twu_buf out;

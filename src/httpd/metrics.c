@@ -4,6 +4,8 @@
  */
 #include "httpd_internal.h"
 
+#include <time.h>
+
 void httpd__metrics_refusal(httpd *srv, enum tw_reason reason)
 {
     if ((unsigned)reason < HTTPD_REASONS)
@@ -83,6 +85,10 @@ void httpd__metrics_render(httpd *srv, twu_buf *b)
                       "twoway_session_cache_sessions %zu\n",
                    tw_server_session_cache_bytes(srv->tls),
                    tw_server_session_cache_count(srv->tls));
+    twu_buf_printf(b, "# HELP twoway_plain_http_total Connections that sent plain HTTP to the HTTPS port (answered 400).\n"
+                      "# TYPE twoway_plain_http_total counter\n"
+                      "twoway_plain_http_total %llu\n",
+                   atomic_load(&m->plain_http));
     if (srv->app_metrics != NULL)
         srv->app_metrics(srv->app, b);
 }
@@ -97,7 +103,17 @@ void httpd_serve_metrics(httpd_req *r)
     twu_buf_free(&b);
 }
 
+/* 200 while the server can be trusted by its clients; 503 once its own
+ * certificate has expired (a failing renewal alone is not unhealthy). */
 void httpd_serve_health(httpd_req *r)
 {
+    time_t not_after = tw_server_cert_not_after(r->conn->w->srv->tls);
+
+    if (not_after != 0 && time(NULL) >= not_after) {
+        static const char expired[] = "certificate expired\n";
+
+        httpd_reply(r, 503, "text/plain", expired, sizeof(expired) - 1, NULL);
+        return;
+    }
     httpd_reply(r, 200, "text/plain", "ok", 2, NULL);
 }

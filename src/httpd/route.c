@@ -3,7 +3,9 @@
  * the peer has the role the route needs.  Checked in the order a client
  * can act on: a target that is not a path (400), no such path (404), a
  * path that takes other methods (405, with Allow), a missing role (403,
- * naming the identity and the role), then the handler.
+ * naming the identity and the role), then the handler.  A policy that
+ * gives a role no route needs is refused at start and at each reload
+ * (httpd_check_roles): a misspelt role would otherwise refuse everyone.
  */
 #include "httpd_internal.h"
 
@@ -35,6 +37,56 @@ int httpd_route(httpd *h, int method, const char *path, const char *role,
     e->role = r;
     e->fn = fn;
     return 0;
+}
+
+/* "read, write, metrics": the roles the routes need, in the order they
+ * were first routed. */
+static void known_roles(const httpd *srv, char *buf, size_t len)
+{
+    size_t n = 0;
+
+    buf[0] = '\0';
+    for (int i = 0; i < srv->nroles && n < len; i++)
+        n += (size_t)snprintf(buf + n, len - n, "%s%s", i > 0 ? ", " : "",
+                              srv->roles[i]);
+}
+
+int httpd_check_roles(httpd *srv, tw_err *err)
+{
+    tw_policy *p = tw_policy_new(err);
+    const char *role, *rule, *where;
+    char known[HTTPD_MAX_ROLES * 40];
+    int rc = -1;
+
+    if (p == NULL || tw_policy_load_config(p, srv->cfg, err) < 0)
+        goto out;
+    for (size_t i = 0; (role = tw_policy_role(p, i, &rule, &where)) != NULL;
+         i++) {
+        int r;
+
+        for (r = 0; r < srv->nroles && strcmp(srv->roles[r], role) != 0; r++)
+            ;
+        if (r < srv->nroles)
+            continue;
+        known_roles(srv, known, sizeof(known));
+        tw_err_clear(err);
+        err->cls = TW_ERR_USAGE;
+        /* A rule given on the command line came from --allow: every server
+         * on this core takes its rules that way. */
+        if (where != NULL)
+            snprintf(err->msg, sizeof(err->msg), "%s: unknown role '%s' in "
+                     "the rule '%s': %s knows %s", where, role, rule,
+                     srv->opt.name, srv->nroles > 0 ? known : "no role");
+        else
+            snprintf(err->msg, sizeof(err->msg), "--allow '%s': unknown role "
+                     "'%s': %s knows %s", rule, role, srv->opt.name,
+                     srv->nroles > 0 ? known : "no role");
+        goto out;
+    }
+    rc = 0;
+out:
+    tw_policy_free(p);
+    return rc;
 }
 
 /* Split the target into path and query (not copied). */

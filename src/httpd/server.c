@@ -136,7 +136,11 @@ int httpd_reload(httpd *srv, const char *why)
 {
     tw_err err;
 
-    if (tw_server_reload(srv->tls, srv->cfg, &err) < 0) {
+    /* The policy is read twice, here and by tw_server_reload: a file
+     * changed in between is seen by the next reload (its change is).  A
+     * role slipping through that way can only refuse, never grant. */
+    if (httpd_check_roles(srv, &err) < 0 ||
+        tw_server_reload(srv->tls, srv->cfg, &err) < 0) {
         atomic_fetch_add(&srv->metrics.reload_failures, 1);
         httpd_log(srv, "reload (%s) failed, keeping generation %u: %s", why,
                   tw_server_generation(srv->tls), err.msg);
@@ -191,7 +195,7 @@ static void warn_dates(httpd *srv)
  * and certificate dates at least once a minute. */
 static void supervise(httpd *srv)
 {
-    long long seen = files_mtime(&srv->opt);
+    long long seen = files_mtime(&srv->opt), settling = seen;
     long long next_tick = httpd_loop_now_ms() + srv->tick_ms;
 
     for (;;) {
@@ -204,6 +208,8 @@ static void supervise(httpd *srv)
 
         if (srv->tick != NULL && next_tick - now_ms < timeout)
             timeout = next_tick > now_ms ? (int)(next_tick - now_ms) : 0;
+        if (settling != seen && timeout > 200)
+            timeout = 200; /* a change seen: look again soon */
         n = poll(&p, 1, timeout);
 
         if (n < 0 && errno != EINTR)
@@ -214,7 +220,7 @@ static void supervise(httpd *srv)
             if (read(srv->sigfd, &si, sizeof(si)) != sizeof(si))
                 continue;
             if (si.ssi_signo == SIGHUP) {
-                seen = files_mtime(&srv->opt);
+                seen = settling = files_mtime(&srv->opt);
                 (void)httpd_reload(srv, "SIGHUP");
             } else {
                 httpd_log(srv, "%s: draining connections, then exiting",
@@ -224,10 +230,14 @@ static void supervise(httpd *srv)
         } else if (srv->opt.reload_check_ms > 0) {
             long long now = files_mtime(&srv->opt);
 
-            if (now != seen) {
+            /* Reloaded once two looks in a row agree: files replaced one
+             * after the other (a renewal's key, then its certificate) are
+             * taken together, not half-way. */
+            if (now != seen && now == settling) {
                 seen = now;
                 (void)httpd_reload(srv, "files changed");
             }
+            settling = now;
         }
         if (srv->tick != NULL && httpd_loop_now_ms() >= next_tick) {
             srv->tick(srv->app);
@@ -371,7 +381,13 @@ int httpd_run(httpd *h)
 {
     char where[80];
     int started = 0;
+    tw_err err;
 
+    /* Only now are the routes, and so the roles they need, all known. */
+    if (httpd_check_roles(h, &err) < 0) {
+        fprintf(stderr, "%s: %s\n", h->opt.name, err.msg);
+        return err.cls == TW_ERR_USAGE ? 2 : 1;
+    }
     h->nworkers = h->opt.workers;
     if ((h->workers = twu_calloc((size_t)h->nworkers, sizeof(*h->workers))) ==
         NULL) {

@@ -9,11 +9,17 @@
 #include "httpd.h"
 #include "options.h"
 #include "store.h"
+#include "twoway_pki.h"
+
+#include <stdatomic.h>
 
 /* The whole program: one per process. */
 typedef struct inv_app {
     const inv_options *opt;
     store_writer *writer; /* the one writer thread (POST /invoices) */
+    httpd *h;
+    tw_renewal *renewal;  /* NULL: no --renew, no --crl-url */
+    atomic_int renewed;   /* TW_RENEWAL_* bits not reloaded yet */
 } inv_app;
 
 /* What each worker keeps: its own reader connection, the queue its
@@ -26,6 +32,12 @@ typedef struct inv_worker {
 
 /* run.c: run until SIGTERM; the exit code. */
 int inv_run(const inv_options *o);
+
+/* renewal.c: enrol before the files are loaded (an exit code, 0 to go
+ * on), then keep the certificate and the CRL current while serving. */
+int inv_renewal_prepare(inv_app *app);
+int inv_renewal_start(inv_app *app);
+void inv_renewal_stop(inv_app *app);
 
 /* routes.c: the API's routes, and the per-worker state they use. */
 int inv_routes_add(httpd *h);

@@ -3,7 +3,6 @@
  */
 #include "options.h"
 #include "util.h"
-#include "util.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -17,6 +16,8 @@ static const char usage[] =
     "                      [--listen ADDR:PORT] [--db FILE] [--policy FILE]\n"
     "                      [--allow RULE]... [--workers N]\n"
     "                      [--access-log FILE|-] [--ticket-keys FILE]\n"
+    "                      [--enroll URL --token-file FILE] [--renew URL]\n"
+    "                      [--crl-url URL [--crl-refresh DURATION]]\n"
     "\n"
     "The Invoice Server: an HTTPS API that answers only clients whose\n"
     "certificate the CA signed (mutual TLS) and whose identity the policy\n"
@@ -40,6 +41,16 @@ static const char usage[] =
     "  --tickets N            TLS 1.3 tickets per handshake (default 1, 0 = off)\n"
     "  --session-cache SIZE   memory for resumable TLS sessions (default 10M;\n"
     "                         K, M, G suffixes; 0 = off)\n"
+    "  --enroll URL           first start without --cert/--key: make a key,\n"
+    "                         enrol at twoway-ca serve (https://HOST:PORT)\n"
+    "                         with the token, write both files\n"
+    "  --token-file FILE      the one-time token `twoway-ca token` printed\n"
+    "  --renew URL            renew the certificate from twoway-ca serve at\n"
+    "                         two thirds of its lifetime (new key each time),\n"
+    "                         without dropping connections\n"
+    "  --crl-url URL          fetch the CRL (serve's /v1/crl), verify it and\n"
+    "                         keep it in --crl FILE\n"
+    "  --crl-refresh DURATION fetch it at least this often (default 5m)\n"
     "  --max-connections N    open connections at most (default 10000)\n"
     "  --max-head BYTES       request line + headers (default 8192; 431 above)\n"
     "  --max-headers N        header count (default 64; 431 above)\n"
@@ -88,6 +99,11 @@ int inv_options_parse(inv_options *o, int argc, char **argv, int *done)
         {"header-timeout", required_argument, NULL, 'h' + 256},
         {"idle-timeout", required_argument, NULL, 'i'},
         {"reload-check", required_argument, NULL, 'R'},
+        {"enroll", required_argument, NULL, 'e' + 256},
+        {"token-file", required_argument, NULL, 'k' + 256},
+        {"renew", required_argument, NULL, 'n' + 256},
+        {"crl-url", required_argument, NULL, 'u' + 256},
+        {"crl-refresh", required_argument, NULL, 'f' + 256},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     long v;
@@ -107,6 +123,7 @@ int inv_options_parse(inv_options *o, int argc, char **argv, int *done)
     o->reload_check_ms = 2000;
     o->tickets = 1;
     o->session_cache = 10ULL * 1024 * 1024;
+    o->crl_refresh = 300;
     *done = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
@@ -182,6 +199,21 @@ int inv_options_parse(inv_options *o, int argc, char **argv, int *done)
                 goto usage_error;
             o->reload_check_ms = (int)v * 1000;
             break;
+        case 'e' + 256: o->enroll = optarg; break;
+        case 'k' + 256: o->token_file = optarg; break;
+        case 'n' + 256: o->renew = optarg; break;
+        case 'u' + 256: o->crl_url = optarg; break;
+        case 'f' + 256: {
+            long long secs;
+
+            if (twu_parse_duration(optarg, 1, 86400, &secs) < 0) {
+                fprintf(stderr, "invoice-server: --crl-refresh '%s' is not a "
+                        "duration from 1s to 24h, e.g. 30s, 5m, 1h\n", optarg);
+                goto usage_error;
+            }
+            o->crl_refresh = (long)secs;
+            break;
+        }
         case 'h':
             fputs(usage, stdout);
             *done = 1;
@@ -205,6 +237,18 @@ int inv_options_parse(inv_options *o, int argc, char **argv, int *done)
         fprintf(stderr, "invoice-server: give --cert FILE, --key FILE and "
                 "--ca FILE (the server's certificate and key, and the CA "
                 "that signs client certificates)\n");
+        goto usage_error;
+    }
+    if ((o->enroll != NULL) != (o->token_file != NULL)) {
+        fprintf(stderr, "invoice-server: --enroll URL and --token-file FILE "
+                "go together (where to enrol, and the token `twoway-ca token` "
+                "printed)\n");
+        goto usage_error;
+    }
+    if (o->crl_url != NULL && o->crl == NULL) {
+        fprintf(stderr, "invoice-server: --crl-url needs --crl FILE, where "
+                "the last good CRL is kept for a restart while the CA is "
+                "down\n");
         goto usage_error;
     }
     return 0;

@@ -11,6 +11,9 @@
 typedef struct inv_options {
     const char *cert, *key, *ca, *crl, *listen, *db, *policy;
     const char *access_log, *ticket_keys;
+    /* Renewal (twoway-ca serve): enrol, renew, fetch the CRL. */
+    const char *enroll, *token_file, *renew, *crl_url;
+    long crl_refresh; /* seconds */
     const char *rules[INV_MAX_RULES];
     int nrules, workers;
     size_t max_head, max_headers, max_body;

@@ -75,11 +75,28 @@ int inv_run(const inv_options *o)
     int rc = 1;
 
     server_options(o, &ho);
+    /* Enrolment writes --cert and --key before anything reads them. */
+    if ((rc = inv_renewal_prepare(&app)) != 0)
+        goto out;
+    rc = 1;
     if ((cfg = build_config(o)) == NULL)
         goto out;
     /* The address and the TLS files first: a server that cannot start
      * leaves no new database behind. */
     if ((h = httpd_new(&ho, cfg, &app, &err)) == NULL) {
+        fprintf(stderr, "invoice-server: %s\n", err.msg);
+        rc = err.cls == TW_ERR_USAGE ? 2 : 1;
+        goto out;
+    }
+    app.h = h;
+    /* The routes before the database: a policy naming a role no route
+     * has is refused before any file is made. */
+    httpd_set_worker_hooks(h, inv_worker_start, inv_worker_stop);
+    if (inv_routes_add(h) < 0) {
+        fprintf(stderr, "invoice-server: cannot register the routes\n");
+        goto out;
+    }
+    if (httpd_check_roles(h, &err) < 0) {
         fprintf(stderr, "invoice-server: %s\n", err.msg);
         rc = err.cls == TW_ERR_USAGE ? 2 : 1;
         goto out;
@@ -92,22 +109,21 @@ int inv_run(const inv_options *o)
     httpd_set_banner(h, banner, "no policy given: any certificate the CA "
                      "signed may read, write and see metrics (add --allow "
                      "'read O=...' or --policy FILE)");
-    httpd_set_worker_hooks(h, inv_worker_start, inv_worker_stop);
-    if (inv_routes_add(h) < 0) {
-        fprintf(stderr, "invoice-server: cannot register the routes\n");
-        goto out;
-    }
     /* After httpd_new: the writer thread inherits its signal mask. */
     if ((app.writer = store_writer_start(o->db, &err)) == NULL) {
         fprintf(stderr, "invoice-server: --db: %s\n", err.msg);
         goto out;
     }
+    if ((rc = inv_renewal_start(&app)) != 0)
+        goto out;
     rc = httpd_run(h);
+    inv_renewal_stop(&app);
     store_writer_stop(app.writer);
     app.writer = NULL;
     if (rc == 0)
         httpd_log(h, "stopped");
 out:
+    inv_renewal_stop(&app);
     if (app.writer != NULL)
         store_writer_stop(app.writer);
     httpd_free(h);

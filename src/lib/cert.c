@@ -1,5 +1,10 @@
 /*
  * cert.c - certificates: reading PEM/DER, writing PEM.
+ *
+ * A file that is not a certificate is explained here, once for every
+ * program that loads certificate files through tw_cert_load_file: most
+ * often it is the private key, given where the certificate belongs
+ * (`--cert key.pem`).
  */
 #define _GNU_SOURCE /* memmem */
 #include "tw_internal.h"
@@ -24,6 +29,35 @@ tw_cert *tw__cert_wrap(X509 *x509, tw_err *err)
     return cert;
 }
 
+/* The sentence for a private key where a certificate belongs.  The two
+ * files are made side by side (key.pem, cert.pem) and swapping them is an
+ * easy slip; OpenSSL's own words ("no start line") do not say so. */
+static int private_key_not_cert(tw_err *err, const char *what)
+{
+    ERR_clear_error();
+    return twu_err(err, TW_ERR_INPUT,
+                   "%s holds a private key, not a certificate: give the "
+                   "certificate that goes with it (twoway-ca issue writes "
+                   "it to cert.pem, beside key.pem)", what);
+}
+
+/* Whether DER bytes are a private key (PKCS#8 or a traditional RSA/EC
+ * key), to explain why they are no certificate.  OpenSSL's error queue is
+ * left as d2i_X509 left it, for the sentence when they are not. */
+static int der_is_private_key(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    EVP_PKEY *pkey;
+    int is_key;
+
+    ERR_set_mark();
+    pkey = d2i_AutoPrivateKey(NULL, &p, (long)len);
+    is_key = pkey != NULL && p == (const unsigned char *)data + len;
+    EVP_PKEY_free(pkey);
+    ERR_pop_to_mark();
+    return is_key;
+}
+
 static X509 *parse_x509(const void *data, size_t len, const char *what,
                         tw_err *err)
 {
@@ -42,14 +76,21 @@ static X509 *parse_x509(const void *data, size_t len, const char *what,
         }
         x509 = PEM_read_bio_X509(bio, NULL, NULL, NULL);
         BIO_free(bio);
-        if (x509 == NULL)
+        /* "-----BEGIN PRIVATE KEY-----", "... EC PRIVATE KEY-----", "...
+         * ENCRYPTED PRIVATE KEY-----" (RFC 7468 labels) and no certificate
+         * (a file with both gives its certificate above). */
+        if (x509 == NULL && memmem(data, len, " PRIVATE KEY-----", 17) != NULL)
+            private_key_not_cert(err, what);
+        else if (x509 == NULL)
             twu_err_ssl(err, TW_ERR_INPUT,
                         "%s holds no readable certificate (garbage or "
                         "truncated PEM?)", what);
         return x509;
     }
     x509 = d2i_X509(NULL, &p, (long)len);
-    if (x509 == NULL)
+    if (x509 == NULL && der_is_private_key(data, len))
+        private_key_not_cert(err, what);
+    else if (x509 == NULL)
         twu_err_ssl(err, TW_ERR_INPUT,
                     "%s is neither a PEM nor a DER certificate", what);
     else if (p != (const unsigned char *)data + len) {

@@ -330,7 +330,7 @@ static int add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value,
 }
 
 /* The digest to sign with: none for EdDSA, SHA-384 for P-384, else SHA-256. */
-static const EVP_MD *sign_digest(const EVP_PKEY *key)
+const EVP_MD *tw__digest_for(const EVP_PKEY *key)
 {
     char desc[32];
 
@@ -432,7 +432,8 @@ tw_cert *tw_certgen_sign(tw_certgen *g, const tw_cert *issuer,
               err, TW_ERR_INTERNAL, "cannot fill in the certificate");
     /* Back-date a minute for clocks that run slightly behind; the
      * validity (days or lifetime) counts from now. */
-    TWU_ENSURE(X509_time_adj_ex(X509_getm_notBefore(x), 0, -60, &now) != NULL &&
+    TWU_ENSURE(X509_time_adj_ex(X509_getm_notBefore(x), 0, -TW_CERTGEN_BACKDATE,
+                                   &now) != NULL &&
                   X509_time_adj_ex(X509_getm_notAfter(x),
                                    g->lifetime ? 0 : g->days,
                                    (long)g->lifetime, &now) != NULL,
@@ -442,7 +443,7 @@ tw_cert *tw_certgen_sign(tw_certgen *g, const tw_cert *issuer,
         TWU_ENSURE(X509_set1_notAfter(x, X509_get0_notAfter(iss)) == 1, err,
                   TW_ERR_INTERNAL, "cannot set the validity");
     TWU_GUARD(add_extensions(g, x, iss, err));
-    if (X509_sign(x, issuer_key->pkey, sign_digest(issuer_key->pkey)) <= 0) {
+    if (X509_sign(x, issuer_key->pkey, tw__digest_for(issuer_key->pkey)) <= 0) {
         twu_err_ssl(err, TW_ERR_INTERNAL, "cannot sign the certificate");
         goto err;
     }

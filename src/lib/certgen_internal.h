@@ -10,4 +10,8 @@
 int tw__certgen_set_pkey(tw_certgen *g, EVP_PKEY *pub);
 int tw__certgen_set_subject_name(tw_certgen *g, X509_NAME *name);
 
+/* The digest to sign with for `key`: none for EdDSA, SHA-384 for P-384
+ * and P-521, else SHA-256 (certgen.c). */
+const EVP_MD *tw__digest_for(const EVP_PKEY *key);
+
 #endif

@@ -182,10 +182,13 @@ int tw_config_set_tickets(tw_config *cfg, int count)
 
 int tw_config_set_client_cert(tw_config *cfg, int mode)
 {
-    if (mode != TW_CLIENT_CERT_REQUIRED && mode != TW_CLIENT_CERT_OPTIONAL)
+    int base = mode & ~TW_CLIENT_CERT_ANY_PURPOSE;
+
+    if (base != TW_CLIENT_CERT_REQUIRED && base != TW_CLIENT_CERT_OPTIONAL)
         return twu_err(&cfg->err, TW_ERR_USAGE,
                        "client certificate mode %d is unknown: give "
-                       "TW_CLIENT_CERT_REQUIRED or TW_CLIENT_CERT_OPTIONAL",
+                       "TW_CLIENT_CERT_REQUIRED or TW_CLIENT_CERT_OPTIONAL "
+                       "(with TW_CLIENT_CERT_ANY_PURPOSE or not)",
                        mode);
     cfg->client_cert = mode;
     return 0;

@@ -406,7 +406,7 @@ int tw_conn_refresh(tw_conn *c)
     ok = peer != NULL &&
          X509_STORE_CTX_init(ctx, tw__trust_store(g->trust), peer,
                              SSL_get_peer_cert_chain(c->ssl)) == 1 &&
-         X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) == 1 &&
+         X509_STORE_CTX_set_purpose(ctx, g->client_purpose) == 1 &&
          X509_STORE_CTX_set_ex_data(ctx, SSL_get_ex_data_X509_STORE_CTX_idx(),
                                     c->ssl) == 1;
     if (ok) {

@@ -141,7 +141,7 @@ done:
 /* Check the request in data and fill `g` from it; `what` names it in the
  * sentences (a file, or "the csr field"). */
 static int from_csr(tw_certgen *g, const char *data, size_t len,
-                    const char *what, tw_err *err)
+                    const char *what, int subject_optional, tw_err *err)
 {
     X509_REQ *req = NULL;
     EVP_PKEY *pub = NULL;
@@ -162,17 +162,20 @@ static int from_csr(tw_certgen *g, const char *data, size_t len,
     }
     if (check_key_strength(pub, what, err) < 0)
         goto done;
-    if (X509_NAME_entry_count(X509_REQ_get_subject_name(req)) == 0) {
+    if (X509_NAME_entry_count(X509_REQ_get_subject_name(req)) == 0 &&
+        !subject_optional) {
         twu_err(err, TW_ERR_INPUT, "%s has an empty subject", what);
         goto done;
     }
     if (copy_extensions(g, req, what, err) < 0)
         goto done;
-    if ((subject = X509_NAME_dup(X509_REQ_get_subject_name(req))) == NULL) {
-        twu_err_nomem(err);
-        goto done;
+    if (X509_NAME_entry_count(X509_REQ_get_subject_name(req)) > 0) {
+        if ((subject = X509_NAME_dup(X509_REQ_get_subject_name(req))) == NULL) {
+            twu_err_nomem(err);
+            goto done;
+        }
+        tw__certgen_set_subject_name(g, subject);
     }
-    tw__certgen_set_subject_name(g, subject);
     tw__certgen_set_pkey(g, pub);
     pub = NULL;
     rc = 0;
@@ -191,7 +194,7 @@ int tw_certgen_from_csr_file(tw_certgen *g, const char *path, tw_err *err)
 
     if (data == NULL)
         return -1;
-    rc = from_csr(g, data, len, path, err);
+    rc = from_csr(g, data, len, path, 0, err);
     twu_free(data);
     return rc;
 }
@@ -204,7 +207,7 @@ int tw_certgen_from_csr(tw_certgen *g, const char *data, size_t len,
     if (len > CSR_FILE_MAX)
         return twu_err(err, TW_ERR_INPUT, "%s is larger than %d bytes",
                        what, CSR_FILE_MAX);
-    if (from_csr(g, data, len, what, err) < 0)
+    if (from_csr(g, data, len, what, 1, err) < 0)
         return -1;
     if (asked == NULL)
         return 0;
@@ -214,4 +217,36 @@ int tw_certgen_from_csr(tw_certgen *g, const char *data, size_t len,
     *asked = tw__identity_from_req(req, err);
     X509_REQ_free(req);
     return *asked != NULL ? 0 : -1;
+}
+
+/* ------------------------------------------------------------ making one */
+
+char *tw_csr_pem(const tw_key *key, const tw_name *subject, tw_err *err)
+{
+    X509_REQ *req = X509_REQ_new();
+    BIO *bio = NULL;
+    char *data, *out = NULL;
+    long len;
+
+    if (req == NULL || (bio = BIO_new(BIO_s_mem())) == NULL) {
+        twu_err_nomem(err);
+        goto done;
+    }
+    /* PKCS#10 version 1 is the value 0; the key proves itself by signing. */
+    if (X509_REQ_set_version(req, 0) != 1 ||
+        (subject != NULL && X509_REQ_set_subject_name(req, subject->name) != 1) ||
+        X509_REQ_set_pubkey(req, key->pkey) != 1 ||
+        X509_REQ_sign(req, key->pkey, tw__digest_for(key->pkey)) <= 0 ||
+        PEM_write_bio_X509_REQ(bio, req) != 1) {
+        twu_err_ssl(err, TW_ERR_INTERNAL, "cannot make a certificate signing "
+                    "request with the %s key", key->desc);
+        goto done;
+    }
+    len = BIO_get_mem_data(bio, &data);
+    if ((out = twu_strndup(data, (size_t)len)) == NULL)
+        twu_err_nomem(err);
+done:
+    BIO_free(bio);
+    X509_REQ_free(req);
+    return out;
 }

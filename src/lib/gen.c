@@ -206,10 +206,20 @@ static int use_keypair(tw__gen *g, const tw_config *cfg, tw_err *err)
         return g->is_server ? twu_err(err, TW_ERR_USAGE,
                                       "a server needs a certificate and key")
                             : 0;
-    if (SSL_CTX_use_certificate_chain_file(g->ctx, cfg->cert_file) != 1)
+    if (SSL_CTX_use_certificate_chain_file(g->ctx, cfg->cert_file) != 1) {
+        /* Read it again to say why (a private key given as the
+         * certificate, a missing file, garbage). */
+        tw_cert *cert = tw_cert_load_file(cfg->cert_file, err);
+
+        if (cert == NULL) {
+            ERR_clear_error();
+            return -1;
+        }
+        tw_cert_free(cert);
         return twu_err_ssl(err, TW_ERR_INPUT,
                            "cannot use the certificate %s (garbage or "
                            "truncated PEM?)", cfg->cert_file);
+    }
     if ((key = tw_key_load_file(cfg->key_file, NULL, err)) == NULL)
         return -1;
     ok = SSL_CTX_use_PrivateKey(g->ctx, key->pkey) == 1 &&
@@ -258,7 +268,7 @@ static int set_tls_options(tw__gen *g, const tw_config *cfg, tw_err *err)
         mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
     if (g->is_server) {
         mode |= SSL_VERIFY_CLIENT_ONCE;
-        SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
+        SSL_CTX_set_purpose(ctx, g->client_purpose);
         /* Required when peers are verified and sessions resumed. */
         SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"twoway", 6);
         if (cfg->tickets == 0 || (cfg->session_cache_bytes == 0 &&
@@ -320,7 +330,10 @@ tw__gen *tw__gen_new(const tw_config *cfg, int is_server,
     atomic_init(&g->refs, 1);
     g->is_server = is_server;
     g->client_cert_optional =
-        is_server && cfg->client_cert == TW_CLIENT_CERT_OPTIONAL;
+        is_server && (cfg->client_cert & ~TW_CLIENT_CERT_ANY_PURPOSE) ==
+                         TW_CLIENT_CERT_OPTIONAL;
+    g->client_purpose = is_server && (cfg->client_cert & TW_CLIENT_CERT_ANY_PURPOSE)
+                            ? X509_PURPOSE_ANY : X509_PURPOSE_SSL_CLIENT;
     if (cfg->ca_file == NULL) {
         twu_err(err, TW_ERR_USAGE, "no CA file given: peers cannot be verified");
         goto err;

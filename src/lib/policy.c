@@ -22,9 +22,14 @@
  *   - tw_policy_roles writes whole role names only, stopping at the first
  *     that does not fit, and returns how many roles the identity has, even
  *     those that did not fit.
+ *   - tw_policy_role lists the roles the rules give, so that a server can
+ *     refuse a role none of its routes needs (a misspelt "raed" would give
+ *     no one anything, silently); each rule of a file remembers its
+ *     FILE:LINE for that sentence.
  * Matching only reads the policy, so threads may share one policy.
  */
 #include "policy_internal.h"
+#include "tls_internal.h" /* tw_policy_load_config reads a tw_config */
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -64,9 +69,10 @@ size_t tw_policy_rule_count(const tw_policy *p)
     return p != NULL ? p->nrules : 0;
 }
 
-/* Append `rule` (taken over: freed on failure too). */
+/* Append `rule` (taken over: freed on failure too); a rule of a file keeps
+ * `where` ("FILE:LINE"). */
 static int append(tw_policy *p, struct tw__prule *rule, const char *where,
-                  tw_err *err)
+                  int from_file, tw_err *err)
 {
     if (p->nrules == TW__POLICY_MAX_RULES) {
         tw__prule_free(rule);
@@ -90,6 +96,8 @@ static int append(tw_policy *p, struct tw__prule *rule, const char *where,
         p->roles = roles;
         p->cap = cap;
     }
+    if (from_file && (rule->where = twu_strdup(where)) == NULL)
+        goto nomem;
     rule->role_idx = NO_ROLE;
     if (rule->role != NULL) {
         for (rule->role_idx = 0; rule->role_idx < p->nroles; rule->role_idx++)
@@ -140,7 +148,7 @@ static int add_line(tw_policy *p, const char *line, int want_role,
                        "in '%s'", where, kind,
                        want_role ? "ROLE FIELD=VALUE" : "FIELD=VALUE",
                        want_role ? "read O=MailServer" : "O=InvoiceServer");
-    return append(p, rule, where, err);
+    return append(p, rule, where, 0, err);
 }
 
 int tw_policy_add_rule(tw_policy *p, const char *line, tw_err *err)
@@ -180,7 +188,7 @@ int tw__policy_load_buffer(tw_policy *p, const char *name, const char *data,
             n--; /* CRLF line ends */
         snprintf(where, sizeof(where), "%s:%zu", name, lineno);
         rc = tw__policy_parse_line(data + pos, n, 1, where, &rule, err);
-        if (rc < 0 || (rc > 0 && append(p, rule, where, err) < 0))
+        if (rc < 0 || (rc > 0 && append(p, rule, where, 1, err) < 0))
             goto err;
         pos = end + 1;
     }
@@ -203,6 +211,49 @@ int tw_policy_load_file(tw_policy *p, const char *path, tw_err *err)
     rc = tw__policy_load_buffer(p, path, data, len, err);
     twu_free(data);
     return rc;
+}
+
+int tw_policy_load_config(tw_policy *p, const tw_config *cfg, tw_err *err)
+{
+    size_t old_rules, old_roles;
+
+    if (p == NULL || cfg == NULL)
+        return twu_err(err, TW_ERR_USAGE, "no policy or no config given");
+    old_rules = p->nrules;
+    old_roles = p->nroles;
+    /* In the order a generation adds them (gen.c): the file, then the
+     * rules given one by one. */
+    if (cfg->policy_file != NULL &&
+        tw_policy_load_file(p, cfg->policy_file, err) < 0)
+        return -1;
+    for (size_t i = 0; i < cfg->nrules; i++)
+        if (tw_policy_add_rule(p, cfg->rules[i], err) < 0)
+            goto err;
+    return 0;
+err:
+    truncate_to(p, old_rules, old_roles);
+    return -1;
+}
+
+const char *tw_policy_role(const tw_policy *p, size_t index,
+                           const char **rule, const char **where)
+{
+    if (rule != NULL)
+        *rule = NULL;
+    if (where != NULL)
+        *where = NULL;
+    if (p == NULL || index >= p->nroles)
+        return NULL;
+    /* The first rule with the role: the one that made it a role. */
+    for (size_t i = 0; i < p->nrules; i++)
+        if (p->rules[i]->role_idx == index) {
+            if (rule != NULL)
+                *rule = p->rules[i]->text;
+            if (where != NULL)
+                *where = p->rules[i]->where;
+            break;
+        }
+    return p->roles[index];
 }
 
 /* ---------------------------------------------------------------- matching */

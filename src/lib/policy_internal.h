@@ -42,6 +42,7 @@ struct tw__prule {
     char *role;            /* NULL for an expectation */
     size_t role_idx;       /* index into tw_policy.roles (set by policy.c) */
     char *text;            /* the normalised line: "read O=\"ABC Inc.\"" */
+    char *where;           /* "FILE:LINE" for a rule of a file, else NULL */
     size_t nconds;
     struct tw__pcond conds[]; /* nconds of them, all must match */
 };

@@ -408,6 +408,7 @@ void tw__prule_free(struct tw__prule *rule)
         twu_free(rule->conds[i].value);
     twu_free(rule->role);
     twu_free(rule->text);
+    twu_free(rule->where);
     twu_free(rule);
 }
 

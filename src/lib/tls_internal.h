@@ -67,6 +67,7 @@ typedef struct tw__gen {
     unsigned id;
     int is_server;
     int client_cert_optional; /* servers: TW_CLIENT_CERT_OPTIONAL */
+    int client_purpose;       /* servers: X509_PURPOSE_SSL_CLIENT, or _ANY */
     SSL_CTX *ctx;
     tw_trust *trust;
     unsigned char trust_id[8]; /* hash of the CA file: sessions made under

@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <string.h>
+#include <time.h>
 
 #define TRUST_FILE_MAX (4 * 1024 * 1024)
 #define CRL_FILE_MAX (64 * 1024 * 1024)
@@ -214,6 +215,53 @@ static int load_crl(tw_trust *t, const char *path, tw_err *err)
     rc = 0;
 done:
     ERR_clear_error();
+    sk_X509_CRL_pop_free(crls, X509_CRL_free);
+    return rc;
+}
+
+static time_t crl_time(const ASN1_TIME *t)
+{
+    struct tm tm;
+
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+        return 0;
+    return timegm(&tm);
+}
+
+int tw__trust_check_crl(const tw_trust *t, const char *data, size_t len,
+                        const char *what, tw__crl_info *info, tw_err *err)
+{
+    STACK_OF(X509_CRL) *crls = parse_crls(data, len, what, err);
+    ASN1_INTEGER *number = NULL;
+    X509_CRL *crl;
+    uint64_t n = 0;
+    int rc = -1, crit = 0;
+
+    if (crls == NULL)
+        goto done;
+    if (sk_X509_CRL_num(crls) != 1) {
+        twu_err(err, TW_ERR_INPUT, "%s holds %d CRLs, not one", what,
+                sk_X509_CRL_num(crls));
+        goto done;
+    }
+    if (check_crl(t, crls, 0, what, err) < 0)
+        goto done;
+    crl = sk_X509_CRL_value(crls, 0);
+    number = X509_CRL_get_ext_d2i(crl, NID_crl_number, &crit, NULL);
+    if (number != NULL && ASN1_INTEGER_get_uint64(&n, number) != 1) {
+        twu_err(err, TW_ERR_INPUT, "%s has a CRL number too large to compare",
+                what);
+        goto done;
+    }
+    memset(info, 0, sizeof(*info));
+    info->number = n;
+    info->has_number = number != NULL;
+    info->this_update = crl_time(X509_CRL_get0_lastUpdate(crl));
+    info->next_update = crl_time(X509_CRL_get0_nextUpdate(crl));
+    rc = 0;
+done:
+    ERR_clear_error();
+    ASN1_INTEGER_free(number);
     sk_X509_CRL_pop_free(crls, X509_CRL_free);
     return rc;
 }

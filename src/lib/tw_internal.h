@@ -74,5 +74,15 @@ tw_identity *tw__identity_from_req(X509_REQ *req, tw_err *err);
 /* trust.c: the store inside a tw_trust (not a new reference). */
 X509_STORE *tw__trust_store(const tw_trust *t);
 STACK_OF(X509) *tw__trust_cas(const tw_trust *t);
+/* What tw__trust_check_crl learnt of a CRL. */
+typedef struct tw__crl_info {
+    uint64_t number;   /* its cRLNumber (0 when it has none) */
+    int has_number;
+    time_t this_update, next_update; /* next_update 0: none */
+} tw__crl_info;
+/* Check the bytes of one CRL (PEM or DER) as a CRL file is checked (signed
+ * by a CA of `t`) and say what it is; `what` names it in the sentences. */
+int tw__trust_check_crl(const tw_trust *t, const char *data, size_t len,
+                        const char *what, tw__crl_info *info, tw_err *err);
 
 #endif /* TW_INTERNAL_H */

@@ -11,9 +11,14 @@
  *     `twoway-ca verify` use; we add the option to fix (--ca, --crl);
  *   - the server refused us (exit 3): it sent a TLS alert (RFC 8446 section
  *     6.2), recorded by the info callback; libtwoway explains it in terms
- *     of our --cert file, which only we know (tw_explain_alert);
+ *     of our --cert file, which only we know (tw_explain_alert).  Two
+ *     refusals come without an alert: a server that checks our certificate
+ *     after the handshake and hangs up (Node.js), and nginx's HTTP 400
+ *     page; we say what our own certificate tells us (expired, not yet
+ *     valid, or which CA signed it);
  *   - network (5), HTTP status (6), bad answer (7), our own files (2).
  */
+#define _GNU_SOURCE /* memmem */
 #include "mail.h"
 
 #include <curl/curl.h>
@@ -55,6 +60,36 @@ static void host_port(const char *url, char *buf, size_t len)
     curl_free(host);
     curl_free(port);
     curl_url_cleanup(u);
+}
+
+/* Why the server may have refused our certificate when it does not say:
+ * what we know of it ourselves.  An expired certificate is the likely
+ * cause and needs renewing, not a trust change on the server. */
+static void refusal_hint(char *buf, size_t len, const mail_tls_options *o,
+                         const mail_self *self)
+{
+    time_t now = time(NULL);
+    char when[32];
+
+    if (tw_identity_not_after(self->id) < now) {
+        mail_rfc3339(tw_identity_not_after(self->id), when);
+        snprintf(buf, len, "our certificate %s (%s) expired on %s: renew it "
+                 "(issue a new certificate and key)", o->cert,
+                 tw_identity_subject(self->id), when);
+    } else if (tw_identity_not_before(self->id) > now) {
+        mail_rfc3339(tw_identity_not_before(self->id), when);
+        snprintf(buf, len, "our certificate %s (%s) is not valid before %s: "
+                 "check this machine's clock, and the clock of the machine "
+                 "that issued it", o->cert, tw_identity_subject(self->id),
+                 when);
+    } else {
+        snprintf(buf, len, "it did not accept our certificate %s (%s, serial "
+                 "%s): check that it trusts the CA that signed %s (issuer %s) "
+                 "and that the certificate is not revoked, and look in its "
+                 "log", o->cert, tw_identity_subject(self->id),
+                 tw_identity_serial(self->id), o->cert,
+                 tw_identity_issuer(self->id));
+    }
 }
 
 /* The server refused us: its alert, explained with our --cert file, which
@@ -166,7 +201,7 @@ int mail_err_transfer(mail_err *e, const mail_transfer *t,
     const char *curl_msg = t->curl_message && t->curl_message[0]
                                ? t->curl_message
                                : curl_easy_strerror(t->curl_code);
-    char where[300];
+    char where[300], hint[1024];
 
     host_port(t->url, where, sizeof(where));
     if (s->expectation_failed)
@@ -212,20 +247,22 @@ int mail_err_transfer(mail_err *e, const mail_transfer *t,
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING:
-        if (!s->handshake_done)
+        if (!s->handshake_done || t->answered)
             return mail_err_set(e, MAIL_EXIT_NETWORK, "the invoice server "
                                 "at %s closed the connection (%s)", where,
                                 curl_msg);
         /* Some servers (Node.js with rejectUnauthorized) check the client
-         * certificate after the handshake and just hang up. */
-        return mail_err_set(e, MAIL_EXIT_NETWORK, "the invoice server at %s "
+         * certificate after the handshake and just hang up, before any
+         * answer.  A refusal, not a network fault: trying again gets the
+         * same answer. */
+        refusal_hint(hint, sizeof(hint), o, self);
+        return mail_err_set(e, MAIL_EXIT_REFUSED_BY_PEER, "the invoice "
+                            "server at %s refused our certificate: it "
                             "closed the connection right after the TLS "
                             "handshake, without an answer or a TLS alert "
-                            "(%s): a server that checks client certificates "
-                            "after the handshake does this when it refuses "
-                            "ours; check that it trusts the CA that signed %s "
-                            "(issuer %s), and look in its log", where,
-                            curl_msg, o->cert, tw_identity_issuer(self->id));
+                            "(%s), as a server that checks client "
+                            "certificates after the handshake does when it "
+                            "refuses ours; %s", where, curl_msg, hint);
     case CURLE_SSL_CERTPROBLEM:
         return mail_err_set(e, MAIL_EXIT_USAGE, "cannot use --cert %s / --key "
                             "%s: %s", o->cert, o->key, curl_msg);
@@ -296,26 +333,88 @@ static void server_words(const char *body, size_t len, char *buf, size_t n)
     json_decref(root);
 }
 
+/* The path of a URL ("/" when it has none) into buf. */
+static void url_path(const char *url, char *buf, size_t len)
+{
+    CURLU *u = curl_url();
+    char *path = NULL;
+
+    snprintf(buf, len, "/");
+    if (u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK && path[0])
+        snprintf(buf, len, "%s", path);
+    curl_free(path);
+    curl_url_cleanup(u);
+}
+
+/* The role invoice-server's route for `method` and `path` needs
+ * (src/invoice/routes.c, invoice-server(8)): GET /metrics needs "metrics",
+ * POST /invoices "write", reading invoices "read". */
+static const char *route_role(const char *method, const char *path)
+{
+    if (strcmp(method, "POST") == 0 && strcmp(path, "/invoices") == 0)
+        return "write";
+    if (strcmp(path, "/metrics") == 0)
+        return "metrics";
+    return "read";
+}
+
+/* nginx's own answer when its ssl_verify_client refused our certificate:
+ * not an alert but HTTP 400 and a page of HTML (ngx_http_special_response.c,
+ * "400 The SSL certificate error" and "400 No required SSL certificate was
+ * sent").  NULL when `body` is not that page. */
+static const char *nginx_refusal(long status, const char *body, size_t len)
+{
+    static const char *const pages[] = {"The SSL certificate error",
+                                        "No required SSL certificate was sent"};
+
+    if (status != 400)
+        return NULL;
+    for (size_t i = 0; i < sizeof(pages) / sizeof(*pages); i++)
+        if (memmem(body, len, pages[i], strlen(pages[i])) != NULL)
+            return pages[i];
+    return NULL;
+}
+
 int mail_err_http(mail_err *e, long status, const char *body, size_t len,
                   const char *url, const mail_tls_options *o,
                   const mail_self *self)
 {
-    char words[400], hint[600] = "";
+    char words[400], hint[1024] = "", path[256];
+    const char *nginx = nginx_refusal(status, body, len);
 
+    if (nginx != NULL) {
+        if (strcmp(nginx, "No required SSL certificate was sent") == 0)
+            snprintf(hint, sizeof(hint), "it did not get our certificate %s "
+                     "(%s), although we sent it: does something between us "
+                     "(a proxy or load balancer) end TLS before it?", o->cert,
+                     tw_identity_subject(self->id));
+        else
+            refusal_hint(hint, sizeof(hint), o, self);
+        return mail_err_set(e, MAIL_EXIT_REFUSED_BY_PEER, "the invoice "
+                            "server at %s refused our certificate (HTTP 400 "
+                            "\"%s\", nginx's answer when its "
+                            "ssl_verify_client refuses a client): %s", url, nginx,
+                            hint);
+    }
     server_words(body, len, words, sizeof(words));
     if (status == 403) {
-        /* Suggest a rule for our identity: by organisation, else by CN. */
+        /* Suggest a rule for our identity: by organisation, else by CN;
+         * for the role the route needs (mail-server only GETs). */
         const char *field = "O", *value = tw_identity_field(self->id, "O", 0);
+        const char *role;
 
+        url_path(url, path, sizeof(path));
+        role = route_role("GET", path);
         if (value == NULL) {
             field = "CN";
             value = tw_identity_field(self->id, "CN", 0);
         }
-        snprintf(hint, sizeof(hint), ". Our certificate %s (%s) is not "
-                 "allowed this: ask the invoice server's operator for a rule "
-                 "such as --allow 'read %s=%s%s%s'", o->cert,
-                 tw_identity_subject(self->id), field,
-                 value && strchr(value, ' ') ? "\"" : "",
+        snprintf(hint, sizeof(hint), ". GET %s needs the role '%s', which "
+                 "our certificate %s (%s) does not have: ask the invoice "
+                 "server's operator for a rule such as --allow '%s %s=%s%s%s'",
+                 path, role, o->cert, tw_identity_subject(self->id), role,
+                 field, value && strchr(value, ' ') ? "\"" : "",
                  value ? value : "...",
                  value && strchr(value, ' ') ? "\"" : "");
     } else if (status == 404) {

@@ -21,7 +21,8 @@ int mail_fetch(const mail_options *o)
     json_t *root;
     mail_err e;
 
-    if (mail_inputs_check(&o->tls, o->url, &self, &e) < 0)
+    if (mail_renewal_prepare(o, 1, &e) < 0 ||
+        mail_inputs_check(&o->tls, o->url, &self, &e) < 0)
         goto fail;
     if ((h = mail_https_new(&o->tls, &self, &e)) == NULL ||
         mail_https_get(h, o->url, &body, &e) < 0)

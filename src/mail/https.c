@@ -234,7 +234,8 @@ void mail_body_free(mail_body *b)
  * To still say why, shake hands once more, limited to TLS 1.2, where the
  * refusal comes inside the handshake; no request is sent on that
  * connection (CURLOPT_CONNECT_ONLY), it only asks.  Returns the alert about
- * our certificate, or -1.
+ * our certificate, or -1: then the server sent none at all (Node.js), and
+ * errors.c's sentence for a silent refusal stands.
  */
 static int probe_refusal(mail_https *h, const char *url)
 {
@@ -284,7 +285,9 @@ static int attempt(mail_https *h, const char *url, mail_err *e)
         int alert;
 
         curl_easy_getinfo(h->curl, CURLINFO_SSL_VERIFYRESULT, &verify);
+        curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &status);
         t.verify_result = verify;
+        t.answered = status != 0;
         mail_err_transfer(e, &t, h->o, h->self);
         if (cut_after_tls13 && (alert = probe_refusal(h, url)) > 0)
             mail_err_refused(e, alert, h->o, h->self);

@@ -21,6 +21,7 @@
 #include <openssl/x509.h>
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -76,6 +77,9 @@ typedef struct mail_options {
     long smtp_timeout_ms;
     long interval; /* seconds between passes; 0 with once */
     int once;
+    /* Renewal (twoway-ca serve): enrol, renew, fetch the CRL. */
+    const char *enroll, *token_file, *renew, *crl_url;
+    long crl_refresh; /* seconds */
 } mail_options;
 
 int mail_fetch(const mail_options *o);
@@ -139,6 +143,7 @@ typedef struct mail_transfer {
     long verify_result;       /* CURLINFO_SSL_VERIFYRESULT */
     const mail_tls_seen *seen;
     int too_big;              /* the body passed MAIL_MAX_RESPONSE */
+    int answered;             /* an HTTP status line came before the end */
     const char *url;
 } mail_transfer;
 
@@ -172,5 +177,18 @@ long mail_backoff_ms(int attempt);
 void mail_rfc3339(time_t t, char buf[32]);
 /* A log line on stderr, prefixed with the time and "mail-server: ". */
 void mail_log(const char *fmt, ...) MAIL_PRINTF(1, 2);
+
+/* renewal.c: our certificate and CRL kept current by twoway-ca serve.
+ * check: the options go together (-1, said).  prepare: before the files
+ * are read, finish a renewal a crash interrupted, enrol, fetch a first CRL;
+ * `once` (fetch) also renews when due and fetches the CRL.  start (sync):
+ * a thread that renews and fetches; `*changed` is set when new files are in
+ * place.  NULL when no renewal was asked for (or on error, said in `e`). */
+int mail_renewal_check(const mail_options *o);
+int mail_renewal_prepare(const mail_options *o, int once, mail_err *e);
+typedef struct tw_renewal tw_renewal;
+tw_renewal *mail_renewal_start(const mail_options *o, atomic_int *changed,
+                               mail_err *e);
+void mail_renewal_stop(tw_renewal *r);
 
 #endif /* MAIL_H */

@@ -41,7 +41,15 @@
     "  --connect-timeout SEC  to connect and shake hands (default 10)\n"      \
     "  --timeout SEC          for a whole request (default 60)\n"             \
     "  --retries N            retries after a network failure, with\n"        \
-    "                         backoff 1 s, 2 s, 4 s... (default 3)\n"
+    "                         backoff 1 s, 2 s, 4 s... (default 3)\n"        \
+    "  --enroll URL           no --cert/--key files yet: make a key, enrol\n" \
+    "                         at twoway-ca serve (https://HOST:PORT) with\n"  \
+    "                         the token, write both files\n"                 \
+    "  --token-file FILE      the one-time token `twoway-ca token` printed\n" \
+    "  --renew URL            renew our certificate from twoway-ca serve at\n"\
+    "                         two thirds of its lifetime (new key each time)\n"\
+    "  --crl-url URL          fetch the CRL (serve's /v1/crl) into --crl FILE\n"\
+    "  --crl-refresh DURATION sync: fetch it at least this often (default 5m)\n"
 
 static const char usage_main[] =
     "usage: mail-server fetch --cert FILE --key FILE --ca FILE [--url URL]\n"
@@ -107,7 +115,8 @@ enum {
     OPT_CONNECT_TIMEOUT, OPT_TIMEOUT, OPT_RETRIES, OPT_STATE, OPT_SMTP,
     OPT_FROM, OPT_INTERVAL, OPT_ONCE, OPT_SMTP_REQUIRE_TLS, OPT_SMTP_CA,
     OPT_SMTP_INSECURE, OPT_SMTP_PASSWORD_FILE, OPT_SMTP_TIMEOUT,
-    OPT_PASSPHRASE_FILE, OPT_HELP
+    OPT_PASSPHRASE_FILE, OPT_ENROLL, OPT_TOKEN_FILE, OPT_RENEW, OPT_CRL_URL,
+    OPT_CRL_REFRESH, OPT_HELP
 };
 
 static const struct option long_options[] = {
@@ -131,6 +140,11 @@ static const struct option long_options[] = {
     {"smtp-insecure", no_argument, NULL, OPT_SMTP_INSECURE},
     {"smtp-password-file", required_argument, NULL, OPT_SMTP_PASSWORD_FILE},
     {"smtp-timeout", required_argument, NULL, OPT_SMTP_TIMEOUT},
+    {"enroll", required_argument, NULL, OPT_ENROLL},
+    {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+    {"renew", required_argument, NULL, OPT_RENEW},
+    {"crl-url", required_argument, NULL, OPT_CRL_URL},
+    {"crl-refresh", required_argument, NULL, OPT_CRL_REFRESH},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0}};
 
@@ -172,6 +186,7 @@ static int parse(mail_options *o, int is_sync, int argc, char **argv)
     o->tls.retries = 3;
     o->smtp_timeout_ms = 60000;
     o->interval = 60;
+    o->crl_refresh = 300;
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, ":", long_options, NULL)) != -1) {
@@ -195,6 +210,21 @@ static int parse(mail_options *o, int is_sync, int argc, char **argv)
         case OPT_SMTP_REQUIRE_TLS: o->smtp_require_tls = 1; break;
         case OPT_SMTP_INSECURE: o->smtp_insecure = 1; break;
         case OPT_SMTP_PASSWORD_FILE: o->smtp_password_file = optarg; break;
+        case OPT_ENROLL: o->enroll = optarg; break;
+        case OPT_TOKEN_FILE: o->token_file = optarg; break;
+        case OPT_RENEW: o->renew = optarg; break;
+        case OPT_CRL_URL: o->crl_url = optarg; break;
+        case OPT_CRL_REFRESH: {
+            long long secs;
+
+            if (twu_parse_duration(optarg, 1, 86400, &secs) < 0) {
+                fprintf(stderr, "mail-server: --crl-refresh '%s' is not a "
+                        "duration from 1s to 24h, e.g. 30s, 5m, 1h\n", optarg);
+                return -1;
+            }
+            o->crl_refresh = (long)secs;
+            break;
+        }
         case OPT_EXPECT:
             if (o->tls.nexpect == MAIL_MAX_EXPECT) {
                 fprintf(stderr, "mail-server: more than %d --expect-server "
@@ -253,6 +283,8 @@ static int parse(mail_options *o, int is_sync, int argc, char **argv)
         return missing(cmd, "--key FILE");
     if (o->tls.ca == NULL)
         return missing(cmd, "--ca FILE");
+    if (mail_renewal_check(o) < 0)
+        return -1;
     if (!is_sync)
         return 0;
     if (o->url == NULL)

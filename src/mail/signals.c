@@ -108,9 +108,11 @@ void mail_log(const char *fmt, ...)
     va_list ap;
 
     mail_rfc3339(time(NULL), when);
+    flockfile(stderr); /* one line, also beside the renewal thread's */
     fprintf(stderr, "%s mail-server: ", when);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+    funlockfile(stderr);
 }

@@ -242,10 +242,13 @@ done:
 int mail_sync(const mail_options *o)
 {
     sync_ctx c = {.o = o};
+    tw_renewal *renewal = NULL;
+    atomic_int changed = 0;
     mail_err e;
     int rc = MAIL_EXIT_OK;
 
-    if (mail_inputs_check(&o->tls, o->url, &c.self, &e) < 0 ||
+    if (mail_renewal_prepare(o, 0, &e) < 0 ||
+        mail_inputs_check(&o->tls, o->url, &c.self, &e) < 0 ||
         mail_smtp_check_url(o->smtp, &e) < 0 ||
         (o->smtp_password_file != NULL &&
          (c.smtp_password = mail_smtp_read_password(o, &e)) == NULL) ||
@@ -261,8 +264,23 @@ int mail_sync(const mail_options *o)
         rc = MAIL_EXIT_OTHER;
         goto done;
     }
+    if ((o->renew != NULL || o->crl_url != NULL) &&
+        (renewal = mail_renewal_start(o, &changed, &e)) == NULL) {
+        fprintf(stderr, "mail-server: %s\n", e.msg);
+        rc = (int)e.exit;
+        goto done;
+    }
     for (;;) {
-        pass p = run_pass(&c);
+        pass p;
+
+        /* New files from the renewal: this pass reads them (what we know
+         * of our own certificate too, for the hints). */
+        if (atomic_exchange(&changed, 0) != 0) {
+            mail_self_clear(&c.self);
+            if (mail_inputs_check(&o->tls, o->url, &c.self, &e) < 0)
+                mail_log("%s", e.msg);
+        }
+        p = run_pass(&c);
 
         if (p.sent || p.refused || p.bad || o->once)
             mail_log("pass done: %d sent, %d not accepted by SMTP, %d "
@@ -280,6 +298,7 @@ int mail_sync(const mail_options *o)
             rc = MAIL_EXIT_OK;
     }
 done:
+    mail_renewal_stop(renewal);
     mail_state_close(c.state);
     mail_self_clear(&c.self);
     twu_free_passphrase(c.smtp_password);

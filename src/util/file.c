@@ -151,6 +151,24 @@ static int fsync_dir(const char *dir)
     return rc;
 }
 
+int twu_rename(const char *from, const char *to, tw_err *err)
+{
+    char *dir;
+    int rc;
+
+    if (rename(from, to) != 0)
+        return twu_err(err, TW_ERR_IO, "cannot rename %s to %s: %s", from, to,
+                       strerror(errno));
+    if ((dir = twu_dirname(to)) == NULL)
+        return twu_err_nomem(err);
+    rc = fsync_dir(dir);
+    if (rc != 0)
+        twu_err(err, TW_ERR_IO, "cannot sync directory %s: %s", dir,
+                strerror(errno));
+    twu_free(dir);
+    return rc == 0 ? 0 : -1;
+}
+
 void twu_stage_abort(twu_staged *s)
 {
     if (s->tmp != NULL)

@@ -105,6 +105,9 @@ int twu_stage_file(twu_staged *s, const char *path, const void *data,
 int twu_stage_commit(twu_staged *s, tw_err *err);
 /* Remove the staged data; safe to call twice. */
 void twu_stage_abort(twu_staged *s);
+/* rename(2), then fsync the directory of `to`: the new name survives a
+ * crash once this returns. */
+int twu_rename(const char *from, const char *to, tw_err *err) TWU_MUST_CHECK;
 /* The directory part of `path` ("." when none), malloc'd. */
 char *twu_dirname(const char *path);
 

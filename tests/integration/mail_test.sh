@@ -452,7 +452,7 @@ EOF
     # Node checks the client certificate after the handshake and hangs up
     # without an alert ("socket hang up" in the seed): no side says why, so
     # we say what it most likely means, naming our certificate.
-    expect_exit 5 "Node server hangs up on server-wrong.cert" -- "${MS[@]}" fetch \
+    expect_exit 3 "Node server hangs up on server-wrong.cert" -- "${MS[@]}" fetch \
         --cert seed/mail-server/server-wrong.cert --key seed/mail-server/private.key \
         --ca seed/ca/ca.cert.pem --url "https://localhost:$PORT/" --retries 0
     expect_stderr_contains "right after the TLS handshake, without an answer or a TLS alert" \

@@ -172,6 +172,71 @@ static void oversized_input_is_refused(void **state)
     free(data);
 }
 
+/* Issue 14: `--cert key.pem` (or `twoway-ca verify ... key.pem`) said "holds
+ * no readable certificate (garbage or truncated PEM?): no start line".  The
+ * file holds a private key: say so, with the file's name, in every form a
+ * key is written (PKCS#8, encrypted PKCS#8, traditional PEM, DER). */
+static void private_key_instead_of_certificate(void **state)
+{
+    struct th_ca_fixture *f = *state;
+    char path[4096], expected[4400], *pem, *key_pem, *both;
+    unsigned char *der = NULL;
+    int der_len;
+    BIO *bio;
+    long pem_len;
+    size_t key_len, cert_len;
+    tw_cert *c;
+    tw_err err;
+    const char *files[] = {"key.pem", "encrypted.pem", "traditional.pem",
+                           "key.der"};
+
+    th_path(path, f->dir, files[0]);
+    assert_int_equal(tw_key_write_file(f->key, path, NULL, &err), 0);
+    th_path(path, f->dir, files[1]);
+    assert_int_equal(tw_key_write_file(f->key, path, "secret", &err), 0);
+    bio = BIO_new(BIO_s_mem());
+    assert_non_null(bio);
+    assert_int_equal(PEM_write_bio_PrivateKey_traditional(
+                         bio, f->ca_key->pkey, NULL, NULL, 0, NULL, NULL), 1);
+    pem_len = BIO_get_mem_data(bio, &pem);
+    assert_non_null(strstr(pem, "-----BEGIN EC PRIVATE KEY-----"));
+    th_write(th_path(path, f->dir, files[2]), pem, (size_t)pem_len);
+    BIO_free(bio);
+    der_len = i2d_PrivateKey(f->ca_key->pkey, &der);
+    assert_true(der_len > 0);
+    th_write(th_path(path, f->dir, files[3]), der, (size_t)der_len);
+    OPENSSL_free(der);
+
+    for (size_t i = 0; i < sizeof(files) / sizeof(*files); i++) {
+        th_path(path, f->dir, files[i]);
+        assert_null(tw_cert_load_file(path, &err));
+        snprintf(expected, sizeof(expected),
+                 "%s holds a private key, not a certificate: give the "
+                 "certificate that goes with it (twoway-ca issue writes it "
+                 "to cert.pem, beside key.pem)", path);
+        th_assert_err(err, TW_ERR_INPUT, expected);
+        assert_int_equal(ERR_peek_error(), 0);
+    }
+
+    /* A key and then its certificate in one file is a certificate file. */
+    key_pem = th_slurp(th_path(path, f->dir, files[0]), &key_len);
+    pem = tw_cert_to_pem(f->ca, &err);
+    assert_non_null(pem);
+    cert_len = strlen(pem);
+    both = malloc(key_len + cert_len);
+    assert_non_null(both);
+    memcpy(both, key_pem, key_len);
+    memcpy(both + key_len, pem, cert_len);
+    th_write(th_path(path, f->dir, "both.pem"), both, key_len + cert_len);
+    free(both);
+    free(key_pem);
+    twu_free(pem);
+    c = tw_cert_load_file(path, &err);
+    assert_non_null(c);
+    assert_int_equal(X509_cmp(c->x509, f->ca->x509), 0);
+    tw_cert_free(c);
+}
+
 struct once {
     struct th_ca_fixture *f;
     char path[4096];
@@ -216,6 +281,7 @@ int main(void)
         T(written_0644_and_replaced),
         cmocka_unit_test(matches_key),
         T(oversized_input_is_refused),
+        T(private_key_instead_of_certificate),
         T(allocation_failures_are_internal),
     };
     return cmocka_run_group_tests(tests, group_setup, th_ca_group_teardown);

@@ -896,8 +896,16 @@ static void client_cert_mode_errors(void **state)
     assert_int_equal(tw_config_set_client_cert(cfg, 2), -1);
     th_assert_err(cfg->err, TW_ERR_USAGE,
                   "client certificate mode 2 is unknown: give "
-                  "TW_CLIENT_CERT_REQUIRED or TW_CLIENT_CERT_OPTIONAL");
+                  "TW_CLIENT_CERT_REQUIRED or TW_CLIENT_CERT_OPTIONAL (with "
+                  "TW_CLIENT_CERT_ANY_PURPOSE or not)");
     assert_int_equal(tw_config_set_client_cert(cfg, -1), -1);
+    assert_int_equal(tw_config_set_client_cert(
+                         cfg, 2 | TW_CLIENT_CERT_ANY_PURPOSE), -1);
+    assert_int_equal(tw_config_set_client_cert(
+                         cfg, TW_CLIENT_CERT_OPTIONAL | TW_CLIENT_CERT_ANY_PURPOSE), 0);
+    assert_int_equal(cfg->client_cert,
+                     TW_CLIENT_CERT_OPTIONAL | TW_CLIENT_CERT_ANY_PURPOSE);
+    assert_int_equal(tw_config_set_client_cert(cfg, TW_CLIENT_CERT_REQUIRED), 0);
     assert_int_equal(cfg->client_cert, TW_CLIENT_CERT_REQUIRED);
     assert_int_equal(tw_config_set_client_cert(cfg, TW_CLIENT_CERT_OPTIONAL),
                      0);

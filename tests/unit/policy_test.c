@@ -597,6 +597,85 @@ static void roles_are_unique_in_rule_order_and_cut_whole(void **state)
     tw_identity_free(id);
 }
 
+/* Issue 14: --allow 'raed O=MailServer' (a misspelt role) started a server
+ * that then refused every client.  A server can only refuse such a role
+ * if the policy lists the roles its rules give, with the rule and, for a
+ * file, its FILE:LINE; and it must see the policy its config would give,
+ * file and --allow rules alike. */
+static void misspelt_role_is_listed_with_its_rule(void **state)
+{
+    static const char file[] = "# roles\n"
+                               "read O=MailServer\n"
+                               "\n"
+                               "wrte O=MailServer OU=Writers\n"
+                               "read CN=other\n";
+    char *dir = th_mkdtemp(), path[4096], where_want[4200];
+    tw_err err;
+    tw_policy *p = tw_policy_new(&err);
+    tw_config *cfg = tw_config_new();
+    const char *rule = "x", *where = "x";
+
+    (void)state;
+    assert_non_null(p);
+    assert_non_null(cfg);
+    /* Rules added as strings: no FILE:LINE. */
+    assert_int_equal(tw_policy_add_rule(p, "raed   O=MailServer", &err), 0);
+    assert_int_equal(tw_policy_add_expectation(p, "O=Any", &err), 0);
+    assert_int_equal(tw_policy_add_rule(p, "metrics CN=prom", &err), 0);
+    assert_int_equal(tw_policy_add_rule(p, "raed CN=second", &err), 0);
+    assert_string_equal(tw_policy_role(p, 0, &rule, &where), "raed");
+    assert_string_equal(rule, "raed O=MailServer"); /* the first, normalised */
+    assert_null(where);
+    assert_string_equal(tw_policy_role(p, 1, NULL, NULL), "metrics");
+    assert_null(tw_policy_role(p, 2, &rule, &where)); /* expectations: none */
+    assert_null(rule);
+    assert_null(where);
+    assert_null(tw_policy_role(NULL, 0, &rule, NULL));
+    tw_policy_free(p);
+
+    /* A config's policy: the file (read now), then the rules, as a server
+     * built from the config would have it. */
+    th_write(th_path(path, dir, "roles.policy"), file, sizeof(file) - 1);
+    assert_int_equal(tw_config_set_policy_file(cfg, path), 0);
+    assert_int_equal(tw_config_add_policy_rule(cfg, "raed O=MailServer"), 0);
+    assert_non_null(p = tw_policy_new(&err));
+    assert_int_equal(tw_policy_load_config(p, cfg, &err), 0);
+    assert_int_equal(tw_policy_rule_count(p), 4);
+    assert_string_equal(tw_policy_role(p, 0, &rule, &where), "read");
+    snprintf(where_want, sizeof(where_want), "%s:2", path);
+    assert_string_equal(where, where_want);
+    assert_string_equal(tw_policy_role(p, 1, &rule, &where), "wrte");
+    assert_string_equal(rule, "wrte O=MailServer OU=Writers");
+    snprintf(where_want, sizeof(where_want), "%s:4", path);
+    assert_string_equal(where, where_want);
+    assert_string_equal(tw_policy_role(p, 2, &rule, &where), "raed");
+    assert_null(where);
+    assert_null(tw_policy_role(p, 3, NULL, NULL));
+
+    /* The file changed on disk into one that does not parse: all or
+     * nothing, and the error a reload would give. */
+    th_write(path, "read O=x\nwrite CM=y\n", 20);
+    assert_int_equal(tw_policy_load_config(p, cfg, &err), -1);
+    assert_int_equal(err.cls, TW_ERR_INPUT);
+    assert_non_null(strstr(err.msg, ":2: unknown field 'CM'"));
+    assert_int_equal(tw_policy_rule_count(p), 4);
+    assert_null(tw_policy_role(p, 3, NULL, NULL));
+    tw_policy_free(p);
+
+    /* No policy at all: nothing to list. */
+    tw_config_free(cfg);
+    assert_non_null(cfg = tw_config_new());
+    assert_non_null(p = tw_policy_new(&err));
+    assert_int_equal(tw_policy_load_config(p, cfg, &err), 0);
+    assert_int_equal(tw_policy_rule_count(p), 0);
+    assert_null(tw_policy_role(p, 0, NULL, NULL));
+    assert_int_equal(tw_policy_load_config(p, NULL, &err), -1);
+    th_assert_err(err, TW_ERR_USAGE, "no policy or no config given");
+    tw_policy_free(p);
+    tw_config_free(cfg);
+    th_rmdir(dir);
+}
+
 static void files_comments_blank_lines_and_errors(void **state)
 {
     static const char good[] =
@@ -732,6 +811,15 @@ static int build_policy(void *ctx, tw_err *err)
     assert_int_equal(tw_policy_rule_count(p), 25);
     assert_int_equal(tw_policy_roles(p, id, buf, sizeof(buf)), 2);
     assert_string_equal(buf, "read,write");
+    {
+        const char *rule, *where;
+
+        assert_string_equal(tw_policy_role(p, 18, &rule, &where), "read");
+        assert_string_equal(where, "mem:1");
+        assert_string_equal(tw_policy_role(p, 20, &rule, &where), "write");
+        assert_string_equal(rule, "write CN=admin email=ops@abc.example");
+        assert_string_equal(where, "mem:4");
+    }
     rc = 0;
 out:
     /* Whatever happened, the policy is whole and usable. */
@@ -768,6 +856,7 @@ int main(void)
         cmocka_unit_test(parse_errors_say_what_and_where),
         cmocka_unit_test(expectations_have_no_role),
         cmocka_unit_test(roles_are_unique_in_rule_order_and_cut_whole),
+        cmocka_unit_test(misspelt_role_is_listed_with_its_rule),
         cmocka_unit_test(files_comments_blank_lines_and_errors),
         cmocka_unit_test(at_most_ten_thousand_rules),
         cmocka_unit_test(allocation_failures_are_clean),

@@ -1,0 +1,443 @@
+#!/usr/bin/env python3
+"""operator_test.py - mistakes of issue 14 that passed silently or got the
+wrong answer, each with the check that would have caught it:
+
+  - a policy role no route needs (--allow 'raed O=MailServer', or a line of
+    a --policy FILE) starts invoice-server / twoway-ca serve: now a usage
+    error at start naming the rule, the role and the roles the server knows,
+    and a refused reload that keeps the old generation;
+  - plain HTTP sent to the HTTPS port got an empty reply: now a plain-text
+    400, as from nginx, on every server of the core;
+  - `twoway-ca crl` printed the CRL number but not its nextUpdate;
+  - `twoway-ca help issue` printed the general usage;
+  - `twoway-ca sign --server` without --dns: the CN becomes the DNS name, as
+    the man page now says, and sign says so.
+
+    usage: operator_test.py BUILD_DIR
+
+    TW_WRAP   a command prefix for the programs under test (valgrind ...);
+              timeouts stretch 6 times.
+
+Every server runs on 127.0.0.1, port 0, and is stopped at the end.  Python 3
+standard library only; openssl(1) makes a CSR and reads a CRL's date.
+"""
+import datetime
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+
+WRAP = shlex.split(os.environ.get("TW_WRAP", ""))
+SLOW = 6 if WRAP else 1
+_failed = 0
+
+
+def ok(name):
+    print("ok " + name, flush=True)
+
+
+def fail(name, detail=""):
+    global _failed
+    _failed += 1
+    print("FAIL " + name + ": " + str(detail)[:2000], flush=True)
+
+
+def check(name, cond, detail=""):
+    if cond:
+        ok(name)
+    else:
+        fail(name, detail or "check failed")
+    return cond
+
+
+def run(cmd, timeout=60, wrap=False):
+    """(exit code, stdout, stderr); wrap: under TW_WRAP (a program under test)."""
+    try:
+        p = subprocess.run((WRAP if wrap else []) + cmd, capture_output=True,
+                           timeout=timeout * SLOW)
+        return (p.returncode, p.stdout.decode("utf-8", "replace"),
+                p.stderr.decode("utf-8", "replace"))
+    except subprocess.TimeoutExpired:
+        return 124, "", "timeout"
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+class Server:
+    """A server of the core (invoice-server, twoway-ca serve) on 127.0.0.1:0."""
+
+    def __init__(self, tmp, name, cmd):
+        self.log_path = os.path.join(tmp, name + ".log")
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(WRAP + cmd + ["--listen", "127.0.0.1:0"],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.port = None
+        deadline = time.monotonic() + 20 * SLOW
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            m = re.search(r"listening on https://127\.0\.0\.1:(\d+)/", self.text())
+            if m:
+                self.port = int(m.group(1))
+                break
+            time.sleep(0.02)
+
+    def text(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def wait_log(self, pattern, timeout=10):
+        deadline = time.monotonic() + timeout * SLOW
+        while time.monotonic() < deadline:
+            if re.search(pattern, self.text()):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20 * SLOW)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+def stopped(srv):
+    """Stop srv and check it exits 0 (under TW_WRAP: no leak, no error)."""
+    name = os.path.basename(srv.log_path)[:-4]
+    rc = srv.stop()
+    check("%s_stops_with_exit_0" % name.replace("-", "_"), rc == 0,
+          "exit %s: %s" % (rc, srv.text()[-600:]))
+
+
+def https_get(port, ca, cert, key, path):
+    """(status, body) of GET path over TLS with a client certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(ca)
+    ctx.load_cert_chain(cert, key)
+    with socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close"
+                       "\r\n\r\n" % path).encode())
+            data = b""
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except (ssl.SSLError, OSError):
+                    break
+                if not chunk:
+                    break
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    m = re.match(rb"HTTP/1\.1 (\d+)", head)
+    return (int(m.group(1)) if m else None), body.decode("utf-8", "replace")
+
+
+def plain_exchange(port, pieces, pause=0.0):
+    """Send plain bytes (in pieces) and read the answer until the close."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW) as s:
+        for i, piece in enumerate(pieces):
+            if i > 0:
+                time.sleep(pause)
+            try:
+                s.sendall(piece)
+            except OSError:
+                break  # answered and closed after the first piece
+        data = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            data += chunk
+    return data.decode("latin-1")
+
+
+PLAIN_BODY = "400 Bad Request: the plain HTTP request was sent to the HTTPS port"
+
+
+def check_plain_http(prog, srv, request_path):
+    """Plain HTTP to the HTTPS port: a plain-text 400, then the close."""
+    req = ("GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % request_path).encode()
+    ans = plain_exchange(srv.port, [req])
+    head, _, body = ans.partition("\r\n\r\n")
+    check("plain_http_%s_is_answered_400" % prog,
+          head.startswith("HTTP/1.1 400 Bad Request\r\n") and
+          "Connection: close" in head and
+          "Content-Type: text/plain" in head and
+          body.strip() == PLAIN_BODY, repr(ans))
+    m = re.search(r"Content-Length: (\d+)", head)
+    check("plain_http_%s_content_length_is_the_body" % prog,
+          m is not None and int(m.group(1)) == len(body.encode("latin-1")), repr(ans))
+    # The method arriving in two pieces ("PO", then "ST / ..."): no TLS
+    # record starts with a letter, so the first piece is enough.
+    ans = plain_exchange(srv.port, [b"PO", b"ST / HTTP/1.1\r\nHost: x\r\n\r\n"], 0.2)
+    check("plain_http_%s_in_pieces_is_answered_400" % prog,
+          ans.startswith("HTTP/1.1 400 Bad Request\r\n") and PLAIN_BODY in ans, repr(ans))
+    check("plain_http_%s_is_logged" % prog,
+          srv.wait_log(r"plain HTTP from peer=127\.0\.0\.1:\d+: answered 400"),
+          srv.text()[-600:])
+    # Bytes that are neither: the handshake refuses them as it always did
+    # (no HTTP answer).
+    ans = plain_exchange(srv.port, [b"\x00\x01\x02 not TLS\r\n\r\n"])
+    check("plain_http_%s_other_bytes_get_no_http_answer" % prog,
+          not ans.startswith("HTTP/"), repr(ans))
+
+
+def section_invoice_roles(tmp, inv, ca, srv_cert, srv_key, cli_cert, cli_key):
+    base = [inv, "--cert", srv_cert, "--key", srv_key, "--ca", ca,
+            "--workers", "2", "--listen", "127.0.0.1:0"]
+
+    # --allow with a misspelt role: exit 2 before listening.
+    rc, out, err = run(base + ["--db", os.path.join(tmp, "a.db"),
+                               "--allow", "raed O=MailServer"], wrap=True)
+    check("unknown_role_allow_invoice_exits_2", rc == 2, "exit %d: %s" % (rc, err))
+    check("unknown_role_allow_invoice_names_rule_role_and_known_roles",
+          "--allow 'raed O=MailServer': unknown role 'raed': invoice-server "
+          "knows read, write, metrics" in err, err)
+    check("unknown_role_allow_invoice_does_not_listen", "listening" not in err, err)
+
+    # A --policy FILE line with a misspelt role: FILE:LINE.
+    pol = write(os.path.join(tmp, "bad.policy"),
+                "# roles\nread O=MailServer\nwrte O=MailServer OU=Writers\n")
+    rc, out, err = run(base + ["--db", os.path.join(tmp, "b.db"), "--policy", pol],
+                       wrap=True)
+    check("unknown_role_policy_file_invoice_exits_2", rc == 2, "exit %d: %s" % (rc, err))
+    check("unknown_role_policy_file_invoice_names_file_line_rule_and_roles",
+          "%s:3: unknown role 'wrte' in the rule 'wrte O=MailServer OU=Writers': "
+          "invoice-server knows read, write, metrics" % pol in err, err)
+
+    # The roles the routes need are fine, from both places.
+    good = write(os.path.join(tmp, "good.policy"), "read O=MailServer\n")
+    srv = Server(tmp, "inv-roles", base[:-2] + ["--db", os.path.join(tmp, "c.db"),
+                                                "--policy", good, "--allow",
+                                                "metrics CN=prometheus",
+                                                "--reload-check", "0"])
+    try:
+        if not check("known_roles_invoice_starts", srv.port is not None, srv.text()[-800:]):
+            return
+        st, body = https_get(srv.port, ca, cli_cert, cli_key, "/")
+        check("known_roles_invoice_client_reads", st == 200, "%s %s" % (st, body))
+
+        # A reload to a policy with an unknown role is refused: generation 1
+        # stays, the log says why, the client still reads.
+        write(good, "raed O=MailServer\n")
+        srv.proc.send_signal(signal.SIGHUP)
+        check("unknown_role_reload_invoice_is_refused_and_logged",
+              srv.wait_log(r"reload \(SIGHUP\) failed, keeping generation 1: "
+                           + re.escape("%s:1: unknown role 'raed' in the rule "
+                                       "'raed O=MailServer': invoice-server knows "
+                                       "read, write, metrics" % good)),
+              srv.text()[-800:])
+        st, body = https_get(srv.port, ca, cli_cert, cli_key, "/")
+        check("unknown_role_reload_invoice_keeps_the_old_policy", st == 200,
+              "%s %s" % (st, body))
+        # Fixed file: the next reload is taken.
+        write(good, "read O=MailServer\nwrite O=MailServer\n")
+        srv.proc.send_signal(signal.SIGHUP)
+        check("fixed_policy_reload_invoice_is_taken",
+              srv.wait_log(r"reloaded \(SIGHUP\): generation 2"), srv.text()[-800:])
+    finally:
+        stopped(srv)
+
+
+def section_invoice_plain_http(tmp, inv, ca, srv_cert, srv_key, cli_cert, cli_key):
+    srv = Server(tmp, "inv-plain", [inv, "--cert", srv_cert, "--key", srv_key,
+                                    "--ca", ca, "--workers", "2",
+                                    "--db", os.path.join(tmp, "plain.db")])
+    try:
+        if not check("plain_http_invoice_server_starts", srv.port is not None,
+                     srv.text()[-800:]):
+            return
+        st, before = https_get(srv.port, ca, cli_cert, cli_key, "/metrics")
+        check_plain_http("invoice", srv, "/")
+        st, after = https_get(srv.port, ca, cli_cert, cli_key, "/metrics")
+        check("plain_http_invoice_tls_still_served", st == 200, "%s %s" % (st, after[:300]))
+
+        def fourxx(text):
+            m = re.search(r'twoway_requests_total\{code="4xx"\} (\d+)', text)
+            return int(m.group(1)) if m else -1
+        check("plain_http_invoice_counted_as_4xx",
+              fourxx(after) - fourxx(before) >= 2, "%d -> %d" % (fourxx(before), fourxx(after)))
+    finally:
+        stopped(srv)
+
+
+def section_ca_serve(tmp, tw, ca_dir, ca):
+    # twoway-ca serve knows admin and metrics; "read" is not one of them.
+    rc, out, err = run([tw, "serve", "--ca", ca_dir, "--listen", "127.0.0.1:0",
+                        "--workers", "2", "--allow", "read CN=ops"], wrap=True)
+    # 2 once cmd_serve.c maps httpd_run's 2 to CA_EXIT_USAGE; 1 before that.
+    check("unknown_role_allow_ca_serve_refuses_to_start", rc == 2 and
+          "listening" not in err, "exit %d: %s" % (rc, err))
+    check("unknown_role_allow_ca_serve_names_rule_role_and_known_roles",
+          "--allow 'read CN=ops': unknown role 'read': twoway-ca serve knows "
+          "admin, metrics" in err, err)
+
+    pol = write(os.path.join(tmp, "serve.policy"), "admin CN=ops\n")
+    srv = Server(tmp, "serve", [tw, "serve", "--ca", ca_dir, "--workers", "2",
+                                "--policy", pol])
+    try:
+        if not check("known_roles_ca_serve_starts", srv.port is not None, srv.text()[-800:]):
+            return
+        write(pol, "admin CN=ops\nmetric CN=prometheus\n")
+        srv.proc.send_signal(signal.SIGHUP)
+        check("unknown_role_reload_ca_serve_is_refused_and_logged",
+              srv.wait_log(r"reload \(SIGHUP\) failed, keeping generation 1: "
+                           + re.escape("%s:2: unknown role 'metric'" % pol)),
+              srv.text()[-800:])
+        check_plain_http("ca_serve", srv, "/v1/ca")
+    finally:
+        stopped(srv)
+
+
+def section_crl(tmp, tw, ca_dir):
+    out_path = os.path.join(tmp, "crl.pem")
+    start = datetime.datetime.now(datetime.timezone.utc)
+    rc, out, err = run([tw, "crl", "--ca", ca_dir, "--out", out_path, "--days", "2"],
+                       wrap=True)
+    check("crl_exits_0", rc == 0, err)
+    check("crl_still_prints_the_number",
+          re.search(r"^wrote CRL #\d+ with 0 revoked -> .*crl\.pem$", out, re.M), out)
+    m = re.search(r"^next update (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ): publish a new "
+                  r"CRL before then", out, re.M)
+    if not check("crl_prints_next_update_rfc3339_with_the_hint", m, out):
+        return
+    printed = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=datetime.timezone.utc)
+    want = start + datetime.timedelta(days=2)
+    check("crl_next_update_is_days_from_now",
+          abs((printed - want).total_seconds()) < 120 * SLOW, "%s vs %s" % (printed, want))
+    rc, o, e = run(["openssl", "crl", "-in", out_path, "-noout", "-nextupdate"])
+    m2 = re.search(r"nextUpdate=(.*GMT)", o)
+    if m2:
+        actual = datetime.datetime.strptime(re.sub(r"\s+", " ", m2.group(1)),
+                                            "%b %d %H:%M:%S %Y GMT").replace(
+            tzinfo=datetime.timezone.utc)
+        check("crl_next_update_is_the_crls", 0 <= (actual - printed).total_seconds() <= 2,
+              "printed %s, CRL says %s" % (printed, actual))
+    else:
+        fail("crl_next_update_is_the_crls", "openssl crl: " + o + e)
+
+
+def section_help(tw):
+    for cmd in ("issue", "crl", "serve"):
+        rc1, out1, err1 = run([tw, "help", cmd], wrap=True)
+        rc2, out2, err2 = run([tw, cmd, "--help"], wrap=True)
+        check("help_%s_prints_that_commands_help" % cmd,
+              rc1 == 0 and out1 == out2 and out1.startswith("usage: twoway-ca %s" % cmd),
+              "exit %d: %s" % (rc1, out1[:300]))
+    rc, out, err = run([tw, "help", "nosuch"], wrap=True)
+    check("help_unknown_command_is_a_usage_error",
+          rc == 2 and "no command 'nosuch'" in err, "exit %d: %s" % (rc, err))
+    rc, out, err = run([tw, "help"], wrap=True)
+    check("help_alone_prints_the_commands",
+          rc == 0 and "commands:" in out and "twoway-ca help COMMAND" in out, out[:300])
+
+
+def section_sign(tmp, tw, ca_dir):
+    def csr(name, sans=None):
+        path = os.path.join(tmp, name + ".csr")
+        cmd = ["openssl", "req", "-new", "-subj", "/CN=localhost/O=InvoiceServer",
+               "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+               "-keyout", os.path.join(tmp, name + ".key"), "-out", path]
+        if sans:
+            cmd += ["-addext", "subjectAltName=" + sans]
+        rc, out, err = run(cmd)
+        if rc != 0:
+            raise RuntimeError("openssl req: " + err)
+        return path
+
+    def sans_of(cert):
+        rc, out, err = run(["openssl", "x509", "-in", cert, "-noout", "-ext",
+                            "subjectAltName"])
+        return re.sub(r"\s+", "", out.partition("\n")[2])
+
+    note = "note: neither the CSR nor --dns"
+    plain = csr("plain")
+    cert = os.path.join(tmp, "plain.cert")
+    rc, out, err = run([tw, "sign", "--ca", ca_dir, "--csr", plain, "--out", cert,
+                        "--server"], wrap=True)
+    check("sign_server_without_names_gets_the_cn_as_dns",
+          rc == 0 and sans_of(cert) == "DNS:localhost", "exit %d: %s %s" % (rc, err, sans_of(cert)))
+    check("sign_server_without_names_says_so", note in err, err)
+    cert = os.path.join(tmp, "named.cert")
+    rc, out, err = run([tw, "sign", "--ca", ca_dir, "--csr", plain, "--out", cert,
+                        "--server", "--dns", "invoices.example"], wrap=True)
+    check("sign_server_with_dns_certifies_only_that",
+          rc == 0 and sans_of(cert) == "DNS:invoices.example" and note not in err,
+          "exit %d: %s %s" % (rc, err, sans_of(cert)))
+    withsan = csr("withsan", "DNS:api.example")
+    cert = os.path.join(tmp, "withsan.cert")
+    rc, out, err = run([tw, "sign", "--ca", ca_dir, "--csr", withsan, "--out", cert,
+                        "--server"], wrap=True)
+    check("sign_server_csr_names_are_kept_without_the_cn",
+          rc == 0 and sans_of(cert) == "DNS:api.example" and note not in err,
+          "exit %d: %s %s" % (rc, err, sans_of(cert)))
+    cert = os.path.join(tmp, "client.cert")
+    rc, out, err = run([tw, "sign", "--ca", ca_dir, "--csr", plain, "--out", cert,
+                        "--client"], wrap=True)
+    check("sign_client_gets_no_name_and_no_note",
+          rc == 0 and sans_of(cert) == "" and note not in err,
+          "exit %d: %s %s" % (rc, err, sans_of(cert)))
+
+
+def main():
+    if len(sys.argv) != 2:
+        print("usage: operator_test.py BUILD_DIR", file=sys.stderr)
+        return 2
+    build = os.path.abspath(sys.argv[1])
+    tw = os.path.join(build, "src/ca/twoway-ca")
+    inv = os.path.join(build, "src/invoice/invoice-server")
+    tmp = tempfile.mkdtemp(prefix="twoway-operator-test.")
+    try:
+        ca_dir = os.path.join(tmp, "ca")
+        rc, out, err = run([tw, "init", ca_dir, "--subject", "/O=ABC Inc./CN=ABC Root"])
+        if not check("setup_ca", rc == 0, err):
+            return 1
+        ca = os.path.join(ca_dir, "ca.cert.pem")
+        for name, subj, purpose in (("srv", "/CN=localhost/O=InvoiceServer", "--server"),
+                                    ("cli", "/CN=mail/O=MailServer", "--client")):
+            rc, out, err = run([tw, "issue", "--ca", ca_dir, "--out",
+                                os.path.join(tmp, name), "--subject", subj, purpose])
+            if not check("setup_" + name, rc == 0, err):
+                return 1
+        srv_cert, srv_key = (os.path.join(tmp, "srv", f) for f in ("cert.pem", "key.pem"))
+        cli_cert, cli_key = (os.path.join(tmp, "cli", f) for f in ("cert.pem", "key.pem"))
+        sections = (
+            lambda: section_invoice_roles(tmp, inv, ca, srv_cert, srv_key, cli_cert, cli_key),
+            lambda: section_invoice_plain_http(tmp, inv, ca, srv_cert, srv_key,
+                                               cli_cert, cli_key),
+            lambda: section_ca_serve(tmp, tw, ca_dir, ca),
+            lambda: section_crl(tmp, tw, ca_dir),
+            lambda: section_help(tw),
+            lambda: section_sign(tmp, tw, ca_dir),
+        )
+        for section in sections:
+            try:
+                section()
+            except Exception as e:  # one broken section does not hide the rest
+                fail("section", "%s: %r" % (getattr(section, "__name__", "?"), e))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("%s" % ("FAILED" if _failed else "all passed"), flush=True)
+    return 1 if _failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
