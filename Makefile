@@ -24,8 +24,12 @@ build:
 	cmake --build $(BUILD) -j$(JOBS)
 
 # The seed tutorial's story, end to end, in demo/.
+# The build's few hundred lines go to a log, shown only when it fails.
 demo: deps
-	$(MAKE) build
+	@mkdir -p $(BUILD)
+	@echo "demo: building into $(BUILD) (log: $(BUILD)/demo-build.log)"
+	@$(MAKE) --no-print-directory build > $(BUILD)/demo-build.log 2>&1 || \
+	  { cat $(BUILD)/demo-build.log; echo "demo: the build failed" >&2; exit 1; }
 	scripts/demo.sh $(BUILD)
 
 # Every test, twice (normal, then ASan+UBSan), the integration path under
@@ -44,7 +48,7 @@ test-asan:
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTW_SANITIZE=ON -DTW_WERROR=ON
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 TW_BULK=250 \
 	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j$(JOBS)
 
 # Every test again (the integration path above all: invoice-server's

@@ -41,10 +41,22 @@ trap cleanup EXIT
 
 say() { step=$((step + 1)); printf '\n%s%d. %s%s\n' "$bold" "$step" "$*" "$plain"; }
 show() { printf '   $ %s\n' "$*"; }
+# quoted ARG...: the words as a shell takes them back ('/O=ABC Inc.' quoted).
+quoted() {
+    local a out=""
+    for a in "$@"; do
+        if [[ $a =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
+            out+="$a "
+        else
+            out+="'${a//\'/\'\\\'\'}' "
+        fi
+    done
+    printf '%s' "${out% }"
+}
 die() { printf '\ndemo: step %d failed: %s\n' "$step" "$*" >&2; exit 1; }
 # run CMD...: show it, run it, indent its output; fail the step on non-zero.
 run() {
-    show "$*"
+    show "$(quoted "$@")"
     "$@" > "$demo/.out" 2>&1
     local rc=$?
     sed 's/^/   /' "$demo/.out"
@@ -80,6 +92,7 @@ say "ABC publishes its (still empty) revocation list."
 run twoway-ca crl --ca ca --out ca/crl.pem
 
 port=${DEMO_PORT:-3100}
+wanted=$port
 if [ "$port" != 0 ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     port=0 # taken: let the kernel pick a free port
 fi
@@ -97,6 +110,8 @@ for _ in $(seq 1 100); do
 done
 grep -q 'listening on' invoice-server/server.log || { cat invoice-server/server.log >&2; die "invoice-server did not start"; }
 port=$(grep -o 'https://127.0.0.1:[0-9]*' invoice-server/server.log | head -1 | grep -o '[0-9]*$')
+[ "$wanted" = 0 ] || [ "$port" = "$wanted" ] ||
+    echo "   (port $wanted is busy, using $port)"
 sed 's/^/   /' invoice-server/server.log
 url="https://localhost:$port/"
 

@@ -7,7 +7,9 @@
 # an SMTP sink (python3-aiosmtpd) for sync, for SOAK_MINUTES (default 15).
 # It passes with at least 5 renewals per service, 0 failed requests, 0
 # restarts, and flat memory: each process's mean RSS over the last third
-# within 5 % of its mean over the first third.  One result line at the end.
+# within 5 % of its mean over the first third, measured after a warm-up of
+# 20 s of each load (which fills the TLS session cache to its cap).  One
+# result line at the end.
 #
 # usage: scripts/soak.sh [BUILD_DIR]
 #   SOAK_MINUTES  how long (default 15)
@@ -91,6 +93,24 @@ mail-server sync --cert mail/cert.pem --key mail/key.pem --ca ca/ca.cert.pem \
     --interval 10 2> mail.log &
 pids+=($!); mail_pid=$!
 
+# loadgen_run MODE SECONDS: one run; adds to requests/errors/runs.
+requests=0 errors=0 runs=0
+loadgen_run() {
+    local out
+    out=$(loadgen --mode "$1" --port "$port" --cert load/cert.pem \
+              --key load/key.pem --ca ca/ca.cert.pem --concurrency 4 \
+              --duration "$2" --warmup 0 2>> loadgen.err) ||
+        { errors=$((errors + 1)); echo "loadgen $1 failed" >> loadgen.err; return; }
+    echo "$out" >> loadgen.jsonl
+    runs=$((runs + 1))
+    requests=$((requests + $(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])')))
+    errors=$((errors + $(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["errors"])')))
+}
+
+echo "soak: $minutes min in $dir (serve :$ca_port, invoice-server :$port), after a warm-up"
+loadgen_run keepalive 20
+loadgen_run full 20
+
 # RSS of the three every 10 s, in KiB: "SECONDS SERVE INVOICE MAIL".
 rss() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 (
@@ -102,22 +122,12 @@ rss() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 ) > rss.txt &
 rss_pid=$!
 
-echo "soak: $minutes min in $dir (serve :$ca_port, invoice-server :$port)"
 end=$((SECONDS + minutes * 60))
-requests=0 errors=0 runs=0
 while [ $SECONDS -lt $end ]; do
     for mode in keepalive full; do
         left=$((end - SECONDS))
         [ $left -gt 5 ] || break
-        d=$((left < 30 ? left - 2 : 30))
-        out=$(loadgen --mode "$mode" --port "$port" --cert load/cert.pem \
-                  --key load/key.pem --ca ca/ca.cert.pem --concurrency 4 \
-                  --duration "$d" --warmup 0 2>> loadgen.err) ||
-            { errors=$((errors + 1)); echo "loadgen $mode failed" >> loadgen.err; continue; }
-        echo "$out" >> loadgen.jsonl
-        runs=$((runs + 1))
-        requests=$((requests + $(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])')))
-        errors=$((errors + $(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["errors"])')))
+        loadgen_run "$mode" $((left < 30 ? left - 2 : 30))
     done
 done
 kill "$rss_pid" 2>/dev/null

@@ -39,6 +39,10 @@ static const char usage[] =
     "  --access-log FILE|-       one JSON line per request (- for stdout)\n"
     "  --audit-log FILE          every issuance, renewal and revocation\n"
     "                            (default DIR/audit.log)\n"
+    "  --log-level LEVEL         error, warn, info (default) or debug\n"
+    "  --log-format FORMAT       text (default) or json: one object per line\n"
+    "  --config FILE             options as 'name = value' lines (# comments);\n"
+    "                            the command line wins\n"
     "  --help                    show this help\n"
     "\n"
     "API: GET /v1/ca, GET /v1/crl, POST /v1/enroll, POST /v1/renew,\n"
@@ -54,33 +58,43 @@ static int parse_lifetime(const char *opt, const char *text, long long *out)
     return 0;
 }
 
-static int parse_options(serve_options *o, int argc, char **argv)
-{
-    static const struct option opts[] = {
-        {"ca", required_argument, NULL, 'c'},
-        {"listen", required_argument, NULL, 'l'},
-        {"cert", required_argument, NULL, 'C'},
-        {"key", required_argument, NULL, 'K'},
-        {"passphrase-file", required_argument, NULL, 'p'},
-        {"dns", required_argument, NULL, 'D'},
-        {"default-lifetime", required_argument, NULL, 'd'},
-        {"max-lifetime", required_argument, NULL, 'm'},
-        {"allow", required_argument, NULL, 'A'},
-        {"policy", required_argument, NULL, 'P'},
-        {"workers", required_argument, NULL, 'w'},
-        {"access-log", required_argument, NULL, 'L'},
-        {"audit-log", required_argument, NULL, 'a'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
-    long v;
-    int c;
+static const struct option opts[] = {
+    {"ca", required_argument, NULL, 'c'},
+    {"listen", required_argument, NULL, 'l'},
+    {"cert", required_argument, NULL, 'C'},
+    {"key", required_argument, NULL, 'K'},
+    {"passphrase-file", required_argument, NULL, 'p'},
+    {"dns", required_argument, NULL, 'D'},
+    {"default-lifetime", required_argument, NULL, 'd'},
+    {"max-lifetime", required_argument, NULL, 'm'},
+    {"allow", required_argument, NULL, 'A'},
+    {"policy", required_argument, NULL, 'P'},
+    {"workers", required_argument, NULL, 'w'},
+    {"access-log", required_argument, NULL, 'L'},
+    {"audit-log", required_argument, NULL, 'a'},
+    {"log-level", required_argument, NULL, 'v'},
+    {"log-format", required_argument, NULL, 'F'},
+    {"config", required_argument, NULL, 'f'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0}};
 
+static void defaults(serve_options *o)
+{
     memset(o, 0, sizeof(*o));
     o->listen = "0.0.0.0:9443";
     o->workers = (int)sysconf(_SC_NPROCESSORS_ONLN);
     o->default_lifetime = 24 * 3600;
     o->max_lifetime = 7 * 86400;
-    optind = 1;
+}
+
+/* One argument vector (the config file's, or the command line) on top of
+ * what is set: CA_EXIT_OK, -1 after --help, or an exit code (said). */
+static int parse_args(serve_options *o, int argc, char **argv)
+{
+    long v;
+    int c;
+
+    optind = 0; /* glibc: start again, also on a second vector */
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
@@ -92,6 +106,21 @@ static int parse_options(serve_options *o, int argc, char **argv)
         case 'P': o->policy = optarg; break;
         case 'L': o->access_log = optarg; break;
         case 'a': o->audit_log = optarg; break;
+        case 'v':
+            if ((o->log_level = twu_log_level_parse(optarg)) < 0) {
+                ca_fail("serve", "--log-level '%s' is not error, warn, info "
+                        "or debug", optarg);
+                return CA_EXIT_USAGE;
+            }
+            break;
+        case 'F':
+            if (strcmp(optarg, "text") != 0 && strcmp(optarg, "json") != 0) {
+                ca_fail("serve", "--log-format '%s' is not text or json",
+                        optarg);
+                return CA_EXIT_USAGE;
+            }
+            o->log_json = strcmp(optarg, "json") == 0;
+            break;
         case 'D':
             if (o->ndns == SERVE_MAX_DNS) {
                 ca_fail("serve", "more than %d --dns names", SERVE_MAX_DNS);
@@ -124,6 +153,7 @@ static int parse_options(serve_options *o, int argc, char **argv)
             }
             o->workers = (int)v;
             break;
+        case 'f': break; /* read before (twu_conf_find) */
         case 'h':
             return ca_help(usage) == CA_EXIT_OK ? -1 : CA_EXIT_USAGE;
         default:
@@ -134,6 +164,30 @@ static int parse_options(serve_options *o, int argc, char **argv)
         ca_fail("serve", "unexpected argument '%s'", argv[optind]);
         return CA_EXIT_USAGE;
     }
+    return CA_EXIT_OK;
+}
+
+static int parse_options(serve_options *o, int argc, char **argv)
+{
+    const char *path = twu_conf_find(argc, argv);
+    tw_err err;
+    int rc;
+
+    defaults(o);
+    if (path != NULL) {
+        if (twu_conf_load(&o->conf, path, argv[0], opts, &err) < 0) {
+            ca_fail("serve", "--config %s", err.msg);
+            return CA_EXIT_USAGE;
+        }
+        if ((rc = parse_args(o, o->conf.argc, o->conf.argv)) != CA_EXIT_OK) {
+            if (rc != -1)
+                ca_fail("serve", "(at %s:%d)", path,
+                        twu_conf_line(&o->conf, optind - 1));
+            return rc == -1 ? CA_EXIT_USAGE : rc;
+        }
+    }
+    if ((rc = parse_args(o, argc, argv)) != CA_EXIT_OK)
+        return rc;
     if (o->ca == NULL) {
         ca_fail("serve", "give --ca DIR (the CA directory made by twoway-ca "
                 "init)");
@@ -153,9 +207,8 @@ static int parse_options(serve_options *o, int argc, char **argv)
 
 /* The TLS side: our certificate, the CA as trust anchor with its CRL, the
  * policy; a client certificate is asked for but each route decides. */
-static tw_config *build_config(serve_app *app)
+static tw_config *build_config(serve_app *app, const serve_options *o)
 {
-    const serve_options *o = &app->opt;
     tw_config *cfg = tw_config_new();
 
     if (cfg == NULL) {
@@ -183,6 +236,36 @@ err:
     return NULL;
 }
 
+/* On reload with --config: the file and the command line again; what the
+ * TLS side takes from them (the policy) applies, the rest (the listening
+ * address, workers, lifetimes, logs) at the next start. */
+static tw_config *reconfigure(void *arg, tw_err *err)
+{
+    serve_app *app = arg;
+    serve_options next;
+    tw_config *cfg = NULL;
+
+    if (parse_options(&next, app->argc, app->argv) != CA_EXIT_OK) {
+        twu_err(err, TW_ERR_USAGE, "%s has an error (said above)",
+                app->opt.conf.path);
+        goto out;
+    }
+    if ((cfg = build_config(app, &next)) == NULL) {
+        twu_err(err, TW_ERR_USAGE, "the configuration from %s cannot be used "
+                "(said above)", app->opt.conf.path);
+        goto out;
+    }
+    if (strcmp(next.listen, app->opt.listen) != 0 ||
+        next.workers != app->opt.workers ||
+        next.default_lifetime != app->opt.default_lifetime ||
+        next.max_lifetime != app->opt.max_lifetime)
+        httpd_log(app->h, "warning: --listen, --workers and the lifetimes take "
+                  "effect at the next start, not on reload");
+out:
+    twu_conf_free(&next.conf);
+    return cfg;
+}
+
 static void server_options(serve_app *app, httpd_options *ho)
 {
     const serve_options *o = &app->opt;
@@ -191,6 +274,8 @@ static void server_options(serve_app *app, httpd_options *ho)
     ho->name = "twoway-ca serve";
     ho->listen = o->listen;
     ho->access_log = o->access_log;
+    ho->log_level = o->log_level;
+    ho->log_json = o->log_json;
     ho->cert_file = app->own_cert;
     ho->crl_file = app->crl_path;
     ho->not_found = "no such path: see twoway-ca(1), SERVE, for the API";
@@ -201,6 +286,7 @@ static void server_options(serve_app *app, httpd_options *ho)
     ho->watch[1] = app->own_key;
     ho->watch[2] = app->ca.cert_path;
     ho->watch[3] = o->policy;
+    ho->watch[4] = o->conf.path; /* --config: edited, it is read again */
 }
 
 /* A duration as it is written on the command line: 7d, 24h, 15m, 90s. */
@@ -239,6 +325,7 @@ static void app_free(serve_app *app)
         twu_free(app->own_key);
     }
     ca_dir_close(&app->ca);
+    twu_conf_free(&app->opt.conf);
 }
 
 int cmd_serve(int argc, char **argv)
@@ -251,8 +338,12 @@ int cmd_serve(int argc, char **argv)
     int rc;
 
     memset(&app, 0, sizeof(app));
-    if ((rc = parse_options(&app.opt, argc, argv)) != CA_EXIT_OK)
+    app.argc = argc;
+    app.argv = argv;
+    if ((rc = parse_options(&app.opt, argc, argv)) != CA_EXIT_OK) {
+        twu_conf_free(&app.opt.conf);
         return rc < 0 ? CA_EXIT_OK : rc;
+    }
     pthread_mutex_init(&app.metrics_lock, NULL);
     pthread_mutex_init(&app.crl.lock, NULL);
     if ((rc = ca_dir_open(&app.ca, "serve", app.opt.ca, app.opt.passfile,
@@ -273,7 +364,7 @@ int cmd_serve(int argc, char **argv)
         goto out;
     }
     if (serve_cert_init(&app) < 0 || serve_crl_init(&app) < 0 ||
-        (cfg = build_config(&app)) == NULL)
+        (cfg = build_config(&app, &app.opt)) == NULL)
         goto out;
     server_options(&app, &ho);
     if ((app.h = httpd_new(&ho, cfg, &app, &err)) == NULL) {
@@ -288,6 +379,8 @@ int cmd_serve(int argc, char **argv)
     httpd_set_banner(app.h, banner, "no policy given: nobody may revoke or "
                      "read /metrics (add --allow 'admin CN=...' or --policy "
                      "FILE)");
+    if (app.opt.conf.path != NULL)
+        httpd_set_reconfigure(app.h, reconfigure);
     httpd_set_worker_hooks(app.h, serve_worker_start, serve_worker_stop);
     httpd_set_metrics(app.h, serve_metrics);
     httpd_set_tick(app.h, tick, 1000);

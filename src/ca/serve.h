@@ -38,6 +38,8 @@ typedef struct serve_options {
     const char *dns[SERVE_MAX_DNS];
     int nrules, ndns, workers;
     long long default_lifetime, max_lifetime; /* seconds */
+    int log_level, log_json; /* --log-level, --log-format */
+    twu_conf conf; /* --config FILE: its strings live here */
 } serve_options;
 
 /* Refusals the API counts, by reason (metrics). */
@@ -61,6 +63,8 @@ typedef struct serve_crl {
 
 typedef struct serve_app {
     serve_options opt;
+    int argc;                /* the command line, read again on reload */
+    char **argv;
     ca_dir ca;               /* cert, key; its db is the main thread's */
     char *audit_path;
     char *own_cert, *own_key; /* files of the server's own certificate */

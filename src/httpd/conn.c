@@ -102,6 +102,7 @@ void httpd__conn_accept(httpd_worker *w, int fd, const struct sockaddr *sa)
     c->w = w;
     c->fd = fd;
     c->wait = WAIT_NONE;
+    c->accepted_us = httpd__now_us();
     if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *s6 = (const void *)sa;
 
@@ -385,6 +386,18 @@ static int consume(httpd_conn *c, const char *data, size_t len)
     return 0;
 }
 
+/* --log-level debug: each handshake, with what was agreed and who. */
+static void log_handshake(httpd_conn *c)
+{
+    const tw_identity *id = tw_conn_peer(c->tls);
+
+    httpd_log(c->w->srv, "debug: handshake peer=%s %s%s generation %u "
+              "subject=\"%s\" serial=%s", c->peer, tw_conn_version(c->tls),
+              tw_conn_resumed(c->tls) ? " resumed" : "",
+              tw_conn_generation(c->tls), id ? tw_identity_subject(id) : "-",
+              id ? tw_identity_serial(id) : "-");
+}
+
 static void conn_drive(httpd_conn *c)
 {
     httpd_worker *w = c->w;
@@ -423,6 +436,10 @@ static void conn_drive(httpd_conn *c)
         atomic_fetch_add(&srv->metrics.handshakes, 1);
         if (tw_conn_resumed(c->tls))
             atomic_fetch_add(&srv->metrics.resumed, 1);
+        httpd__hist_observe(&srv->metrics.handshake_seconds,
+                            httpd__now_us() - c->accepted_us);
+        if (httpd_log_enabled(srv, TWU_LOG_DEBUG))
+            log_handshake(c);
         c->state = CONN_ACTIVE;
         c->keep_alive = 1;
         httpd__conn_wait(c, WAIT_FIRST);

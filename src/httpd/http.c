@@ -123,6 +123,7 @@ static int head_append(httpd_conn *c, const char *at, size_t len)
 static int on_message_begin(http_parser *p)
 {
     conn_of(p)->req.started_ms = httpd_loop_now_ms();
+    conn_of(p)->req.started_us = httpd__now_us();
     return 0;
 }
 
@@ -348,6 +349,9 @@ int httpd__reply(httpd_conn *c, int status, const char *content_type,
     *p = '\0';
     c->out.len = (size_t)(p - c->out.data);
     httpd__metrics_status(c->w->srv, status);
+    if (c->req.started_us != 0)
+        httpd__hist_observe(&c->w->srv->metrics.request_seconds,
+                            httpd__now_us() - c->req.started_us);
     httpd__log_access(c, status, len);
     return 0;
 }

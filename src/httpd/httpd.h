@@ -46,6 +46,8 @@ typedef struct httpd_options {
     size_t max_head, max_headers, max_body;
     int handshake_timeout_ms, header_timeout_ms, idle_timeout_ms;
     int reload_check_ms;     /* 0: reload on SIGHUP only */
+    /* The operational log: TWU_LOG_ERROR..DEBUG (0: info), text or JSON. */
+    int log_level, log_json;
 } httpd_options;
 
 /* The defaults every server shares (limits, timeouts, one worker per
@@ -117,6 +119,14 @@ void httpd_set_metrics(httpd *h, httpd_metrics_fn *fn);
 typedef void httpd_tick_fn(void *app);
 void httpd_set_tick(httpd *h, httpd_tick_fn *fn, int every_ms);
 
+/* Called on the main thread at each reload (SIGHUP, changed files), before
+ * the TLS files are read again: a program with a config file reads it
+ * again and returns the TLS configuration it now describes, which the core
+ * uses from then on (and frees); NULL with `err` refuses the reload (the old
+ * generation stays). */
+typedef tw_config *httpd_reconfigure_fn(void *app, tw_err *err);
+void httpd_set_reconfigure(httpd *h, httpd_reconfigure_fn *fn);
+
 /* Reload the TLS configuration now (its files again), as SIGHUP does;
  * logged and counted.  Any thread.  0, or -1 when the new configuration
  * was refused and the old one stays. */
@@ -138,9 +148,15 @@ void httpd_set_banner(httpd *h, const char *extra, const char *no_policy);
  */
 int httpd_run(httpd *h);
 
-/* A line on stderr, "TIME NAME: TEXT", with control characters shown as
- * '?' so a peer cannot forge lines.  Any thread. */
+/* A line of the operational log on stderr, "TIME NAME: TEXT" (or JSON with
+ * log_json), with control characters shown as '?' (escaped in JSON) so a
+ * peer cannot forge lines.  A text starting "error: ", "warning: " or
+ * "debug: " is at that level, any other at info; lines above log_level are
+ * not written.  Any thread. */
 void httpd_log(httpd *h, const char *fmt, ...) TWU_PRINTF(2, 3);
+/* Whether a line at `level` (TWU_LOG_*) would be written: check it before
+ * formatting a debug line on a hot path. */
+int httpd_log_enabled(const httpd *h, int level);
 
 /* ------------------------------------------------------------- workers */
 

@@ -29,12 +29,25 @@
 /* Reasons counted for refusals, indexed by enum tw_reason. */
 #define HTTPD_REASONS 16
 
+/* A Prometheus histogram of durations: counts per upper bound (seconds,
+ * metrics.c) and their sum in microseconds. */
+#define HTTPD_HIST_BUCKETS 14
+typedef struct httpd_hist {
+    atomic_ullong bucket[HTTPD_HIST_BUCKETS + 1]; /* the last: +Inf */
+    atomic_ullong sum_us; /* the count is the buckets' total */
+} httpd_hist;
+void httpd__hist_observe(httpd_hist *h, long long us);
+/* Monotonic microseconds. */
+long long httpd__now_us(void);
+
 typedef struct httpd_metrics {
     atomic_ullong requests[6]; /* by status class: 1xx..5xx, [0] other */
     atomic_ullong handshakes, resumed, refusals[HTTPD_REASONS];
     atomic_ullong reloads, reload_failures, connections, open_connections;
     atomic_ullong bytes_out, over_limit;
     atomic_ullong plain_http; /* plain HTTP sent to the port: answered 400 */
+    httpd_hist request_seconds;   /* first byte of a request to its answer */
+    httpd_hist handshake_seconds; /* accept to a completed handshake */
 } httpd_metrics;
 
 /* ------------------------------------------------------------- routes */
@@ -73,6 +86,8 @@ struct httpd {
     const char *banner, *no_policy;
     httpd_tick_fn *tick;
     int tick_ms;
+    httpd_reconfigure_fn *reconfigure;
+    int cfg_owned;       /* cfg came from reconfigure: the core frees it */
     /* Generations already warned about (main thread only; 0: none). */
     unsigned warned_crl_gen, warned_cert_gen;
 };
@@ -174,6 +189,7 @@ typedef struct httpd_request {
     int complete, error_status;
     const char *error_reason;
     long long started_ms;
+    long long started_us; /* its first byte, for the duration histogram */
     /* Set by routing. */
     const char *path, *query, *rest;
     size_t path_len, query_len, rest_len;
@@ -203,6 +219,7 @@ struct httpd_conn {
     int freed_while_waiting;
     enum httpd_wait wait;
     long long deadline_ms;
+    long long accepted_us; /* for the handshake duration histogram */
     httpd_conn *wait_prev, *wait_next;
     httpd_conn *prev, *next;
 };

@@ -23,21 +23,22 @@ void httpd__timestamp(char *buf, size_t len)
     strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+int httpd_log_enabled(const httpd *srv, int level)
+{
+    return level <= (srv->opt.log_level ? srv->opt.log_level : TWU_LOG_INFO);
+}
+
 void httpd_log(httpd *srv, const char *fmt, ...)
 {
-    char line[2048], ts[32];
+    char text[2048], line[4096];
     va_list ap;
-    int n;
 
-    httpd__timestamp(ts, sizeof(ts));
-    n = snprintf(line, sizeof(line), "%s %s: ", ts, srv->opt.name);
     va_start(ap, fmt);
-    vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    for (char *p = line; *p != '\0'; p++)
-        if ((unsigned char)*p < 0x20)
-            *p = '?';
-    strcat(line, "\n");
+    if (!twu_log_line(line, sizeof(line), srv->opt.name, srv->opt.log_json,
+                      srv->opt.log_level, text))
+        return;
     pthread_mutex_lock(&srv->log_lock);
     fputs(line, stderr);
     fflush(stderr);

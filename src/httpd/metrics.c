@@ -19,6 +19,52 @@ void httpd__metrics_status(httpd *srv, int status)
     atomic_fetch_add(&srv->metrics.requests[cls >= 1 && cls <= 5 ? cls : 0], 1);
 }
 
+/* Upper bounds in microseconds: 0.25 ms to 10 s, as Prometheus' defaults
+ * start lower for TLS handshakes (hundreds of microseconds). */
+static const long long hist_bounds_us[HTTPD_HIST_BUCKETS] = {
+    250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,
+    500000, 1000000, 2500000, 10000000};
+
+long long httpd__now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void httpd__hist_observe(httpd_hist *h, long long us)
+{
+    int i = 0;
+
+    if (us < 0)
+        us = 0;
+    while (i < HTTPD_HIST_BUCKETS && us > hist_bounds_us[i])
+        i++;
+    atomic_fetch_add_explicit(&h->bucket[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_us, (unsigned long long)us,
+                              memory_order_relaxed);
+}
+
+/* Cumulative buckets, sum and count, in seconds. */
+static void render_hist(twu_buf *b, const char *name, const char *help,
+                        httpd_hist *h)
+{
+    unsigned long long cum = 0;
+
+    twu_buf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (int i = 0; i <= HTTPD_HIST_BUCKETS; i++) {
+        cum += atomic_load_explicit(&h->bucket[i], memory_order_relaxed);
+        if (i < HTTPD_HIST_BUCKETS)
+            twu_buf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name,
+                           (double)hist_bounds_us[i] / 1e6, cum);
+        else
+            twu_buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, cum);
+    }
+    twu_buf_printf(b, "%s_sum %.6f\n%s_count %llu\n", name,
+                   (double)atomic_load(&h->sum_us) / 1e6, name, cum);
+}
+
 void httpd__metrics_render(httpd *srv, twu_buf *b)
 {
     httpd_metrics *m = &srv->metrics;
@@ -85,6 +131,12 @@ void httpd__metrics_render(httpd *srv, twu_buf *b)
                       "twoway_session_cache_sessions %zu\n",
                    tw_server_session_cache_bytes(srv->tls),
                    tw_server_session_cache_count(srv->tls));
+    render_hist(b, "twoway_request_duration_seconds",
+                "From the first byte of a request to its answer.",
+                &m->request_seconds);
+    render_hist(b, "twoway_handshake_duration_seconds",
+                "From accepting a connection to its completed TLS handshake.",
+                &m->handshake_seconds);
     twu_buf_printf(b, "# HELP twoway_plain_http_total Connections that sent plain HTTP to the HTTPS port (answered 400).\n"
                       "# TYPE twoway_plain_http_total counter\n"
                       "twoway_plain_http_total %llu\n",

@@ -16,10 +16,51 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
 #define DRAIN_MAX_MS 10000
+
+/*
+ * systemd's notification protocol (sd_notify(3)) for Type=notify units:
+ * READY=1 once listening, RELOADING=1 and READY=1 around a reload,
+ * STOPPING=1 at the drain, and a STATUS= line with the TLS generation and
+ * the open connections.  sd_notify does nothing when NOTIFY_SOCKET is
+ * unset, so outside such a unit all this costs a getenv.
+ *
+ * The service manager sees one state per process, so the state is the
+ * process's: a reload (from any thread: a renewal, serve's own
+ * certificate) is announced only between READY and STOPPING, never
+ * before the server listens.
+ */
+enum { NOTIFY_STARTING, NOTIFY_READY, NOTIFY_STOPPING };
+static atomic_int notify_state = NOTIFY_STARTING;
+
+/* `lines` (each ending in \n) followed by the STATUS line. */
+static void notify(httpd *srv, const char *lines)
+{
+    unsigned long long conns = atomic_load(&srv->metrics.open_connections);
+
+    (void)sd_notifyf(0, "%sSTATUS=generation %u, %llu connection%s", lines,
+                     tw_server_generation(srv->tls), conns,
+                     conns == 1 ? "" : "s");
+}
+
+/* RELOADING=1 carries the CLOCK_MONOTONIC time it began (sd_notify(3)),
+ * which Type=notify-reload managers require and others ignore. */
+static int notify_reloading(void)
+{
+    struct timespec ts;
+
+    if (atomic_load(&notify_state) != NOTIFY_READY)
+        return 0;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    (void)sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+                     (unsigned long long)ts.tv_sec * 1000000ULL +
+                         (unsigned long long)ts.tv_nsec / 1000ULL);
+    return 1;
+}
 
 static int parse_listen(httpd *srv, const char *text)
 {
@@ -132,24 +173,53 @@ static long long files_mtime(const httpd_options *o)
     return (long long)sig;
 }
 
+void httpd_set_reconfigure(httpd *h, httpd_reconfigure_fn *fn)
+{
+    h->reconfigure = fn;
+}
+
 int httpd_reload(httpd *srv, const char *why)
 {
+    int announced = notify_reloading(), rc = -1;
+    tw_config *was = srv->cfg, *next = NULL;
     tw_err err;
 
+    /* A program's config file first: it may name other files. */
+    if (srv->reconfigure != NULL &&
+        (next = srv->reconfigure(srv->app, &err)) == NULL)
+        goto failed;
+    if (next != NULL)
+        srv->cfg = next;
     /* The policy is read twice, here and by tw_server_reload: a file
      * changed in between is seen by the next reload (its change is).  A
      * role slipping through that way can only refuse, never grant. */
     if (httpd_check_roles(srv, &err) < 0 ||
         tw_server_reload(srv->tls, srv->cfg, &err) < 0) {
+        if (next != NULL) {
+            srv->cfg = was;
+            tw_config_free(next);
+        }
+failed:
         atomic_fetch_add(&srv->metrics.reload_failures, 1);
         httpd_log(srv, "reload (%s) failed, keeping generation %u: %s", why,
                   tw_server_generation(srv->tls), err.msg);
-        return -1;
+        goto out;
+    }
+    if (next != NULL) {
+        if (srv->cfg_owned)
+            tw_config_free(was);
+        srv->cfg_owned = 1;
     }
     atomic_fetch_add(&srv->metrics.reloads, 1);
     httpd_log(srv, "reloaded (%s): generation %u", why,
               tw_server_generation(srv->tls));
-    return 0;
+    rc = 0;
+out:
+    /* Ready again either way: a refused reload keeps serving the old
+     * generation, which the status line shows.  Not once the drain began. */
+    if (announced && atomic_load(&notify_state) == NOTIFY_READY)
+        notify(srv, "READY=1\n");
+    return rc;
 }
 
 static void format_utc(time_t t, char *buf, size_t len)
@@ -197,6 +267,8 @@ static void supervise(httpd *srv)
 {
     long long seen = files_mtime(&srv->opt), settling = seen;
     long long next_tick = httpd_loop_now_ms() + srv->tick_ms;
+    unsigned long long shown_conns = 0;
+    unsigned shown_gen = tw_server_generation(srv->tls);
 
     for (;;) {
         struct pollfd p = {.fd = srv->sigfd, .events = POLLIN};
@@ -225,6 +297,8 @@ static void supervise(httpd *srv)
             } else {
                 httpd_log(srv, "%s: draining connections, then exiting",
                         si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+                atomic_store(&notify_state, NOTIFY_STOPPING);
+                notify(srv, "STOPPING=1\n");
                 return;
             }
         } else if (srv->opt.reload_check_ms > 0) {
@@ -244,6 +318,14 @@ static void supervise(httpd *srv)
             next_tick = httpd_loop_now_ms() + srv->tick_ms;
         }
         warn_dates(srv);
+        /* The status line follows the connections and generation (a
+         * renewal's reload too) at the pace the main thread wakes. */
+        if (atomic_load(&srv->metrics.open_connections) != shown_conns ||
+            tw_server_generation(srv->tls) != shown_gen) {
+            shown_conns = atomic_load(&srv->metrics.open_connections);
+            shown_gen = tw_server_generation(srv->tls);
+            notify(srv, "");
+        }
     }
 }
 
@@ -417,6 +499,8 @@ int httpd_run(httpd *h)
               where, h->nworkers, h->banner ? ", " : "",
               h->banner ? h->banner : "");
     warn_dates(h);
+    atomic_store(&notify_state, NOTIFY_READY);
+    notify(h, "READY=1\n");
     supervise(h);
     if (!drain(h)) {
         /* A stuck worker still uses its state: leave without running exit
@@ -439,6 +523,8 @@ void httpd_free(httpd *h)
     if (h->sigfd >= 0)
         close(h->sigfd);
     tw_server_free(h->tls);
+    if (h->cfg_owned)
+        tw_config_free(h->cfg);
     pthread_mutex_destroy(&h->log_lock);
     twu_free(h);
 }

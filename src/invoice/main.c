@@ -9,7 +9,11 @@ int main(int argc, char **argv)
     inv_options o;
     int done, rc = inv_options_parse(&o, argc, argv, &done);
 
-    if (done)
+    if (done) {
+        twu_conf_free(&o.conf);
         return rc;
-    return inv_run(&o);
+    }
+    rc = inv_run(&o);
+    twu_conf_free(&o.conf);
+    return rc;
 }

@@ -59,7 +59,12 @@ static const char usage[] =
     "  --idle-timeout SEC     keep-alive between requests (default 60)\n"
     "  --reload-check SEC     how often to look for changed files (default 2;\n"
     "                         0 = only on SIGHUP)\n"
+    "  --log-level LEVEL      error, warn, info (default) or debug\n"
+    "  --log-format FORMAT    text (default) or json: one object per line\n"
+    "  --config FILE          options as 'name = value' lines (# comments);\n"
+    "                         the command line wins; re-read on SIGHUP\n"
     "  --help                 show this help\n"
+    "  --version              show the version (\"invoice-server X.Y.Z\")\n"
     "\n"
     "Signals: SIGHUP reloads certificate, key, CA, CRL and policy without\n"
     "dropping connections; SIGTERM stops accepting, finishes requests in\n"
@@ -76,39 +81,41 @@ static int parse_num(const char *opt, const char *text, long min, long max,
     return 0;
 }
 
-int inv_options_parse(inv_options *o, int argc, char **argv, int *done)
-{
-    static const struct option opts[] = {
-        {"cert", required_argument, NULL, 'c'},
-        {"key", required_argument, NULL, 'k'},
-        {"ca", required_argument, NULL, 'a'},
-        {"crl", required_argument, NULL, 'r'},
-        {"listen", required_argument, NULL, 'l'},
-        {"db", required_argument, NULL, 'd'},
-        {"policy", required_argument, NULL, 'p'},
-        {"allow", required_argument, NULL, 'A'},
-        {"workers", required_argument, NULL, 'w'},
-        {"access-log", required_argument, NULL, 'L'},
-        {"ticket-keys", required_argument, NULL, 'T'},
-        {"tickets", required_argument, NULL, 't'},
-        {"session-cache", required_argument, NULL, 'S'},
-        {"max-connections", required_argument, NULL, 'M'},
-        {"max-head", required_argument, NULL, 'H'},
-        {"max-headers", required_argument, NULL, 'N'},
-        {"max-body", required_argument, NULL, 'B'},
-        {"header-timeout", required_argument, NULL, 'h' + 256},
-        {"idle-timeout", required_argument, NULL, 'i'},
-        {"reload-check", required_argument, NULL, 'R'},
-        {"enroll", required_argument, NULL, 'e' + 256},
-        {"token-file", required_argument, NULL, 'k' + 256},
-        {"renew", required_argument, NULL, 'n' + 256},
-        {"crl-url", required_argument, NULL, 'u' + 256},
-        {"crl-refresh", required_argument, NULL, 'f' + 256},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
-    long v;
-    int c;
+static const struct option opts[] = {
+    {"cert", required_argument, NULL, 'c'},
+    {"key", required_argument, NULL, 'k'},
+    {"ca", required_argument, NULL, 'a'},
+    {"crl", required_argument, NULL, 'r'},
+    {"listen", required_argument, NULL, 'l'},
+    {"db", required_argument, NULL, 'd'},
+    {"policy", required_argument, NULL, 'p'},
+    {"allow", required_argument, NULL, 'A'},
+    {"workers", required_argument, NULL, 'w'},
+    {"access-log", required_argument, NULL, 'L'},
+    {"ticket-keys", required_argument, NULL, 'T'},
+    {"tickets", required_argument, NULL, 't'},
+    {"session-cache", required_argument, NULL, 'S'},
+    {"max-connections", required_argument, NULL, 'M'},
+    {"max-head", required_argument, NULL, 'H'},
+    {"max-headers", required_argument, NULL, 'N'},
+    {"max-body", required_argument, NULL, 'B'},
+    {"header-timeout", required_argument, NULL, 'h' + 256},
+    {"idle-timeout", required_argument, NULL, 'i'},
+    {"reload-check", required_argument, NULL, 'R'},
+    {"enroll", required_argument, NULL, 'e' + 256},
+    {"token-file", required_argument, NULL, 'k' + 256},
+    {"renew", required_argument, NULL, 'n' + 256},
+    {"crl-url", required_argument, NULL, 'u' + 256},
+    {"crl-refresh", required_argument, NULL, 'f' + 256},
+    {"log-level", required_argument, NULL, 'l' + 256},
+    {"log-format", required_argument, NULL, 'F' + 256},
+    {"config", required_argument, NULL, 'C' + 256},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0}};
 
+static void defaults(inv_options *o)
+{
     memset(o, 0, sizeof(*o));
     o->listen = "0.0.0.0:3100";
     o->db = "invoices.db";
@@ -124,8 +131,18 @@ int inv_options_parse(inv_options *o, int argc, char **argv, int *done)
     o->tickets = 1;
     o->session_cache = 10ULL * 1024 * 1024;
     o->crl_refresh = 300;
+}
+
+/* One argument vector (the config file's, or the command line) on top of
+ * what is already set; 0, or the exit code with *done set. */
+static int parse_args(inv_options *o, int argc, char **argv, int *done)
+{
+    long v;
+    int c;
+
     *done = 0;
     opterr = 0;
+    optind = 0; /* glibc: start again, also on a second vector */
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'c': o->cert = optarg; break;
@@ -214,8 +231,28 @@ int inv_options_parse(inv_options *o, int argc, char **argv, int *done)
             o->crl_refresh = (long)secs;
             break;
         }
+        case 'l' + 256:
+            if ((o->log_level = twu_log_level_parse(optarg)) < 0) {
+                fprintf(stderr, "invoice-server: --log-level '%s' is not "
+                        "error, warn, info or debug\n", optarg);
+                goto usage_error;
+            }
+            break;
+        case 'F' + 256:
+            if (strcmp(optarg, "text") != 0 && strcmp(optarg, "json") != 0) {
+                fprintf(stderr, "invoice-server: --log-format '%s' is not "
+                        "text or json\n", optarg);
+                goto usage_error;
+            }
+            o->log_json = strcmp(optarg, "json") == 0;
+            break;
+        case 'C' + 256: break; /* read before (twu_conf_find) */
         case 'h':
             fputs(usage, stdout);
+            *done = 1;
+            return 0;
+        case 'V':
+            printf("invoice-server %s\n", TW_VERSION);
             *done = 1;
             return 0;
         case ':':
@@ -231,6 +268,40 @@ int inv_options_parse(inv_options *o, int argc, char **argv, int *done)
     if (optind != argc) {
         fprintf(stderr, "invoice-server: unexpected argument '%s'\n",
                 argv[optind]);
+        goto usage_error;
+    }
+    return 0;
+usage_error:
+    *done = 1;
+    return 2;
+}
+
+int inv_options_parse(inv_options *o, int argc, char **argv, int *done)
+{
+    const char *path = twu_conf_find(argc, argv);
+    tw_err err;
+    int rc;
+
+    defaults(o);
+    o->argc = argc;
+    o->argv = argv;
+    *done = 0;
+    if (path != NULL) {
+        if (twu_conf_load(&o->conf, path, argv[0], opts, &err) < 0) {
+            fprintf(stderr, "invoice-server: --config %s\n", err.msg);
+            goto usage_error;
+        }
+        if ((rc = parse_args(o, o->conf.argc, o->conf.argv, done)) != 0 ||
+            *done) {
+            if (rc != 0)
+                fprintf(stderr, "invoice-server: (at %s:%d)\n", path,
+                        twu_conf_line(&o->conf, optind - 1));
+            goto usage_error;
+        }
+    }
+    if ((rc = parse_args(o, argc, argv, done)) != 0 || *done) {
+        if (rc == 0)
+            return 0; /* --help, --version */
         goto usage_error;
     }
     if (o->cert == NULL || o->key == NULL || o->ca == NULL) {

@@ -4,6 +4,8 @@
 #ifndef TW_INVOICE_OPTIONS_H
 #define TW_INVOICE_OPTIONS_H
 
+#include "util.h"
+
 #include <stddef.h>
 
 #define INV_MAX_RULES 256
@@ -20,6 +22,10 @@ typedef struct inv_options {
     int header_timeout_ms, idle_timeout_ms, handshake_timeout_ms;
     int max_conns, reload_check_ms, tickets;
     unsigned long long session_cache; /* bytes */
+    int log_level, log_json; /* --log-level, --log-format */
+    int argc;                /* the command line, read again on reload */
+    char **argv;
+    twu_conf conf; /* --config FILE: its strings live here */
 } inv_options;
 
 /* Parse argv; returns 0, or an exit code (0 after --help). `done` is set

@@ -5,6 +5,7 @@
  */
 #include "app.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -38,6 +39,74 @@ err:
     return NULL;
 }
 
+/* What a reload cannot change (the listening socket, the database, the
+ * workers, ...): said, and kept until the next start. */
+static void say_restart_only(httpd *h, const inv_options *was,
+                             const inv_options *now)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } strings[] = {
+        {"listen", offsetof(inv_options, listen)},
+        {"db", offsetof(inv_options, db)},
+        {"access-log", offsetof(inv_options, access_log)},
+        {"enroll", offsetof(inv_options, enroll)},
+        {"renew", offsetof(inv_options, renew)},
+        {"crl-url", offsetof(inv_options, crl_url)}};
+    static const struct {
+        const char *name;
+        size_t off;
+    } ints[] = {
+        {"workers", offsetof(inv_options, workers)},
+        {"max-connections", offsetof(inv_options, max_conns)},
+        {"log-level", offsetof(inv_options, log_level)},
+        {"log-format", offsetof(inv_options, log_json)},
+        {"reload-check", offsetof(inv_options, reload_check_ms)},
+        {"idle-timeout", offsetof(inv_options, idle_timeout_ms)},
+        {"header-timeout", offsetof(inv_options, header_timeout_ms)}};
+
+    for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
+        const char *a = *(const char *const *)((const char *)was + strings[i].off);
+        const char *b = *(const char *const *)((const char *)now + strings[i].off);
+
+        if ((a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0))
+            httpd_log(h, "warning: --%s changed: it takes effect at the next "
+                      "start, not on reload", strings[i].name);
+    }
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
+        if (*(const int *)((const char *)was + ints[i].off) !=
+            *(const int *)((const char *)now + ints[i].off))
+            httpd_log(h, "warning: --%s changed: it takes effect at the next "
+                      "start, not on reload", ints[i].name);
+}
+
+/* On reload with --config: the file and the command line again, and the
+ * TLS configuration they describe now. */
+static tw_config *reconfigure(void *arg, tw_err *err)
+{
+    inv_app *app = arg;
+    inv_options next;
+    tw_config *cfg = NULL;
+    int done, rc = inv_options_parse(&next, app->opt->argc, app->opt->argv,
+                                     &done);
+
+    if (rc != 0 || done) {
+        twu_err(err, TW_ERR_USAGE, "%s has an error (said above)",
+                app->opt->conf.path);
+        goto out;
+    }
+    if ((cfg = build_config(&next)) == NULL) {
+        twu_err(err, TW_ERR_USAGE, "the configuration from %s cannot be used "
+                "(said above)", app->opt->conf.path);
+        goto out;
+    }
+    say_restart_only(app->h, app->opt, &next);
+out:
+    twu_conf_free(&next.conf);
+    return cfg;
+}
+
 static void server_options(const inv_options *o, httpd_options *ho)
 {
     httpd_options_defaults(ho);
@@ -53,6 +122,7 @@ static void server_options(const inv_options *o, httpd_options *ho)
     ho->watch[3] = o->crl;
     ho->watch[4] = o->policy;
     ho->watch[5] = o->ticket_keys;
+    ho->watch[6] = o->conf.path; /* --config: edited, it is read again */
     ho->workers = o->workers;
     ho->max_conns = o->max_conns;
     ho->max_head = o->max_head;
@@ -62,6 +132,8 @@ static void server_options(const inv_options *o, httpd_options *ho)
     ho->header_timeout_ms = o->header_timeout_ms;
     ho->idle_timeout_ms = o->idle_timeout_ms;
     ho->reload_check_ms = o->reload_check_ms;
+    ho->log_level = o->log_level;
+    ho->log_json = o->log_json;
 }
 
 int inv_run(const inv_options *o)
@@ -106,6 +178,8 @@ int inv_run(const inv_options *o)
         goto out;
     }
     snprintf(banner, sizeof(banner), "database %s", o->db);
+    if (o->conf.path != NULL)
+        httpd_set_reconfigure(h, reconfigure);
     httpd_set_banner(h, banner, "no policy given: any certificate the CA "
                      "signed may read, write and see metrics (add --allow "
                      "'read O=...' or --policy FILE)");

@@ -277,8 +277,8 @@ static void renew_now(tw_renewal *r)
             "it until a renewal succeeds (retrying in %ld s): %s",
             r->o.cert_file, until, wait, err.msg);
     else
-        say(&r->o, "%srenewal failed, retrying in %ld s; %s stays in use, "
-            "valid until %s%s: %s", expiring ? "warning: " : "", wait,
+        say(&r->o, "warning: renewal failed, retrying in %ld s; %s stays in use, "
+            "valid until %s%s: %s", wait,
             r->o.cert_file, until,
             expiring ? " (less than a tenth of its lifetime left)" : "",
             err.msg);
@@ -319,7 +319,7 @@ static void fetch_crl(tw_renewal *r)
         if (r->o.on_change != NULL)
             r->o.on_change(r->o.arg, TW_RENEWAL_CRL);
     } else if (rc < 0) {
-        say(&r->o, "CRL fetch failed, retrying in %ld s (%s %s): %s",
+        say(&r->o, "warning: CRL fetch failed, retrying in %ld s (%s %s): %s",
             r->crl_backoff, r->crl.have ? "the CRL kept is valid until"
                                         : "no CRL kept", r->crl.have ? when : "",
             err.msg);

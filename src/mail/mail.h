@@ -80,6 +80,7 @@ typedef struct mail_options {
     /* Renewal (twoway-ca serve): enrol, renew, fetch the CRL. */
     const char *enroll, *token_file, *renew, *crl_url;
     long crl_refresh; /* seconds */
+    twu_conf conf;    /* --config FILE: its strings live here */
 } mail_options;
 
 int mail_fetch(const mail_options *o);
@@ -177,6 +178,8 @@ long mail_backoff_ms(int attempt);
 void mail_rfc3339(time_t t, char buf[32]);
 /* A log line on stderr, prefixed with the time and "mail-server: ". */
 void mail_log(const char *fmt, ...) MAIL_PRINTF(1, 2);
+/* --log-level (TWU_LOG_*, 0: info) and --log-format json of mail_log. */
+extern int mail_log_level, mail_log_json;
 
 /* renewal.c: our certificate and CRL kept current by twoway-ca serve.
  * check: the options go together (-1, said).  prepare: before the files

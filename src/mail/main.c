@@ -49,7 +49,11 @@
     "  --renew URL            renew our certificate from twoway-ca serve at\n"\
     "                         two thirds of its lifetime (new key each time)\n"\
     "  --crl-url URL          fetch the CRL (serve's /v1/crl) into --crl FILE\n"\
-    "  --crl-refresh DURATION sync: fetch it at least this often (default 5m)\n"
+    "  --crl-refresh DURATION sync: fetch it at least this often (default 5m)\n"\
+    "  --log-level LEVEL      error, warn, info (default) or debug\n"        \
+    "  --log-format FORMAT    text (default) or json, for the log of sync\n"  \
+    "  --config FILE          options as 'name = value' lines (# comments);\n"\
+    "                         the command line wins\n"
 
 static const char usage_main[] =
     "usage: mail-server fetch --cert FILE --key FILE --ca FILE [--url URL]\n"
@@ -116,7 +120,7 @@ enum {
     OPT_FROM, OPT_INTERVAL, OPT_ONCE, OPT_SMTP_REQUIRE_TLS, OPT_SMTP_CA,
     OPT_SMTP_INSECURE, OPT_SMTP_PASSWORD_FILE, OPT_SMTP_TIMEOUT,
     OPT_PASSPHRASE_FILE, OPT_ENROLL, OPT_TOKEN_FILE, OPT_RENEW, OPT_CRL_URL,
-    OPT_CRL_REFRESH, OPT_HELP
+    OPT_CRL_REFRESH, OPT_CONFIG, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_HELP
 };
 
 static const struct option long_options[] = {
@@ -145,6 +149,9 @@ static const struct option long_options[] = {
     {"renew", required_argument, NULL, OPT_RENEW},
     {"crl-url", required_argument, NULL, OPT_CRL_URL},
     {"crl-refresh", required_argument, NULL, OPT_CRL_REFRESH},
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0}};
 
@@ -172,13 +179,8 @@ static int missing(const char *cmd, const char *opt)
     return -1;
 }
 
-/* 0 parsed, 1 --help shown, -1 usage error (already said). */
-static int parse(mail_options *o, int is_sync, int argc, char **argv)
+static void defaults(mail_options *o, int is_sync)
 {
-    const char *cmd = is_sync ? "sync" : "fetch";
-    int c, interval_given = 0;
-    long v;
-
     memset(o, 0, sizeof(*o));
     o->url = is_sync ? NULL : "https://localhost:3100/";
     o->tls.connect_timeout_ms = 10000;
@@ -187,8 +189,19 @@ static int parse(mail_options *o, int is_sync, int argc, char **argv)
     o->smtp_timeout_ms = 60000;
     o->interval = 60;
     o->crl_refresh = 300;
+}
+
+/* One argument vector (the config file's, or the command line) on top of
+ * what is set: 0, 1 --help shown, -1 usage error (already said). */
+static int parse_args(mail_options *o, int is_sync, int argc, char **argv,
+                      int *interval_given)
+{
+    const char *cmd = is_sync ? "sync" : "fetch";
+    long v;
+    int c;
+
     opterr = 0;
-    optind = 1;
+    optind = 0; /* glibc: start again, also on a second vector */
     while ((c = getopt_long(argc, argv, ":", long_options, NULL)) != -1) {
         if (!is_sync && sync_only(c)) {
             fprintf(stderr, "mail-server: %s is an option of sync, not of "
@@ -257,7 +270,23 @@ static int parse(mail_options *o, int is_sync, int argc, char **argv)
             if (parse_num("--interval", optarg, 1, 7 * 86400, &v) < 0)
                 return -1;
             o->interval = v;
-            interval_given = 1;
+            *interval_given = 1;
+            break;
+        case OPT_CONFIG: break; /* read before (twu_conf_find) */
+        case OPT_LOG_LEVEL:
+            if ((mail_log_level = twu_log_level_parse(optarg)) < 0) {
+                fprintf(stderr, "mail-server: --log-level '%s' is not error, "
+                        "warn, info or debug\n", optarg);
+                return -1;
+            }
+            break;
+        case OPT_LOG_FORMAT:
+            if (strcmp(optarg, "text") != 0 && strcmp(optarg, "json") != 0) {
+                fprintf(stderr, "mail-server: --log-format '%s' is not text "
+                        "or json\n", optarg);
+                return -1;
+            }
+            mail_log_json = strcmp(optarg, "json") == 0;
             break;
         case OPT_HELP:
             fputs(is_sync ? usage_sync : usage_fetch, stdout);
@@ -277,6 +306,33 @@ static int parse(mail_options *o, int is_sync, int argc, char **argv)
                 argv[optind]);
         return -1;
     }
+    return 0;
+}
+
+/* 0 parsed, 1 --help shown, -1 usage error (already said). */
+static int parse(mail_options *o, int is_sync, int argc, char **argv)
+{
+    const char *cmd = is_sync ? "sync" : "fetch";
+    const char *path = twu_conf_find(argc, argv);
+    int rc, interval_given = 0;
+    tw_err err;
+
+    defaults(o, is_sync);
+    if (path != NULL) {
+        if (twu_conf_load(&o->conf, path, argv[0], long_options, &err) < 0) {
+            fprintf(stderr, "mail-server: --config %s\n", err.msg);
+            return -1;
+        }
+        if ((rc = parse_args(o, is_sync, o->conf.argc, o->conf.argv,
+                             &interval_given)) != 0) {
+            if (rc < 0)
+                fprintf(stderr, "mail-server: (at %s:%d)\n", path,
+                        twu_conf_line(&o->conf, optind - 1));
+            return -1;
+        }
+    }
+    if ((rc = parse_args(o, is_sync, argc, argv, &interval_given)) != 0)
+        return rc;
     if (o->tls.cert == NULL)
         return missing(cmd, "--cert FILE");
     if (o->tls.key == NULL)
@@ -333,8 +389,10 @@ int main(int argc, char **argv)
     }
     is_sync = strcmp(argv[1], "sync") == 0;
     rc = parse(&o, is_sync, argc - 1, argv + 1);
-    if (rc != 0)
+    if (rc != 0) {
+        twu_conf_free(&o.conf);
         return rc > 0 ? MAIL_EXIT_OK : MAIL_EXIT_USAGE;
+    }
     /* A peer that goes away must be an error we report, not a signal. */
     signal(SIGPIPE, SIG_IGN);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -343,5 +401,6 @@ int main(int argc, char **argv)
     }
     rc = is_sync ? mail_sync(&o) : mail_fetch(&o);
     curl_global_cleanup();
+    twu_conf_free(&o.conf);
     return rc;
 }

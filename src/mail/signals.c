@@ -102,17 +102,18 @@ void mail_rfc3339(time_t t, char buf[32])
         snprintf(buf, 32, "%lld", (long long)t);
 }
 
+int mail_log_level;  /* --log-level: TWU_LOG_*, 0 for info */
+int mail_log_json;   /* --log-format json */
+
 void mail_log(const char *fmt, ...)
 {
-    char when[32];
+    char text[2048], line[4096];
     va_list ap;
 
-    mail_rfc3339(time(NULL), when);
-    flockfile(stderr); /* one line, also beside the renewal thread's */
-    fprintf(stderr, "%s mail-server: ", when);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
-    funlockfile(stderr);
+    if (twu_log_line(line, sizeof(line), "mail-server", mail_log_json,
+                     mail_log_level, text))
+        fputs(line, stderr); /* one call: one line beside the renewal's */
 }

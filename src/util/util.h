@@ -7,6 +7,8 @@
  *   err.c    filling a tw_err (class, reason, sentence)
  *   file.c   bounded reads, atomic and staged writes, passphrase files
  *   parse.c  numbers, sizes and durations, strictly; hex
+ *   conf.c   --config FILE: name = value lines as an argument vector
+ *   logline.c  a line of the operational log: level, text or JSON
  *
  * Nothing here is exported from libtwoway.so: the library is built with
  * hidden visibility and only `tw_` names are public.
@@ -110,6 +112,45 @@ void twu_stage_abort(twu_staged *s);
 int twu_rename(const char *from, const char *to, tw_err *err) TWU_MUST_CHECK;
 /* The directory part of `path` ("." when none), malloc'd. */
 char *twu_dirname(const char *path);
+
+/* ------------------------------------------------------- operational log */
+
+/* Levels of --log-level (logline.c); 0 in an option means info. */
+enum { TWU_LOG_ERROR = 1, TWU_LOG_WARN, TWU_LOG_INFO, TWU_LOG_DEBUG };
+/* "error", "warn" (or "warning"), "info", "debug"; -1 for anything else. */
+int twu_log_level_parse(const char *name);
+/* A line's level from its first word ("error: ", "warning: ", "debug: ";
+ * info otherwise) and the message after that word. */
+int twu_log_level_of(const char *text, const char **message);
+/* The line for `text` as the program worded it, in text ("TIME PROGRAM:
+ * TEXT") or JSON, ending in '\n': 1, or 0 when its level is above
+ * `max_level` (not to be written). */
+int twu_log_line(char *buf, size_t len, const char *program, int json,
+                 int max_level, const char *text);
+
+/* ---------------------------------------------------------- config files */
+
+/* `--config FILE`: long options as `name = value` lines (conf.c).  The
+ * file becomes an argument vector for the program's getopt_long parser:
+ * argv[0] is `prog`, then "--name" [value] per line, in order. */
+struct option;
+typedef struct twu_conf {
+    const char *path;
+    int argc;
+    char **argv;
+    int *line;  /* the file's line of each argument */
+    char *text; /* what argv points into */
+} twu_conf;
+/* The FILE of --config FILE or --config=FILE in argv ("" when the value is
+ * missing), or NULL. */
+const char *twu_conf_find(int argc, char **argv);
+/* Read `path` against the program's options; an unknown name, a missing
+ * value, a bad yes/no, or config/help/version is TW_ERR_USAGE "FILE:LINE: ...". */
+int twu_conf_load(twu_conf *c, const char *path, const char *prog,
+                  const struct option *opts, tw_err *err) TWU_MUST_CHECK;
+/* The line of argument `argi` (0 for none). */
+int twu_conf_line(const twu_conf *c, int argi);
+void twu_conf_free(twu_conf *c);
 
 /* ---------------------------------------------------------------- buffer */
 

@@ -22,6 +22,7 @@ Every server runs on 127.0.0.1, port 0, and is stopped at the end.  Python 3
 standard library only; openssl(1) makes a CSR and reads a CRL's date.
 """
 import datetime
+import json
 import os
 import re
 import shlex
@@ -397,6 +398,168 @@ def section_sign(tmp, tw, ca_dir):
           "exit %d: %s %s" % (rc, err, sans_of(cert)))
 
 
+def section_config(tmp, build, ca_dir, ca, srv_cert, srv_key, cli_cert, cli_key):
+    """--config FILE: name = value lines, # comments, quoted values,
+    repeatable options, the command line wins, errors name FILE:LINE."""
+    inv = os.path.join(build, "src/invoice/invoice-server")
+    mail = os.path.join(build, "src/mail/mail-server")
+    tw = os.path.join(build, "src/ca/twoway-ca")
+    conf = write(os.path.join(tmp, "invoice.conf"),
+                 "# the Invoice Server\n"
+                 "cert = %s\n"
+                 "key = %s   # its key\n"
+                 "ca = %s\n"
+                 "\n"
+                 "db = %s\n"
+                 'allow = "read O=MailServer"\n'
+                 'allow = metrics O="ABC Inc."  # the rule keeps its quotes\n'
+                 "workers = 1\n"
+                 "listen = 127.0.0.1:1\n" % (srv_cert, srv_key, ca,
+                                             os.path.join(tmp, "conf.db")))
+    # The command line's --listen (Server adds 127.0.0.1:0) wins over the file's.
+    srv = Server(tmp, "inv-config", [inv, "--config", conf, "--reload-check", "0"])
+    try:
+        if check("config_invoice_starts_from_the_file_command_line_wins",
+                 srv.port is not None, srv.text()[-800:]):
+            st, body = https_get(srv.port, ca, cli_cert, cli_key, "/")
+            check("config_invoice_rules_from_the_file_apply", st == 200,
+                  "%s %s" % (st, body))
+            check("config_invoice_one_worker_from_the_file", "(1 workers" in srv.text(),
+                  srv.text()[-400:])
+            # Re-read on reload: the read rule goes, the client is refused.
+            with open(conf) as f:
+                text = f.read()
+            write(conf, text.replace('allow = "read O=MailServer"\n', "")
+                  .replace("workers = 1", "workers = 2"))
+            srv.proc.send_signal(signal.SIGHUP)
+            check("config_reload_rereads_the_file",
+                  srv.wait_log(r"reloaded \(SIGHUP\): generation 2"), srv.text()[-800:])
+            st, body = https_get(srv.port, ca, cli_cert, cli_key, "/")
+            check("config_reload_new_rules_apply", st == 403, "%s %s" % (st, body))
+            check("config_reload_says_what_waits_for_a_restart",
+                  "--workers changed: it takes effect at the next start" in srv.text(),
+                  srv.text()[-800:])
+            write(conf, text.replace("workers = 1", "workerz = 1"))
+            srv.proc.send_signal(signal.SIGHUP)
+            check("config_reload_with_a_bad_file_is_refused",
+                  srv.wait_log(r"reload \(SIGHUP\) failed, keeping generation 2: "
+                               + re.escape(conf)) and
+                  "%s:9: unknown option 'workerz'" % conf in srv.text(), srv.text()[-800:])
+    finally:
+        stopped(srv)
+    bad = write(os.path.join(tmp, "bad.conf"), "cert = %s\nworkerz = 2\n" % srv_cert)
+    rc, out, err = run([inv, "--config", bad, "--key", srv_key, "--ca", ca], wrap=True)
+    check("config_unknown_name_names_file_and_line",
+          rc == 2 and "%s:2: unknown option 'workerz'" % bad in err, "exit %d: %s" % (rc, err))
+    bad = write(os.path.join(tmp, "bad2.conf"), "# x\n\nworkers = many\n")
+    rc, out, err = run([inv, "--config", bad, "--cert", srv_cert, "--key", srv_key,
+                        "--ca", ca], wrap=True)
+    check("config_bad_value_says_why_and_where",
+          rc == 2 and "--workers 'many' is not a number" in err and
+          "(at %s:3)" % bad in err, "exit %d: %s" % (rc, err))
+    bad = write(os.path.join(tmp, "bad3.conf"), "cert\n")
+    rc, out, err = run([inv, "--config", bad], wrap=True)
+    check("config_missing_value_is_an_error",
+          rc == 2 and "%s:1: 'cert' needs a value" % bad in err, "exit %d: %s" % (rc, err))
+    rc, out, err = run([inv, "--config", os.path.join(tmp, "nosuch.conf")], wrap=True)
+    check("config_missing_file_is_named", rc == 2 and "nosuch.conf" in err,
+          "exit %d: %s" % (rc, err))
+    # mail-server sync: a flag as yes/no, a bad value with its line.
+    mconf = write(os.path.join(tmp, "mail.conf"),
+                  "once = yes\nsmtp-timeout = soon\n")
+    rc, out, err = run([mail, "sync", "--config", mconf, "--cert", cli_cert, "--key",
+                        cli_key, "--ca", ca], wrap=True)
+    check("config_mail_sync_bad_value_names_file_and_line",
+          rc == 2 and "(at %s:2)" % mconf in err, "exit %d: %s" % (rc, err))
+    write(mconf, "once = perhaps\n")
+    rc, out, err = run([mail, "sync", "--config", mconf], wrap=True)
+    check("config_mail_sync_flag_takes_yes_or_no",
+          rc == 2 and "%s:1: 'once' is a yes/no option" % mconf in err,
+          "exit %d: %s" % (rc, err))
+    # twoway-ca serve from a file.
+    sconf = write(os.path.join(tmp, "serve.conf"),
+                  "ca = %s\nworkers = 1\ndefault-lifetime = 2h\n" % ca_dir)
+    srv = Server(tmp, "serve-config", [tw, "serve", "--config", sconf])
+    try:
+        check("config_serve_starts_from_the_file",
+              srv.port is not None and "certificates for 2h by default" in srv.text(),
+              srv.text()[-800:])
+    finally:
+        stopped(srv)
+
+
+def section_logs(tmp, inv, ca, srv_cert, srv_key, cli_cert, cli_key, build):
+    """--log-format json: one object per line; --log-level: what is written."""
+    base = [inv, "--cert", srv_cert, "--key", srv_key, "--ca", ca, "--workers", "1"]
+    srv = Server(tmp, "inv-json", base + ["--db", os.path.join(tmp, "j.db"),
+                                          "--log-format", "json", "--log-level", "debug"])
+    try:
+        if check("log_json_server_starts", srv.port is not None, srv.text()[-800:]):
+            https_get(srv.port, ca, cli_cert, cli_key, "/healthz")
+            srv.wait_log(r'"level":"debug"')
+            st, body = https_get(srv.port, ca, cli_cert, cli_key, "/metrics")
+            text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+            for name in ("twoway_request_duration_seconds",
+                         "twoway_handshake_duration_seconds"):
+                counts = [int(v) for v in re.findall(
+                    r'^%s_bucket\{le="[^"]+"\} (\d+)$' % name, text, re.M)]
+                total = re.search(r"^%s_count (\d+)$" % name, text, re.M)
+                check("metrics_%s_is_a_histogram" % name,
+                      "# TYPE %s histogram" % name in text and len(counts) == 15 and
+                      counts == sorted(counts) and total and int(total.group(1)) ==
+                      counts[-1] >= 1 and re.search(r"^%s_sum [0-9.]+$" % name, text,
+                                                     re.M), text[-1500:])
+    finally:
+        stopped(srv)
+    lines = [l for l in srv.text().splitlines() if l.startswith("{")]
+    try:
+        objs = [json.loads(l) for l in lines]
+    except ValueError as e:
+        objs = []
+        fail("log_json_every_line_is_json", e)
+    check("log_json_lines_have_time_level_program_message",
+          objs and all(set(o) == {"time", "level", "program", "message"} and
+                       o["program"] == "invoice-server" for o in objs), lines[:3])
+    check("log_debug_says_each_handshake",
+          any(o["level"] == "debug" and o["message"].startswith("handshake peer=")
+              for o in objs), lines)
+    # At error level the start line (info) is not written: the server is
+    # watched by its process, then stopped.
+    p = subprocess.Popen(WRAP + base + ["--db", os.path.join(tmp, "q.db"), "--log-level",
+                                        "error", "--listen", "127.0.0.1:0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(1.5 * SLOW)  # the point: it runs, and says nothing
+    running = p.poll() is None
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=30 * SLOW)
+    check("log_level_error_server_runs_and_stops", running and p.returncode == 0,
+          "exit %s: %s" % (p.returncode, err[-600:]))
+    check("log_level_error_hides_info_lines", err == b"", err[-600:])
+    rc, out, err = run(base + ["--log-level", "loud"], wrap=True)
+    check("log_level_unknown_is_a_usage_error",
+          rc == 2 and "--log-level 'loud' is not error, warn, info or debug" in err,
+          "exit %d: %s" % (rc, err))
+    rc, out, err = run([os.path.join(build, "src/mail/mail-server"), "sync",
+                        "--log-format", "xml"], wrap=True)
+    check("mail_log_format_unknown_is_a_usage_error",
+          rc == 2 and "--log-format 'xml' is not text or json" in err, "exit %d: %s" % (rc, err))
+
+
+def section_version(build):
+    """--version on all three programs, in one format: "NAME X.Y.Z"."""
+    seen = set()
+    for name, path in (("twoway-ca", "src/ca/twoway-ca"),
+                       ("invoice-server", "src/invoice/invoice-server"),
+                       ("mail-server", "src/mail/mail-server")):
+        rc, out, err = run([os.path.join(build, path), "--version"], wrap=True)
+        m = re.fullmatch(r"%s (\d+\.\d+\.\d+)\n" % re.escape(name), out)
+        check("version_%s_says_name_and_version" % name, rc == 0 and m is not None,
+              "exit %d: %r %r" % (rc, out, err))
+        if m:
+            seen.add(m.group(1))
+    check("version_one_version_for_all_three", len(seen) == 1, seen)
+
+
 def main():
     if len(sys.argv) != 2:
         print("usage: operator_test.py BUILD_DIR", file=sys.stderr)
@@ -427,6 +590,11 @@ def main():
             lambda: section_crl(tmp, tw, ca_dir),
             lambda: section_help(tw),
             lambda: section_sign(tmp, tw, ca_dir),
+            lambda: section_version(build),
+            lambda: section_logs(tmp, inv, ca, srv_cert, srv_key, cli_cert, cli_key,
+                                 build),
+            lambda: section_config(tmp, build, ca_dir, ca, srv_cert, srv_key,
+                                   cli_cert, cli_key),
         )
         for section in sections:
             try:

@@ -10,7 +10,11 @@
 
 #include "util.h"
 
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void buf_appends_and_stays_terminated(void **state)
 {
@@ -137,6 +141,89 @@ static void durations_refused(void **state)
                      -1); /* overflow */
 }
 
+/* ---------------------------------------------------------------- conf */
+
+static const struct option conf_opts[] = {
+    {"cert", required_argument, NULL, 'c'},
+    {"allow", required_argument, NULL, 'a'},
+    {"once", no_argument, NULL, 'o'},
+    {"quiet", no_argument, NULL, 'q'},
+    {"config", required_argument, NULL, 'C'},
+    {NULL, 0, NULL, 0}};
+
+static char *conf_file(const char *text)
+{
+    static char path[64];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/tmp/twconf.%d", (int)getpid());
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static void conf_lines_become_arguments(void **state)
+{
+    char *path = conf_file("# comment\n\n  cert = /a b/c.pem  # trailing\n"
+                           "allow = \"read O=X # not a comment\"\n"
+                           "--allow=x\nallow = metrics O=\"A B\"\r\n"
+                           "once = yes\nquiet = off\n");
+    char *argv[] = {"prog", "--config", path, NULL};
+    twu_conf c;
+    tw_err err;
+
+    (void)state;
+    assert_string_equal(twu_conf_find(3, argv), path);
+    assert_int_equal(twu_conf_load(&c, path, "prog", conf_opts, &err), 0);
+    assert_int_equal(c.argc, 10);
+    assert_string_equal(c.argv[0], "prog");
+    assert_string_equal(c.argv[1], "--cert");
+    assert_string_equal(c.argv[2], "/a b/c.pem");
+    assert_int_equal(twu_conf_line(&c, 2), 3);
+    assert_string_equal(c.argv[3], "--allow");
+    assert_string_equal(c.argv[4], "read O=X # not a comment");
+    assert_string_equal(c.argv[5], "--allow"); /* "--allow=x": dashes too */
+    assert_string_equal(c.argv[6], "x");
+    assert_string_equal(c.argv[7], "--allow");
+    assert_string_equal(c.argv[8], "metrics O=\"A B\"");
+    assert_int_equal(twu_conf_line(&c, 8), 6);
+    assert_string_equal(c.argv[9], "--once");
+    assert_null(c.argv[10]);
+    twu_conf_free(&c);
+    unlink(path);
+}
+
+static void conf_errors_name_file_and_line(void **state)
+{
+    static const struct {
+        const char *text, *message;
+    } cases[] = {
+        {"cert = a\nnosuch = 1\n", ":2: unknown option 'nosuch'"},
+        {"cert\n", ":1: 'cert' needs a value"},
+        {"once = maybe\n", ":1: 'once' is a yes/no option"},
+        {"config = other\n", ":1: 'config' cannot be set"},
+        {"cert = \"a\n", ":1: a value opened with \" is not closed"},
+        {"cert = \"a\" b\n", ":1: text after the closing \""},
+    };
+    twu_conf c;
+    tw_err err;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *path = conf_file(cases[i].text);
+
+        assert_int_equal(twu_conf_load(&c, path, "prog", conf_opts, &err), -1);
+        assert_int_equal(err.cls, TW_ERR_USAGE);
+        if (strstr(err.msg, cases[i].message) == NULL)
+            fail_msg("case %zu: %s", i, err.msg);
+        unlink(path);
+    }
+    assert_int_equal(twu_conf_load(&c, "/nonexistent/x.conf", "prog", conf_opts,
+                                   &err), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -147,6 +234,8 @@ int main(void)
         cmocka_unit_test(sizes_refused),
         cmocka_unit_test(durations_with_units),
         cmocka_unit_test(durations_refused),
+        cmocka_unit_test(conf_lines_become_arguments),
+        cmocka_unit_test(conf_errors_name_file_and_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
