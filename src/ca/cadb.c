@@ -61,9 +61,19 @@ static const char upgrade_1_to_2[] =
     " used_serial TEXT);"
     "UPDATE meta SET value='2' WHERE key='schema';";
 
+/* What failed, in which index file, and what SQLite said; a read-only
+ * index (the CA owned by another user) says what to do. */
 static int db_err(sqlite3 *db, tw_err *err, const char *what)
 {
-    return twu_err(err, TW_ERR_IO, "%s: %s", what, sqlite3_errmsg(db));
+    const char *file = sqlite3_db_filename(db, "main");
+
+    if ((sqlite3_errcode(db) & 0xff) == SQLITE_READONLY)
+        return twu_err(err, TW_ERR_IO, "%s in %s: the index is read-only for "
+                       "this user: run twoway-ca as the CA's owner, or make "
+                       "the file and its directory writable", what,
+                       file && *file ? file : "the CA index");
+    return twu_err(err, TW_ERR_IO, "%s in %s: %s", what,
+                   file && *file ? file : "the CA index", sqlite3_errmsg(db));
 }
 
 /* The wait cadb_check set, for the busy message.  Every connection of a

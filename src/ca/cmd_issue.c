@@ -54,12 +54,15 @@ static const ca_certcmd issue = {
 
 /* Create OUTDIR if needed and refuse existing files without --force.
  * Nothing is removed here: replacing is the renames at the very end. */
+/* *created: the directory is new (removed again if issue fails). */
 static int prepare_outdir(const ca_certopts *a, const char *key_path,
-                          const char *cert_path)
+                          const char *cert_path, int *created)
 {
     struct stat st;
 
+    *created = 0;
     if (stat(a->out, &st) != 0) {
+        *created = 1;
         if (ca_mkdirs(a->out, 0755) != 0) {
             ca_fail("issue", "cannot create --out %s: %s", a->out,
                     strerror(errno));
@@ -91,7 +94,7 @@ int cmd_issue(int argc, char **argv)
     twu_staged key_stage = {0}, cert_stage = {0}, anchor_stage = {0};
     char *key_pem = NULL;
     size_t key_len = 0;
-    int rc, in_tx = 0, replace;
+    int rc, in_tx = 0, replace, created = 0;
     tw_err err;
 
     if ((rc = ca_certopts_parse(&a, &issue, argc, argv)) != CA_EXIT_OK)
@@ -113,7 +116,7 @@ int cmd_issue(int argc, char **argv)
         ca_fail("issue", "out of memory");
         goto done;
     }
-    if (prepare_outdir(&a, key_path, cert_path) < 0)
+    if (prepare_outdir(&a, key_path, cert_path, &created) < 0)
         goto done;
     /* Without --force a file that appeared since prepare_outdir is still
      * not replaced: link(2) refuses it (TWU_WRITE_NO_REPLACE). */
@@ -170,6 +173,10 @@ done:
     twu_stage_abort(&key_stage);
     twu_stage_abort(&cert_stage);
     twu_stage_abort(&anchor_stage);
+    /* A command that fails leaves nothing behind: not even the --out
+     * directory it made (rmdir: only when empty). */
+    if (rc != CA_EXIT_OK && created)
+        rmdir(a.out);
     tw_key_pem_free(key_pem, key_len);
     twu_free(pem);
     twu_free(anchor_pem);

@@ -38,7 +38,7 @@ struct ours {
     const char *file;    /* the file, or "CERTFILE" for commands to run */
     const char *subject, *issuer, *serial, *key_type;
     time_t not_after;
-    char until[48];      /* not_after, "2031-01-02 03:04:05 UTC" */
+    char until[48];      /* not_after, "2031-01-02T03:04:05Z" */
 };
 
 static void describe_ours(struct ours *o, const tw_identity *own,
@@ -56,7 +56,7 @@ static void describe_ours(struct ours *o, const tw_identity *own,
     if (o->not_after == 0 || gmtime_r(&o->not_after, &tm) == NULL)
         snprintf(o->until, sizeof(o->until), "an unreadable date");
     else
-        strftime(o->until, sizeof(o->until), "%Y-%m-%d %H:%M:%S UTC", &tm);
+        strftime(o->until, sizeof(o->until), "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 /* The sentence after the alert's name: what it means and what to do. */

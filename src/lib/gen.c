@@ -225,10 +225,13 @@ static int use_keypair(tw__gen *g, const tw_config *cfg, tw_err *err)
     ok = SSL_CTX_use_PrivateKey(g->ctx, key->pkey) == 1 &&
          SSL_CTX_check_private_key(g->ctx) == 1;
     tw_key_free(key);
-    if (!ok)
-        return twu_err_ssl(err, TW_ERR_INPUT,
-                           "the key %s does not belong to the certificate %s",
-                           cfg->key_file, cfg->cert_file);
+    if (!ok) {
+        ERR_clear_error();
+        return twu_err(err, TW_ERR_INPUT,
+                       "the key %s does not belong to the certificate %s: "
+                       "give the key that was made with it", cfg->key_file,
+                       cfg->cert_file);
+    }
     leaf = SSL_CTX_get0_certificate(g->ctx);
     if (leaf != NULL && ASN1_TIME_to_tm(X509_get0_notAfter(leaf), &tm) == 1)
         g->cert_not_after = timegm(&tm);

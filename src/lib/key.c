@@ -5,6 +5,7 @@
 #include "tw_internal.h"
 
 #include <openssl/core_names.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 
 #include <stdio.h>
@@ -147,6 +148,21 @@ int tw_key_file_is_encrypted(const char *path, tw_err *err)
     return enc;
 }
 
+/* A PKCS#8 key that parses but that no provider can load: a key type
+ * OpenSSL here does not know (the rest is garbage or truncated). */
+static int pkcs8_of_unknown_type(const char *pem, size_t len)
+{
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    PKCS8_PRIV_KEY_INFO *p8 =
+        bio ? PEM_read_bio_PKCS8_PRIV_KEY_INFO(bio, NULL, NULL, NULL) : NULL;
+    int unknown = p8 != NULL;
+
+    PKCS8_PRIV_KEY_INFO_free(p8);
+    BIO_free(bio);
+    ERR_clear_error();
+    return unknown;
+}
+
 tw_key *tw_key_load_file(const char *path, const char *passphrase, tw_err *err)
 {
     size_t len;
@@ -170,16 +186,23 @@ tw_key *tw_key_load_file(const char *path, const char *passphrase, tw_err *err)
     }
     pkey = PEM_read_bio_PrivateKey(bio, NULL, pass_cb, (void *)passphrase);
     if (pkey == NULL) {
+        /* OpenSSL's words ("pkcs12 cipherfinal error", "unsupported")
+         * are said in ours. */
         if (encrypted)
-            twu_err_ssl(err, TW_ERR_USAGE, "wrong passphrase for %s", path);
+            twu_err(err, TW_ERR_USAGE, "wrong passphrase for %s: the key "
+                    "cannot be decrypted with it", path);
+        else if (pkcs8_of_unknown_type(pem, len))
+            twu_err(err, TW_ERR_INPUT, "%s holds a private key of a type "
+                    "twoway cannot use: give an EC (P-256, P-384), Ed25519 "
+                    "or RSA (2048 bits or more) key", path);
         else if (strstr(pem, "-----BEGIN") == NULL)
-            twu_err_ssl(err, TW_ERR_INPUT,
-                        "%s is not a PEM private key (no -----BEGIN line)",
-                        path);
+            twu_err(err, TW_ERR_INPUT,
+                    "%s is not a PEM private key (no -----BEGIN line)", path);
         else
-            twu_err_ssl(err, TW_ERR_INPUT,
-                        "%s holds no readable private key (garbage or "
-                        "truncated PEM?)", path);
+            twu_err(err, TW_ERR_INPUT,
+                    "%s holds no readable private key (garbage or truncated "
+                    "PEM?)", path);
+        ERR_clear_error();
         goto done;
     }
     if ((key = tw__key_wrap(pkey, err)) == NULL)

@@ -71,7 +71,7 @@ struct facts {
     int present;                        /* 0: no certificate at all */
     const char *subject, *issuer;       /* "?" when they could not be read */
     char serial[64];
-    char not_before[48], not_after[48]; /* "2031-01-02 03:04:05 UTC" */
+    char not_before[48], not_after[48]; /* "2031-01-02T03:04:05Z" */
 };
 
 #define UNREADABLE_DATE "an unreadable date"
@@ -83,7 +83,7 @@ static void format_asn1_time(const ASN1_TIME *t, char *buf, size_t len)
     if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
         snprintf(buf, len, UNREADABLE_DATE);
     else
-        strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm);
+        strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 /* tw_identity keeps 0 for a date it could not read. */
@@ -94,7 +94,7 @@ static void format_time(time_t t, char *buf, size_t len)
     if (t == 0 || gmtime_r(&t, &tm) == NULL)
         snprintf(buf, len, UNREADABLE_DATE);
     else
-        strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm);
+        strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 static int explain(tw_err *err, enum tw_reason reason, const struct facts *f,

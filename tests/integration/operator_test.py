@@ -545,6 +545,49 @@ def section_logs(tmp, inv, ca, srv_cert, srv_key, cli_cert, cli_key, build):
           rc == 2 and "--log-format 'xml' is not text or json" in err, "exit %d: %s" % (rc, err))
 
 
+def section_readonly_index(tmp, tw):
+    """issue against an index this user cannot write: the error names the
+    index file, and nothing is left behind (not the --out directory)."""
+    ro = os.path.join(tmp, "ro")
+    os.mkdir(ro)
+    rc, out, err = run([tw, "init", os.path.join(ro, "ca"), "--subject", "/O=RO"])
+    if not check("readonly_setup", rc == 0, err):
+        return
+    as_user = []
+    if os.geteuid() == 0:
+        # root writes anything: run as nobody, who may read the CA but not
+        # write its index.
+        if shutil.which("runuser") is None:
+            print("skip readonly_index: runuser is missing (needed as root)")
+            return
+        as_user = ["runuser", "-u", "nobody", "--"]
+        for path in (tmp, ro):
+            os.chmod(path, 0o755)
+        for root, dirs, files in os.walk(os.path.join(ro, "ca")):
+            for d in dirs:
+                os.chmod(os.path.join(root, d), 0o755)
+            for f in files:
+                os.chmod(os.path.join(root, f), 0o644)
+        os.chmod(os.path.join(ro, "ca"), 0o755)
+        os.mkdir(os.path.join(ro, "w"), 0o777)
+        os.chmod(os.path.join(ro, "w"), 0o777)
+    else:
+        os.chmod(os.path.join(ro, "ca", "ca.db"), 0o444)
+        os.chmod(os.path.join(ro, "ca"), 0o555)
+        os.mkdir(os.path.join(ro, "w"))
+    out_dir = os.path.join(ro, "w", "out")
+    rc, out, err = run(as_user + WRAP + [tw, "issue", "--ca", os.path.join(ro, "ca"),
+                                         "--out", out_dir, "--subject", "/CN=x",
+                                         "--client"])
+    check("readonly_index_issue_fails_naming_the_index",
+          rc == 1 and "ca.db: the index is read-only for this user" in err,
+          "exit %d: %s" % (rc, err))
+    check("readonly_index_issue_leaves_no_out_directory", not os.path.exists(out_dir),
+          os.listdir(os.path.join(ro, "w")))
+    if os.geteuid() != 0:
+        os.chmod(os.path.join(ro, "ca"), 0o755)
+
+
 def section_version(build):
     """--version on all three programs, in one format: "NAME X.Y.Z"."""
     seen = set()
@@ -591,6 +634,7 @@ def main():
             lambda: section_help(tw),
             lambda: section_sign(tmp, tw, ca_dir),
             lambda: section_version(build),
+            lambda: section_readonly_index(tmp, tw),
             lambda: section_logs(tmp, inv, ca, srv_cert, srv_key, cli_cert, cli_key,
                                  build),
             lambda: section_config(tmp, build, ca_dir, ca, srv_cert, srv_key,

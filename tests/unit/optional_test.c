@@ -424,7 +424,7 @@ static void refused_certificates_connect_unverified_with_the_reason(
          "one"},
         {EXPIRED, TW_REASON_EXPIRED, "/CN=expired", "0B05",
          "the client's certificate /CN=expired (issuer /O=ABC Inc., serial "
-         "0B05) expired on 2021-01-01 00:00:00 UTC: issue a new one"},
+         "0B05) expired on 2021-01-01T00:00:00Z: issue a new one"},
         {UNKNOWN_CA, TW_REASON_UNKNOWN_CA, "/CN=stranger/O=MailServer",
          "0B00000000000004",
          "the client's certificate /CN=stranger/O=MailServer (issuer /O=ZXC "
@@ -730,7 +730,7 @@ static void resumed_session_of_an_expired_certificate_is_unverified(
                                         &err), 0);
     assert_int_equal(tw_key_write_file(k, th_path(key, f->dir, "brief.key"),
                                        NULL, &err), 0);
-    strftime(not_after, sizeof(not_after), "%Y-%m-%d %H:%M:%S UTC",
+    strftime(not_after, sizeof(not_after), "%Y-%m-%dT%H:%M:%SZ",
              gmtime_r(&end, &tm));
     snprintf(expected, sizeof(expected),
              "the client's certificate /CN=brief (issuer /O=ABC Inc., serial "

@@ -155,10 +155,10 @@ static void dates_are_utc(void **state)
 
     sentence(c, TW_REASON_EXPIRED, NULL, NULL,
              "the certificate /CN=dated (issuer /CN=Reason CA, serial 05) "
-             "expired on 2031-01-02 03:04:05 UTC: issue a new one");
+             "expired on 2031-01-02T03:04:05Z: issue a new one");
     sentence(c, TW_REASON_NOT_YET_VALID, NULL, NULL,
              "the certificate /CN=dated (issuer /CN=Reason CA, serial 05) is "
-             "not valid before 2030-04-05 06:07:08 UTC: check both machines' "
+             "not valid before 2030-04-05T06:07:08Z: check both machines' "
              "clocks");
     tw_cert_free(c);
 }
@@ -224,11 +224,11 @@ static void refusal_from_an_identity_says_what_tw_reject_says(void **state)
                     "it holds");
     public_sentence(f->expired, TW_REASON_EXPIRED, "the invoice server's", NULL,
                     "the invoice server's certificate /CN=old (issuer "
-                    "/CN=Reason CA, serial 07) expired on 2020-02-01 00:00:00 "
-                    "UTC: issue a new one");
+                    "/CN=Reason CA, serial 07) expired on 2020-02-01T00:00:00Z: "
+                    "issue a new one");
     public_sentence(f->expired, TW_REASON_NOT_YET_VALID, NULL, NULL,
                     "the certificate /CN=old (issuer /CN=Reason CA, serial "
-                    "07) is not valid before 2020-01-01 00:00:00 UTC: check "
+                    "07) is not valid before 2020-01-01T00:00:00Z: check "
                     "both machines' clocks");
     public_sentence(NULL, TW_REASON_REVOKED, "the client's", NULL,
                     "the client's certificate was revoked by its CA: issue a "
@@ -278,7 +278,7 @@ static void alerts_are_explained_with_our_certificate(void **state)
           "old/cert.pem", "the invoice server", TW_REASON_EXPIRED,
           "the invoice server rejected our certificate (TLS alert "
           "certificate_expired): old/cert.pem (/CN=old) expired on "
-          "2020-02-01 00:00:00 UTC: issue a new certificate");
+          "2020-02-01T00:00:00Z: issue a new certificate");
     alert(SSL_AD_CERTIFICATE_REVOKED, TW_PURPOSE_CLIENT, f->id, NULL, NULL,
           TW_REASON_REVOKED,
           "the server rejected our certificate (TLS alert "
@@ -326,7 +326,7 @@ static void expired_alert_for_a_valid_certificate_blames_the_clock(void **state)
     struct tm tm;
 
     gmtime_r(&until, &tm);
-    strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S UTC", &tm);
+    strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", &tm);
     snprintf(expected, sizeof(expected),
              "the invoice server rejected our certificate (TLS alert "
              "certificate_expired): it says c.pem (" OURS ", valid until %s) "

@@ -293,7 +293,7 @@ static void expired(void **state)
 
     rejected(t, old, 0, NULL, TW_REASON_EXPIRED,
              "the certificate /CN=old (issuer /O=Test/CN=CA One, serial 1234) "
-             "expired on 2020-01-02 03:04:05 UTC: issue a new one");
+             "expired on 2020-01-02T03:04:05Z: issue a new one");
     tw_cert_free(old);
     tw_trust_free(t);
 }
@@ -309,7 +309,7 @@ static void not_yet_valid(void **state)
 
     rejected(t, future, 0, NULL, TW_REASON_NOT_YET_VALID,
              "the certificate /CN=future (issuer /O=Test/CN=CA One, serial "
-             "1235) is not valid before 2099-01-01 00:00:00 UTC: check both "
+             "1235) is not valid before 2099-01-01T00:00:00Z: check both "
              "machines' clocks");
     tw_cert_free(future);
     tw_trust_free(t);
