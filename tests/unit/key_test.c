@@ -117,8 +117,9 @@ static void encrypted_file_opens_only_with_its_passphrase(void **state)
     tw_key_free(back);
 
     assert_null(tw_key_load_file(path, "battery staple", &err));
-    snprintf(expected, sizeof(expected), "wrong passphrase for %s", path);
-    th_assert_err_prefix(err, TW_ERR_USAGE, expected);
+    snprintf(expected, sizeof(expected), "wrong passphrase for %s: the key "
+             "cannot be decrypted with it", path); /* OpenSSL's words not */
+    th_assert_err(err, TW_ERR_USAGE, expected);
 
     assert_null(tw_key_load_file(path, "", &err));
     th_assert_err_prefix(err, TW_ERR_USAGE, expected);
@@ -173,8 +174,9 @@ static void legacy_encrypted_pem_is_recognised(void **state)
     assert_int_equal(EVP_PKEY_eq(key->pkey, back->pkey), 1);
     tw_key_free(back);
     assert_null(tw_key_load_file(path, "nope", &err));
-    snprintf(expected, sizeof(expected), "wrong passphrase for %s", path);
-    th_assert_err_prefix(err, TW_ERR_USAGE, expected);
+    snprintf(expected, sizeof(expected), "wrong passphrase for %s: the key "
+             "cannot be decrypted with it", path); /* OpenSSL's words not */
+    th_assert_err(err, TW_ERR_USAGE, expected);
     tw_key_free(key);
 }
 
