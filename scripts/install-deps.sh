@@ -8,6 +8,7 @@ packages=(
   libssl-dev openssl libsqlite3-dev sqlite3
   libcurl4-openssl-dev curl libhttp-parser-dev libjansson-dev libcmocka-dev
   libgoogle-perftools-dev
+  libpq-dev postgresql-15 postgresql-client-15 # invoice-server --db postgresql://, its tests
   libsystemd-dev # sd_notify for the Type=notify units (src/httpd/server.c)
   libtsan2 # gcc 12's ThreadSanitizer runtime (make test-tsan)
   valgrind nodejs nginx python3 python3-aiosmtpd procps gnuplot-nox

@@ -6,6 +6,7 @@
 #define TW_INVOICE_APP_H
 
 #include "cache.h"
+#include "db.h"
 #include "httpd.h"
 #include "options.h"
 #include "store.h"
@@ -16,18 +17,23 @@
 /* The whole program: one per process. */
 typedef struct inv_app {
     const inv_options *opt;
-    store_writer *writer; /* the one writer thread (POST /invoices) */
+    inv_db *db;           /* the database: writer, and reader threads */
     httpd *h;
     tw_renewal *renewal;  /* NULL: no --renew, no --crl-url */
     atomic_int renewed;   /* TW_RENEWAL_* bits not reloaded yet */
 } inv_app;
 
-/* What each worker keeps: its own reader connection, the queue its
- * finished POSTs come back on, and its cache of rendered invoices. */
+/* What each worker keeps: its reads, the queue its finished POSTs (and
+ * PostgreSQL's reads) come back on, its cache of rendered invoices, and its
+ * copy of "the newest" with the generation it was read at. */
 typedef struct inv_worker {
-    tw_store *store;
+    inv_db *db;
+    db_reads *reads;
     store_queue *queue;
     inv_cache *cache; /* NULL: serve without */
+    twu_buf newest;   /* empty: none */
+    unsigned newest_gen;
+    int in_read;      /* inside a db_* read call (routes.c) */
 } inv_worker;
 
 /* run.c: run until SIGTERM; the exit code. */

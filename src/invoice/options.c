@@ -13,7 +13,7 @@
 
 static const char usage[] =
     "usage: invoice-server --cert FILE --key FILE --ca FILE [--crl FILE]\n"
-    "                      [--listen ADDR:PORT] [--db FILE] [--policy FILE]\n"
+    "                      [--listen ADDR:PORT] [--db FILE|URL] [--policy FILE]\n"
     "                      [--allow RULE]... [--workers N]\n"
     "                      [--access-log FILE|-] [--ticket-keys FILE]\n"
     "                      [--enroll URL --token-file FILE] [--renew URL]\n"
@@ -30,8 +30,9 @@ static const char usage[] =
     "                         another; re-read on reload)\n"
     "  --listen ADDR:PORT     where to listen (default 0.0.0.0:3100;\n"
     "                         [::1]:3100 for IPv6; port 0 picks a free one)\n"
-    "  --db FILE              the SQLite database (default invoices.db;\n"
-    "                         created and seeded when new)\n"
+    "  --db FILE|URL          the SQLite database (default invoices.db;\n"
+    "                         created and seeded when new), or PostgreSQL\n"
+    "                         shared by several instances: postgresql://...\n"
     "  --policy FILE          policy rules, one per line:\n"
     "                         ROLE FIELD=VALUE... (roles: read, write, metrics)\n"
     "  --allow RULE           one policy rule, e.g. 'read O=MailServer'\n"

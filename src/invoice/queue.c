@@ -44,12 +44,6 @@ int store_queue_fd(const store_queue *q)
     return q->fd;
 }
 
-void store__req_free(store_req *r)
-{
-    twu_buf_free(&r->result.body);
-    twu_free(r);
-}
-
 void store_queue_drain(store_queue *q)
 {
     store_req *r, *next;

@@ -20,35 +20,104 @@ static inv_worker *worker(const httpd_req *r)
     return httpd_req_worker_state(r);
 }
 
-static void reply_buf(httpd_req *r, int status, twu_buf *b, const char *type)
+/*
+ * A read's answer comes on the worker's thread, either inside the db_*
+ * call (SQLite, or a 503 while PostgreSQL is down) or later from the
+ * worker's queue, after the route suspended its request.  `w->in_read` is
+ * set across the call, so the answer knows whether to resume.
+ */
+static void reply_result(httpd_req *r, const store_result *res)
 {
-    httpd_reply(r, status, type, b->data ? b->data : "", b->len, NULL);
+    const char *body = res->body.data ? res->body.data : "";
+
+    if (res->status == 200)
+        httpd_reply(r, 200, JSON, body, res->body.len, NULL);
+    else
+        httpd_reply_error(r, res->status, res->body.data ? body : "error");
+}
+
+/* Answer, and resume the request when it was waiting. */
+static void read_done(void *ctx, store_result *res)
+{
+    httpd_req *r = ctx;
+
+    reply_result(r, res);
+    if (!worker(r)->in_read)
+        httpd_req_resume(r);
+}
+
+static void newest_done(void *ctx, store_result *res)
+{
+    httpd_req *r = ctx;
+    inv_worker *w = worker(r);
+
+    /* Keep a copy of what was the newest when the read was asked: a POST
+     * committed since then bumped the generation, so the copy is used
+     * only while the generation is still the one it was read at. */
+    if (res->status == 200) {
+        w->newest.len = 0;
+        if (twu_buf_append(&w->newest, res->body.data, res->body.len) == 0)
+            w->newest_gen = res->gen;
+        else
+            twu_buf_free(&w->newest);
+    }
+    read_done(ctx, res);
+}
+
+/* Around a read: read_returned(r, db_...(...)) after read_started(r)
+ * suspends the request when its answer comes later. */
+static void read_started(httpd_req *r)
+{
+    worker(r)->in_read = 1;
+}
+
+static void read_returned(httpd_req *r, int later)
+{
+    worker(r)->in_read = 0;
+    if (later)
+        httpd_req_suspend(r);
 }
 
 static void get_newest(httpd_req *r)
 {
-    twu_buf b = {0};
-    tw_err err;
-    int rc = store_newest(worker(r)->store, &b, &err);
+    inv_worker *w = worker(r);
+    unsigned gen;
 
-    if (rc == 1)
-        reply_buf(r, 200, &b, JSON);
-    else if (rc == 0)
-        httpd_reply_error(r, 404, "there are no invoices yet");
-    else
-        httpd_reply_error(r, 500, err.msg);
-    twu_buf_free(&b);
+    if (db_newest_generation(w->db, &gen) && w->newest.len > 0 &&
+        gen == w->newest_gen) {
+        httpd_reply(r, 200, JSON, w->newest.data, w->newest.len, NULL);
+        return;
+    }
+    read_started(r);
+    read_returned(r, db_newest(w->reads, newest_done, r));
+}
+
+/* Remember a found invoice in the worker's cache (invoices never change). */
+static void invoice_done(void *ctx, store_result *res)
+{
+    httpd_req *r = ctx;
+    inv_worker *w = worker(r);
+
+    if (res->status == 200 && w->cache != NULL) {
+        size_t len;
+        const char *number = httpd_req_path_rest(r, &len);
+        char num[INV_NUMBER_MAX + 1];
+
+        if (len > 0 && len <= INV_NUMBER_MAX) {
+            memcpy(num, number, len);
+            num[len] = '\0';
+            inv_cache_put(w->cache, num, res->body.data, res->body.len);
+        }
+    }
+    read_done(ctx, res);
 }
 
 static void get_invoice(httpd_req *r)
 {
     inv_worker *w = worker(r);
     char num[INV_NUMBER_MAX + 1];
-    twu_buf b = {0};
-    tw_err err;
     size_t len;
     const char *number = httpd_req_path_rest(r, &len);
-    int rc;
 
     if (len == 0 || len > INV_NUMBER_MAX) {
         httpd_reply_error(r, 404, "no such invoice");
@@ -65,24 +134,14 @@ static void get_invoice(httpd_req *r)
             return;
         }
     }
-    rc = store_get(w->store, num, &b, &err);
-    if (rc == 1 && w->cache != NULL)
-        inv_cache_put(w->cache, num, b.data, b.len);
-    if (rc == 1)
-        reply_buf(r, 200, &b, JSON);
-    else if (rc == 0)
-        httpd_reply_error(r, 404, "no such invoice");
-    else
-        httpd_reply_error(r, 500, err.msg);
-    twu_buf_free(&b);
+    read_started(r);
+    read_returned(r, db_get(w->reads, num, invoice_done, r));
 }
 
 static void list_invoices(httpd_req *r)
 {
     char after[64] = "", limit_text[16];
     long limit = 20;
-    twu_buf b = {0};
-    tw_err err;
     int rc;
 
     if (httpd_req_query(r, "after", after, sizeof(after)) < 0) {
@@ -98,11 +157,8 @@ static void list_invoices(httpd_req *r)
             return;
         }
     }
-    if (store_page(worker(r)->store, after, (int)limit, &b, &err) < 0)
-        httpd_reply_error(r, err.cls == TW_ERR_INPUT ? 400 : 500, err.msg);
-    else
-        reply_buf(r, 200, &b, JSON);
-    twu_buf_free(&b);
+    read_started(r);
+    read_returned(r, db_page(worker(r)->reads, after, (int)limit, read_done, r));
 }
 
 /* Whose Idempotency-Keys these are: the SHA-256 (hex) of the client
@@ -137,6 +193,8 @@ static void post_done(void *ctx, store_result *res)
     httpd_req *r = ctx;
     char location[64 + INV_NUMBER_MAX];
 
+    if (res->status == 201)
+        db_invoice_added(worker(r)->db);
     if (res->status == 201 || res->status == 200) {
         snprintf(location, sizeof(location), "Location: /invoices/%s\r\n",
                  res->number);
@@ -178,8 +236,8 @@ static void post_invoice(httpd_req *r)
             return;
         }
     }
-    if (store_writer_submit(app->writer, worker(r)->queue, &inv,
-                            key[0] ? key : NULL, client, post_done, r) < 0) {
+    if (db_submit(app->db, worker(r)->queue, &inv, key[0] ? key : NULL,
+                  client, post_done, r) < 0) {
         httpd_reply_error(r, 503, "the server is shutting down");
         return;
     }
@@ -255,8 +313,9 @@ int inv_worker_start(httpd_worker *hw, void *app, void **state, tw_err *err)
     if (w == NULL)
         return twu_err_nomem(err);
     w->cache = twu_calloc(1, sizeof(*w->cache)); /* NULL: serve without */
-    if ((w->store = store_open(a->opt->db, err)) == NULL ||
-        (w->queue = store_queue_new(err)) == NULL)
+    w->db = a->db;
+    if ((w->queue = store_queue_new(err)) == NULL ||
+        (w->reads = db_reads_open(a->db, w->queue, err)) == NULL)
         return -1;
     if (httpd_worker_watch(hw, store_queue_fd(w->queue), drain_queue,
                            w->queue) < 0)
@@ -275,8 +334,9 @@ void inv_worker_stop(void *state)
         inv_cache_free(w->cache);
         twu_free(w->cache);
     }
-    store_close(w->store);
+    db_reads_close(w->reads);
     store_queue_free(w->queue);
+    twu_buf_free(&w->newest);
     twu_free(w);
 }
 

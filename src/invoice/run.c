@@ -6,6 +6,7 @@
 #include "app.h"
 
 #include <stddef.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -107,6 +108,20 @@ out:
     return cfg;
 }
 
+/* The database threads' lines (an outage, a recovery) in the server's log. */
+TWU_PRINTF(2, 3)
+static void db_log(void *arg, const char *fmt, ...)
+{
+    inv_app *app = arg;
+    char text[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    httpd_log(app->h, "%s", text);
+}
+
 static void server_options(const inv_options *o, httpd_options *ho)
 {
     httpd_options_defaults(ho);
@@ -173,33 +188,28 @@ int inv_run(const inv_options *o)
         rc = err.cls == TW_ERR_USAGE ? 2 : 1;
         goto out;
     }
-    if (store_init(o->db, &err) < 0) {
+    /* After httpd_new: the database's threads inherit its signal mask. */
+    if ((app.db = db_start(o->db, db_log, &app, &err)) == NULL) {
         fprintf(stderr, "invoice-server: --db: %s\n", err.msg);
         goto out;
     }
-    snprintf(banner, sizeof(banner), "database %s", o->db);
+    snprintf(banner, sizeof(banner), "%s", db_describe(app.db));
     if (o->conf.path != NULL)
         httpd_set_reconfigure(h, reconfigure);
     httpd_set_banner(h, banner, "no policy given: any certificate the CA "
                      "signed may read, write and see metrics (add --allow "
                      "'read O=...' or --policy FILE)");
-    /* After httpd_new: the writer thread inherits its signal mask. */
-    if ((app.writer = store_writer_start(o->db, &err)) == NULL) {
-        fprintf(stderr, "invoice-server: --db: %s\n", err.msg);
-        goto out;
-    }
     if ((rc = inv_renewal_start(&app)) != 0)
         goto out;
     rc = httpd_run(h);
     inv_renewal_stop(&app);
-    store_writer_stop(app.writer);
-    app.writer = NULL;
+    db_stop(app.db);
+    app.db = NULL;
     if (rc == 0)
         httpd_log(h, "stopped");
 out:
     inv_renewal_stop(&app);
-    if (app.writer != NULL)
-        store_writer_stop(app.writer);
+    db_stop(app.db);
     httpd_free(h);
     tw_config_free(cfg);
     return rc;

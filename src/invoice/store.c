@@ -169,7 +169,7 @@ int store_get(tw_store *s, const char *number, twu_buf *out, tw_err *err)
  * we read it strictly: 1 to 19 digits, no sign, no leading zero, and no
  * more than INT64_MAX.
  */
-static int parse_cursor(const char *text, int64_t *id)
+int store__parse_cursor(const char *text, int64_t *id)
 {
     uint64_t v = 0;
     size_t len = strlen(text);
@@ -198,7 +198,7 @@ int store_page(tw_store *s, const char *after, int limit, twu_buf *out,
     int64_t from = 0, last = 0;
     int n = 0, rc;
 
-    if (after != NULL && parse_cursor(after, &from) < 0)
+    if (after != NULL && store__parse_cursor(after, &from) < 0)
         return twu_err(err, TW_ERR_INPUT,
                        "the cursor 'after' is not one this server gave out; "
                        "use the \"next\" value of the previous page");

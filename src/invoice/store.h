@@ -1,5 +1,5 @@
 /*
- * store.h - invoices in SQLite.
+ * store.h - invoices in SQLite (db.h chooses between it and PostgreSQL).
  *
  * Reads: one tw_store per worker thread (its own connection and prepared
  * statements; WAL lets readers run while the writer commits).
@@ -85,6 +85,7 @@ typedef struct store_result {
     twu_buf body;    /* the stored invoice's JSON (201/200) or an error
                         sentence (409/500); the callback may steal data */
     char number[INV_NUMBER_MAX + 1]; /* the invoice submitted */
+    unsigned gen;    /* reads: the generation of "the newest" when asked */
 } store_result;
 typedef void store_done_fn(void *ctx, store_result *result);
 

@@ -57,13 +57,22 @@ int store__prepare(sqlite3 *db, const char *path, const char *sql,
 
 #define HASH_HEX (2 * 32 + 1)  /* SHA-256 in hex, NUL */
 
-/* One insert, from store_writer_submit until its callback ran. */
+/* What a request asks: an insert (the writers), or a read (PostgreSQL's
+ * reader thread; SQLite reads run on the worker). */
+enum { STORE__INSERT, STORE__GET, STORE__NEWEST, STORE__PAGE };
+
+/* One request, from its submission until its callback ran. */
 typedef struct store_req {
     struct store_req *next;
     store_queue *q;
     store_done_fn *done;
     void *ctx;
-    inv_invoice inv;
+    int kind;                  /* STORE__* */
+    int64_t after;             /* STORE__PAGE: the cursor's row id */
+    int limit;                 /* STORE__PAGE: 1..100 */
+    long long sent_ms;         /* reader: when it went to the server */
+    int phase;                 /* reader: 0 sent, 1 answered, 2 query done */
+    inv_invoice inv;           /* STORE__INSERT; STORE__GET: inv.number */
     char key[INV_KEY_MAX + 1]; /* Idempotency-Key, "" when none */
     char client[INV_CLIENT_MAX + 1]; /* whose key it is ("" for none) */
     char hash[HASH_HEX];       /* of inv, to tell a replay from a reuse */
@@ -75,6 +84,35 @@ struct store_queue {
     store_req *head, *tail;
     int fd;
 };
+
+/* A new request (calloc'd, result.number = number); NULL out of memory. */
+store_req *store__req_new(store_queue *q, int kind, store_done_fn *done,
+                          void *ctx);
+/* An insert request, its fields bounded and its hash made; NULL when an
+ * argument is out of bounds or memory ran out. */
+store_req *store__req_insert(store_queue *q, const inv_invoice *inv,
+                             const char *idem_key, const char *client,
+                             store_done_fn *done, void *ctx);
+/* Set the answer: a status and a sentence (printf-like). */
+void store__answer_text(store_req *r, int status, const char *fmt, ...)
+    TWU_PRINTF(3, 4);
+/* Set the answer: a status and the invoice's JSON. */
+void store__answer_row(store_req *r, int status, const store__row *row);
+
+/* The page cursor (the last row id, decimal): 0, or -1 when it is not one
+ * this server gave out ("" is the start: 0). */
+int store__parse_cursor(const char *text, int64_t *id);
+
+/* The request's invoice hash (HASH_HEX) for its Idempotency-Key. */
+int store__hash_invoice(const inv_invoice *inv, char out[HASH_HEX]);
+/* Whether a stored row holds the very same invoice. */
+int store__same_content(const store__row *row, const inv_invoice *inv);
+/* Fill `row` from an invoice being inserted at `created_at`. */
+void store__row_from_invoice(const inv_invoice *inv, int64_t created_at,
+                             store__row *row);
+
+/* The reason a 503 gives when the database cannot be reached. */
+#define STORE__UNAVAILABLE "database_unavailable"
 
 /* Hand a list of answered requests to their queues (writer thread). */
 void store__queue_post(store_req *r);

@@ -21,11 +21,8 @@
 #include "store_internal.h"
 #include "util.h"
 
-#include <openssl/evp.h>
-
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -51,79 +48,6 @@ struct store_writer {
     sqlite3_stmt *sel_key, *sel_num, *ins_inv, *ins_key;
     int wal_pages;
 };
-
-/* ------------------------------------------------------------ answers */
-
-TWU_PRINTF(3, 4)
-static void answer_text(store_req *r, int status, const char *fmt, ...)
-{
-    va_list ap;
-    char text[256];
-
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
-    va_end(ap);
-    r->result.status = status;
-    r->result.body.len = 0;
-    if (twu_buf_append(&r->result.body, text, strlen(text)) < 0)
-        twu_buf_free(&r->result.body); /* out of memory: status only */
-}
-
-static void answer_row(store_req *r, int status, const store__row *row)
-{
-    r->result.status = status;
-    r->result.body.len = 0;
-    if (store__render_invoice(&r->result.body, row) < 0)
-        answer_text(r, 500, "out of memory writing the answer");
-}
-
-static void row_from_invoice(const inv_invoice *inv, int64_t created_at,
-                             store__row *row)
-{
-    row->number = inv->number;
-    row->firstname = inv->firstname;
-    row->lastname = inv->lastname;
-    row->email = inv->email;
-    row->amount_minor = inv->amount_minor;
-    row->currency = inv->currency;
-    row->created_at = created_at;
-}
-
-static int same_content(const store__row *row, const inv_invoice *inv)
-{
-    return strcmp(row->firstname, inv->firstname) == 0 &&
-           strcmp(row->lastname, inv->lastname) == 0 &&
-           strcmp(row->email, inv->email) == 0 &&
-           row->amount_minor == inv->amount_minor &&
-           strcmp(row->currency, inv->currency) == 0;
-}
-
-/*
- * SHA-256 of the invoice's fields, each with its terminating NUL (no field
- * can hold a NUL, so the encoding is unambiguous), behind a version tag so
- * the encoding can change.
- */
-static int hash_invoice(const inv_invoice *inv, char out[HASH_HEX])
-{
-    char amount[24];
-    const char *parts[] = {"invoice-v1",    inv->number, inv->firstname,
-                           inv->lastname,   inv->email,  amount,
-                           inv->currency};
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
-
-    snprintf(amount, sizeof(amount), "%lld", (long long)inv->amount_minor);
-    for (size_t i = 0; ok && i < sizeof(parts) / sizeof(parts[0]); i++)
-        ok = EVP_DigestUpdate(ctx, parts[i], strlen(parts[i]) + 1) == 1;
-    ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen == 32;
-    EVP_MD_CTX_free(ctx);
-    if (!ok)
-        return -1;
-    twu_hex(md, mdlen, out, 0);
-    return 0;
-}
 
 /* ------------------------------------------------------- transactions */
 
@@ -156,14 +80,14 @@ static int answer_stored(store_writer *w, store_req *r, const char *number,
     int rc = find_number(w, number);
 
     if (rc == SQLITE_DONE) {
-        answer_text(r, 500,
+        store__answer_text(r, 500,
                     "the invoice this Idempotency-Key created is gone");
         return SQLITE_OK;
     }
     if (rc != SQLITE_ROW)
         return rc;
     store__row_from_stmt(w->sel_num, 0, &row);
-    answer_row(r, status, &row);
+    store__answer_row(r, status, &row);
     sqlite3_reset(w->sel_num);
     return SQLITE_OK;
 }
@@ -190,7 +114,7 @@ static int check_key(store_writer *w, store_req *r)
            strcmp((const char *)sqlite3_column_text(w->sel_key, 1), r->hash) == 0;
     sqlite3_reset(w->sel_key);
     if (!same) {
-        answer_text(r, 409, "this Idempotency-Key was already used for "
+        store__answer_text(r, 409, "this Idempotency-Key was already used for "
                             "another invoice");
         return SQLITE_ROW;
     }
@@ -222,8 +146,8 @@ static int insert(store_writer *w, store_req *r, int64_t now)
         if ((rc = run(w->ins_key)) != SQLITE_OK)
             return rc;
     }
-    row_from_invoice(inv, now, &row);
-    answer_row(r, 201, &row);
+    store__row_from_invoice(inv, now, &row);
+    store__answer_row(r, 201, &row);
     return SQLITE_OK;
 }
 
@@ -242,10 +166,10 @@ static int handle(store_writer *w, store_req *r, int64_t now)
     if (rc != SQLITE_ROW)
         return rc;
     store__row_from_stmt(w->sel_num, 0, &row);
-    if (same_content(&row, &r->inv))
-        answer_row(r, 200, &row); /* already stored: nothing to do */
+    if (store__same_content(&row, &r->inv))
+        store__answer_row(r, 200, &row); /* already stored: nothing to do */
     else
-        answer_text(r, 409, "invoice %s already exists with other content",
+        store__answer_text(r, 409, "invoice %s already exists with other content",
                     r->inv.number);
     sqlite3_reset(w->sel_num);
     return SQLITE_OK;
@@ -254,7 +178,7 @@ static int handle(store_writer *w, store_req *r, int64_t now)
 static void fail_group(store_req *group, const char *what, int rc)
 {
     for (store_req *r = group; r != NULL; r = r->next)
-        answer_text(r, 500, "the invoice could not be stored (%s: %s)", what,
+        store__answer_text(r, 500, "the invoice could not be stored (%s: %s)", what,
                     sqlite3_errstr(rc));
 }
 
@@ -280,7 +204,7 @@ static void run_group(store_writer *w, store_req *group)
                 run(w->rollback_to);
                 run(w->release);
             }
-            answer_text(r, 500, "the invoice could not be stored (%s)",
+            store__answer_text(r, 500, "the invoice could not be stored (%s)",
                         sqlite3_errstr(rc));
             continue;
         }
@@ -445,31 +369,9 @@ int store_writer_submit(store_writer *w, store_queue *q,
 {
     store_req *r;
 
-    if (w == NULL || q == NULL || inv == NULL || done == NULL ||
-        (idem_key != NULL && strlen(idem_key) > INV_KEY_MAX) ||
-        (client != NULL && strlen(client) > INV_CLIENT_MAX))
-        return -1; /* the HTTP layer checks the key's length first */
-    r = twu_calloc(1, sizeof(*r));
-    if (r == NULL)
+    if (w == NULL ||
+        (r = store__req_insert(q, inv, idem_key, client, done, ctx)) == NULL)
         return -1;
-    r->q = q;
-    r->done = done;
-    r->ctx = ctx;
-    r->inv = *inv;
-    r->inv.number[INV_NUMBER_MAX] = '\0';
-    r->inv.firstname[INV_NAME_MAX] = '\0';
-    r->inv.lastname[INV_NAME_MAX] = '\0';
-    r->inv.email[INV_EMAIL_MAX] = '\0';
-    r->inv.currency[3] = '\0';
-    memcpy(r->result.number, r->inv.number, sizeof(r->result.number));
-    if (idem_key != NULL && idem_key[0] != '\0') {
-        snprintf(r->key, sizeof(r->key), "%s", idem_key);
-        snprintf(r->client, sizeof(r->client), "%s", client ? client : "");
-        if (hash_invoice(&r->inv, r->hash) < 0) {
-            twu_free(r);
-            return -1;
-        }
-    }
     pthread_mutex_lock(&w->mu);
     if (w->stopping) {
         pthread_mutex_unlock(&w->mu);

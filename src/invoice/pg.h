@@ -1,0 +1,86 @@
+/*
+ * pg.h - invoices in PostgreSQL: what db.c uses of the PostgreSQL backend
+ * (pg_conn.c, pg_reader.c, pg_writer.c).  The SQLite backend is store.h.
+ *
+ * Tables live in the schema "twoway_invoices" (meta, invoices,
+ * idempotency: the SQLite tables, column for column), so the database can
+ * be shared with other applications and with the CA index.
+ */
+#ifndef TW_INVOICE_PG_H
+#define TW_INVOICE_PG_H
+
+#include "store_internal.h"
+
+#include <libpq-fe.h>
+
+#include <stdatomic.h>
+
+/* The channel every commit that adds invoices notifies, so that each
+ * instance learns that its cached "newest" is old. */
+#define PG_CHANNEL "twoway_invoices"
+
+/* How long a statement may take before the connection is given up (the
+ * server cancels it; the reader also gives up on a silent server). */
+#define PG_STATEMENT_TIMEOUT_MS 5000
+#define PG_STATEMENT_TIMEOUT "5000"
+
+/* A line for the operational log; may be called from any thread. */
+typedef void pg_log_fn(void *ctx, const char *fmt, ...) TWU_PRINTF(2, 3);
+
+/* ---- pg_conn.c ---- */
+
+/* Whether --db names PostgreSQL: a postgresql:// or postgres:// URL. */
+int pg_is_url(const char *db);
+
+/* The URL as the log may show it: "postgresql host=... dbname=..."
+ * without any password.  Allocated; NULL when memory ran out. */
+char *pg_describe(const char *url);
+
+/* A blocking connection with synchronous_commit on and our application
+ * name; NULL with `err` (TW_ERR_IO) on failure. */
+PGconn *pg_connect(const char *url, const char *what, tw_err *err);
+
+/* The first line of the connection's error message (static buffer of the
+ * caller's).  */
+const char *pg_error_line(PGconn *c, char *buf, size_t len);
+
+/* Create the schema in one transaction (under an advisory lock, so that
+ * instances starting together make it once) or check an existing one. */
+int pg_schema_init(const char *url, tw_err *err);
+/* Whether the connected database holds our schema version. */
+int pg_schema_check(PGconn *c, const char *desc, tw_err *err);
+
+/* Prepare `sql` as `name` (blocking). */
+int pg_prepare(PGconn *c, const char *name, const char *sql, int nparams,
+               const char *desc, tw_err *err);
+
+/* Point `row` at the STORE__INVOICE_COLUMNS of row `i` of `res`, from
+ * column `col` on (text format). */
+void pg_row(const PGresult *res, int i, int col, store__row *row);
+
+/* ---- pg_reader.c: one thread, one pipelined connection, every worker ---- */
+
+typedef struct pg_reader pg_reader;
+pg_reader *pg_reader_start(const char *url, pg_log_fn *log, void *log_ctx,
+                           tw_err *err);
+void pg_reader_stop(pg_reader *r);
+/* Queue a read (r->kind and its arguments set); its answer comes back on
+ * req->q.  Answers 503 at once (through the queue) while the database is
+ * unreachable. */
+void pg_reader_submit(pg_reader *rd, store_req *req);
+/* Whether the reader's connection takes queries now (else answer 503). */
+int pg_reader_up(const pg_reader *rd);
+/* Whether the reader listens for new invoices (its cache of "the newest"
+ * can be trusted), and the count of notifications seen. */
+int pg_reader_generation(pg_reader *rd, unsigned *gen);
+
+/* ---- pg_writer.c: one thread that commits POSTs in groups ---- */
+
+typedef struct pg_writer pg_writer;
+pg_writer *pg_writer_start(const char *url, pg_log_fn *log, void *log_ctx,
+                           tw_err *err);
+/* -1 when stopping. */
+int pg_writer_submit(pg_writer *w, store_req *req);
+void pg_writer_stop(pg_writer *w);
+
+#endif
