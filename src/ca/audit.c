@@ -6,7 +6,8 @@
  * so lines from several processes (CLI commands, serve workers) never
  * interleave, and is fsync'd before the caller answers: a certificate
  * someone holds is in the log unless the write itself failed, and then the
- * caller says so.
+ * caller says so.  With the index in PostgreSQL the line also goes into
+ * its audit table, shared by the CA's processes on every machine.
  */
 #include "ca.h"
 
@@ -33,7 +34,24 @@ static json_t *string_or_null(const char *s)
     return s != NULL ? json_string(s) : json_null();
 }
 
-int ca_audit(const char *path, const ca_audit_entry *e, tw_err *err)
+/* The line in the index's audit table (PostgreSQL). */
+static int audit_row(sql_db *db, const char *line, tw_err *err)
+{
+    sql_stmt *st = NULL;
+    int ok = sql_prepare(db, "INSERT INTO audit (at, line) VALUES (?, ?)",
+                         &st) == SQL_OK &&
+             sql_bind_int64(st, 1, (int64_t)time(NULL)) == SQL_OK &&
+             sql_bind_text(st, 2, line) == SQL_OK && sql_step(st) == SQL_DONE;
+
+    sql_finalize(st);
+    if (!ok)
+        return twu_err(err, TW_ERR_IO, "cannot write the audit line to %s: %s",
+                       sql_name(db), sql_errmsg(db));
+    return 0;
+}
+
+int ca_audit(const char *path, sql_db *db, const ca_audit_entry *e,
+             tw_err *err)
 {
     char when[32], *line = NULL;
     json_t *o = NULL;
@@ -61,6 +79,8 @@ int ca_audit(const char *path, const ca_audit_entry *e, tw_err *err)
                 path);
         goto done;
     }
+    if (db != NULL && sql_is_pg(db) && audit_row(db, line, err) < 0)
+        goto done;
     line[len] = '\n'; /* json_dumps's NUL: the line is written by length */
     if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)) < 0) {
         twu_err(err, TW_ERR_IO, "cannot open the audit log %s: %s", path,
@@ -107,7 +127,7 @@ int ca_audit_cli(const ca_dir *ca, const char *cmd, const char *action,
         snprintf(by, sizeof(by), "cli:uid %lu", (unsigned long)geteuid());
     if (path == NULL)
         twu_err_nomem(&err);
-    if (path == NULL || ca_audit(path, &e, &err) < 0) {
+    if (path == NULL || ca_audit(path, ca->db, &e, &err) < 0) {
         ca_fail(cmd, "%s %s is recorded in the index but not in the audit "
                 "log: %s", strcmp(action, "revoke") == 0 ? "the revocation of"
                                                          : "certificate",

@@ -8,7 +8,7 @@
 #include "util.h"
 #include "twoway_pki.h"
 
-#include <sqlite3.h>
+#include "sql.h"
 
 /* Exit codes, documented in twoway-ca(1). */
 enum {
@@ -48,10 +48,13 @@ void ca_passphrase_free(char *pass);
 
 /* An open CA directory. */
 typedef struct ca_dir {
-    char *dir, *cert_path, *key_path, *db_path;
+    char *dir, *cert_path, *key_path;
+    char *db_path;   /* the index as messages name it: DIR/ca.db, or
+                        "postgresql host=... dbname=..." */
+    char *db_target; /* what sql_open takes: DIR/ca.db or the URL */
     tw_cert *cert;
     tw_key *key; /* NULL unless opened for signing */
-    sqlite3 *db;
+    sql_db *db;
 } ca_dir;
 
 #define CA_OPEN_SIGN 0x1 /* load (and decrypt) the CA key */
@@ -59,6 +62,14 @@ typedef struct ca_dir {
 int ca_dir_open(ca_dir *ca, const char *cmd, const char *dir,
                 const char *passfile, int flags);
 void ca_dir_close(ca_dir *ca);
+/* The file that names an index kept in PostgreSQL, in a CA directory. */
+#define CA_INDEX_CONF "index.conf"
+/* What an index in PostgreSQL notifies at each revocation (the payload is
+ * the serial, upper-case hex), in the transaction that records it. */
+#define CA_REVOCATION_CHANNEL "twoway_revocations"
+/* The URL DIR/index.conf names ("database = URL"): 1 with *url (malloc'd),
+ * 0 when there is no such file (the index is DIR/ca.db), -1 with `err`. */
+int ca_index_url(const char *dir, char **url, tw_err *err);
 /* mkdir -p: create `path` and missing parents with `mode`; 0 or -1/errno. */
 int ca_mkdirs(const char *path, unsigned mode);
 /* Paths DIR/name, malloc'd. */
@@ -74,37 +85,37 @@ char *ca_path_join(const char *dir, const char *name);
 #define CADB_BUSY_TIMEOUT_S 5
 #define CADB_BUSY_TIMEOUT_MAX 3600
 #define CADB_BUSY_TIMEOUT_ENV "TWOWAY_CA_BUSY_TIMEOUT"
-int cadb_create(sqlite3 *db, tw_err *err);
+int cadb_create(sql_db *db, tw_err *err);
 /* Set the busy timeout and check that `path` is a twoway CA index: a busy
  * index is TW_ERR_BLOCKED, a bad TWOWAY_CA_BUSY_TIMEOUT TW_ERR_USAGE,
  * anything else that fails TW_ERR_INPUT. */
-int cadb_check(sqlite3 *db, const char *path, tw_err *err);
-int cadb_begin(sqlite3 *db, const char *path, tw_err *err);
-int cadb_commit(sqlite3 *db, const char *path, tw_err *err);
+int cadb_check(sql_db *db, const char *path, tw_err *err);
+int cadb_begin(sql_db *db, const char *path, tw_err *err);
+int cadb_commit(sql_db *db, const char *path, tw_err *err);
 /* After a failed call on the index at `path`: set *err to "PATH is busy"
  * (TW_ERR_BLOCKED) when it was busy, else "WHAT PATH: sqlite's message"
  * (TW_ERR_IO).  Returns -1. */
-int cadb_err(sqlite3 *db, const char *path, const char *what, tw_err *err);
-void cadb_rollback(sqlite3 *db);
+int cadb_err(sql_db *db, const char *path, const char *what, tw_err *err);
+void cadb_rollback(sql_db *db);
 /* 1 when the serial is already in the index, 0 when not, -1 on error. */
-int cadb_serial_exists(sqlite3 *db, const char *serial, tw_err *err);
+int cadb_serial_exists(sql_db *db, const char *serial, tw_err *err);
 /* Record an issued certificate (inside a transaction). */
-int cadb_record(sqlite3 *db, const tw_cert *cert, tw_err *err);
+int cadb_record(sql_db *db, const tw_cert *cert, tw_err *err);
 /* Next CRL number (inside a transaction). */
-int cadb_next_crl_number(sqlite3 *db, uint64_t *number, tw_err *err);
+int cadb_next_crl_number(sql_db *db, uint64_t *number, tw_err *err);
 /* The schema this twoway-ca writes.  Schema 1 (twoway 0.1: meta, certs)
  * gains the tokens table and certs.replaces in schema 2; cadb_check
  * upgrades a schema 1 index in place, in one transaction. */
 #define CADB_SCHEMA 2
 /* Record that the certificate `serial` (just recorded, same transaction)
  * renews `replaces`.  0, or -1 with `err`. */
-int cadb_set_replaces(sqlite3 *db, const char *serial, const char *replaces,
+int cadb_set_replaces(sql_db *db, const char *serial, const char *replaces,
                       tw_err *err);
 /* What the index says of `serial` (upper-case hex, as tw_identity_serial
  * gives it): *revoked (1 when revoked) and *not_after.  1 when found, 0
  * when not in the index, -1 on error (`err`).  In or out of a
  * transaction. */
-int cadb_cert_status(sqlite3 *db, const char *serial, int *revoked,
+int cadb_cert_status(sql_db *db, const char *serial, int *revoked,
                      time_t *not_after, tw_err *err);
 
 /* ---- one-time enrolment tokens (token.c) ---- */
@@ -134,7 +145,7 @@ int ca_token_new(char *text, char hash[65], tw_err *err);
 int ca_token_hash(const char *token, char hash[65], tw_err *err);
 /* Store a token (t->hash and what it is bound to; inside a transaction or
  * not).  0, or -1 with `err`. */
-int cadb_token_add(sqlite3 *db, const char *path, const ca_token *t,
+int cadb_token_add(sql_db *db, const char *path, const ca_token *t,
                    tw_err *err);
 
 enum ca_token_result {
@@ -153,11 +164,11 @@ enum ca_token_result {
  * first commits.  Rolling back the transaction leaves the token unused.
  * A used token that is also expired is CA_TOKEN_USED.
  */
-int cadb_token_take(sqlite3 *db, const char *path, const char *token,
+int cadb_token_take(sql_db *db, const char *path, const char *token,
                     time_t now, ca_token *out, tw_err *err);
 /* Record which certificate the token with `hash` gave (same transaction
  * as its take).  0, or -1 with `err`. */
-int cadb_token_set_serial(sqlite3 *db, const char *hash, const char *serial,
+int cadb_token_set_serial(sql_db *db, const char *hash, const char *serial,
                           tw_err *err);
 
 /* Inside a transaction (cadb_begin): draw a serial that is not in the
@@ -314,9 +325,13 @@ typedef struct ca_audit_entry {
  * "subject", "by", "peer"} to the log at `path`: opened with O_APPEND
  * (created 0600), the line in one write(2), then fsync, so that lines of
  * several processes never interleave and a line written survives a crash.
- * 0, or -1 with `err` (TW_ERR_IO naming the file).
+ * When the index is in PostgreSQL (`db` connected there; NULL or an
+ * SQLite index: the file only), the line also goes into its audit table,
+ * which every CA process on every machine shares.
+ * 0, or -1 with `err` (TW_ERR_IO naming the file or the database).
  */
-int ca_audit(const char *path, const ca_audit_entry *e, tw_err *err);
+int ca_audit(const char *path, sql_db *db, const ca_audit_entry *e,
+             tw_err *err);
 /* The default log, DIR/audit.log (malloc'd; NULL when out of memory). */
 char *ca_audit_path(const ca_dir *ca);
 /* What the CLI's issue, sign and revoke append after their commit:

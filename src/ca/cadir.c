@@ -3,6 +3,7 @@
  * with it, and failing a command that holds its index's transaction.
  */
 #include "ca.h"
+#include "pgutil.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -16,10 +17,11 @@ void ca_dir_close(ca_dir *ca)
     twu_free(ca->cert_path);
     twu_free(ca->key_path);
     twu_free(ca->db_path);
+    twu_free(ca->db_target);
     tw_cert_free(ca->cert);
     tw_key_free(ca->key);
     if (ca->db != NULL)
-        sqlite3_close(ca->db);
+        sql_close(ca->db);
     memset(ca, 0, sizeof(*ca));
 }
 
@@ -59,6 +61,62 @@ static int load_key(ca_dir *ca, const char *cmd, const char *passfile)
     return CA_EXIT_OK;
 }
 
+int ca_index_url(const char *dir, char **url, tw_err *err)
+{
+    char *path = ca_path_join(dir, CA_INDEX_CONF), line[4096];
+    int lineno = 0, rc = -1;
+    FILE *f;
+
+    *url = NULL;
+    if (path == NULL)
+        return twu_err_nomem(err);
+    if ((f = fopen(path, "r")) == NULL) {
+        rc = errno == ENOENT ? 0
+                             : twu_err(err, TW_ERR_IO, "cannot read %s: %s",
+                                       path, strerror(errno));
+        twu_free(path);
+        return rc;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *p = line, *end;
+
+        lineno++;
+        p += strspn(p, " \t");
+        end = p + strcspn(p, "\r\n");
+        *end = '\0';
+        while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+            *--end = '\0';
+        if (*p == '\0' || *p == '#')
+            continue;
+        if (strncmp(p, "database", 8) != 0 ||
+            p[8 + strspn(p + 8, " \t")] != '=') {
+            twu_err(err, TW_ERR_INPUT, "%s:%d: expected 'database = URL'",
+                    path, lineno);
+            goto out;
+        }
+        p += 8;
+        p += strspn(p, " \t");
+        p += 1 + strspn(p + 1, " \t");
+        if (!sql_is_url(p)) {
+            twu_err(err, TW_ERR_INPUT, "%s:%d: '%s' is not a postgresql:// "
+                    "URL", path, lineno, p);
+            goto out;
+        }
+        if ((*url = twu_strdup(p)) == NULL) {
+            twu_err_nomem(err);
+            goto out;
+        }
+        rc = 1;
+        goto out;
+    }
+    twu_err(err, TW_ERR_INPUT, "%s names no database: expected a line "
+            "'database = postgresql://...'", path);
+out:
+    fclose(f);
+    twu_free(path);
+    return rc;
+}
+
 int ca_dir_open(ca_dir *ca, const char *cmd, const char *dir,
                 const char *passfile, int flags)
 {
@@ -75,12 +133,30 @@ int ca_dir_open(ca_dir *ca, const char *cmd, const char *dir,
     }
     if ((ca->dir = twu_strdup(dir)) == NULL ||
         (ca->cert_path = ca_path_join(dir, "ca.cert.pem")) == NULL ||
-        (ca->key_path = ca_path_join(dir, "ca.key.pem")) == NULL ||
-        (ca->db_path = ca_path_join(dir, "ca.db")) == NULL) {
+        (ca->key_path = ca_path_join(dir, "ca.key.pem")) == NULL) {
         ca_fail(cmd, "out of memory");
         goto fail;
     }
-    if (access(ca->cert_path, F_OK) != 0 || access(ca->db_path, F_OK) != 0) {
+    switch (ca_index_url(dir, &ca->db_target, &err)) {
+    case 1: /* PostgreSQL */
+        if ((ca->db_path = twu_pg_describe(ca->db_target)) == NULL) {
+            ca_fail(cmd, "out of memory");
+            goto fail;
+        }
+        break;
+    case 0:
+        if ((ca->db_path = ca_path_join(dir, "ca.db")) == NULL ||
+            (ca->db_target = twu_strdup(ca->db_path)) == NULL) {
+            ca_fail(cmd, "out of memory");
+            goto fail;
+        }
+        break;
+    default:
+        ca_fail(cmd, "%s", err.msg);
+        goto fail;
+    }
+    if (access(ca->cert_path, F_OK) != 0 ||
+        (!sql_is_url(ca->db_target) && access(ca->db_path, F_OK) != 0)) {
         ca_fail(cmd, "no CA in %s (ca.cert.pem or ca.db missing): create one "
                 "with `twoway-ca init %s`", dir, dir);
         goto fail;
@@ -89,9 +165,8 @@ int ca_dir_open(ca_dir *ca, const char *cmd, const char *dir,
         ca_fail(cmd, "%s", err.msg);
         goto fail;
     }
-    if (sqlite3_open_v2(ca->db_path, &ca->db, SQLITE_OPEN_READWRITE, NULL) !=
-        SQLITE_OK) {
-        ca_fail(cmd, "cannot open %s: %s", ca->db_path, sqlite3_errmsg(ca->db));
+    if ((ca->db = sql_open(ca->db_target, 0, &err)) == NULL) {
+        ca_fail(cmd, "%s", err.msg);
         goto fail;
     }
     /* A busy index exits CA_EXIT_BUSY, so that a script can retry it. */

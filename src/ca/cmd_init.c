@@ -12,7 +12,7 @@
 
 static const char usage[] =
     "usage: twoway-ca init DIR [--subject SUBJECT] [--key TYPE] [--days N]\n"
-    "                          [--passphrase-file FILE]\n"
+    "                          [--passphrase-file FILE] [--db URL]\n"
     "\n"
     "Create a certificate authority in DIR: DIR/ca.cert.pem (the trust anchor\n"
     "to hand to servers and clients), DIR/ca.key.pem (mode 0600) and DIR/ca.db\n"
@@ -25,18 +25,36 @@ static const char usage[] =
     "  --days N                validity in days (default 3650)\n"
     "  --passphrase-file FILE  encrypt the CA key (AES-256) with the first line\n"
     "                          of FILE; every signing command then needs it\n"
+    "  --db URL                keep the index in PostgreSQL (postgresql://...,\n"
+    "                          schema twoway_ca) rather than DIR/ca.db, shared\n"
+    "                          by every command and every `serve` process;\n"
+    "                          DIR/index.conf (mode 0600) names it\n"
     "  --help                  show this help\n";
 
 #define MIN_PASSPHRASE 8
 
-/* The three files, created by this command; removed again on failure. */
+/* The three files (or index.conf and the tables in PostgreSQL), created by
+ * this command; removed again on failure. */
 struct created {
     char *cert, *key, *db;
-    int have_cert, have_key, have_db;
+    const char *url; /* the index is in PostgreSQL */
+    const char *dir; /* made by this command: removed when empty, once the
+                        staged files are gone */
+    int have_cert, have_key, have_db, have_tables;
 };
 
 static void undo(struct created *c)
 {
+    if (c->have_tables) {
+        tw_err err;
+        sql_db *db = sql_open(c->url, 0, &err);
+
+        if (db == NULL || sql_exec(db, "DROP SCHEMA twoway_ca CASCADE") != SQL_OK)
+            ca_fail("init", "could not remove the tables it made (schema "
+                    "twoway_ca) from %s: drop them by hand",
+                    db != NULL ? sql_name(db) : "the database");
+        sql_close(db);
+    }
     if (c->have_cert)
         unlink(c->cert);
     if (c->have_key)
@@ -45,7 +63,7 @@ static void undo(struct created *c)
         unlink(c->db);
 }
 
-static int make_dir(const char *dir)
+static int make_dir(const char *dir, struct created *made)
 {
     struct stat st;
 
@@ -60,23 +78,56 @@ static int make_dir(const char *dir)
         ca_fail("init", "cannot create %s: %s", dir, strerror(errno));
         return -1;
     }
+    made->dir = dir;
     return 0;
 }
 
-static int create_index(const char *path, tw_err *err)
+static int create_index(const char *target, tw_err *err)
 {
-    sqlite3 *db = NULL;
-    int rc;
+    sql_db *db = sql_open(target, SQL_OPEN_CREATE, err);
+    sql_stmt *st = NULL;
+    int rc = -1;
 
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                        NULL) != SQLITE_OK) {
-        twu_err(err, TW_ERR_IO, "cannot create %s: %s", path,
-                sqlite3_errmsg(db));
-        sqlite3_close(db);
+    if (db == NULL)
         return -1;
+    /* One CA per database: an index already there is someone's. */
+    if (sql_is_pg(db)) {
+        if (sql_prepare(db, "SELECT to_regnamespace('twoway_ca') IS NOT NULL",
+                        &st) != SQL_OK ||
+            sql_step(st) != SQL_ROW) {
+            twu_err(err, TW_ERR_IO, "cannot read %s: %s", sql_name(db),
+                    sql_errmsg(db));
+            goto out;
+        }
+        if (sql_col_int(st, 0)) {
+            twu_err(err, TW_ERR_INPUT, "%s already holds a CA index (schema "
+                    "twoway_ca): not overwriting it (give another database, "
+                    "or use the CA directory that names it)", sql_name(db));
+            goto out;
+        }
     }
     rc = cadb_create(db, err);
-    sqlite3_close(db);
+out:
+    sql_finalize(st);
+    sql_close(db);
+    return rc;
+}
+
+/* DIR/index.conf, naming the database (0600: a URL may hold a password). */
+static int stage_index_conf(twu_staged *stage, const char *path,
+                            const char *url, tw_err *err)
+{
+    twu_buf b = {0};
+    int rc;
+
+    if (twu_buf_printf(&b, "# The index of this CA (twoway-ca init --db).\n"
+                           "database = %s\n", url) < 0) {
+        twu_buf_free(&b);
+        return twu_err_nomem(err);
+    }
+    rc = twu_stage_file(stage, path, b.data, b.len, 0600, TWU_WRITE_NO_REPLACE,
+                        err);
+    twu_buf_free(&b);
     return rc;
 }
 
@@ -87,6 +138,7 @@ int cmd_init(int argc, char **argv)
         {"key", required_argument, NULL, 'k'},
         {"days", required_argument, NULL, 'd'},
         {"passphrase-file", required_argument, NULL, 'p'},
+        {"db", required_argument, NULL, 'b'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     const char *subject = "/CN=twoway CA", *keytype = "ec-p256";
@@ -98,7 +150,8 @@ int cmd_init(int argc, char **argv)
     tw_key *key = NULL;
     tw_certgen *g = NULL;
     tw_cert *cert = NULL;
-    twu_staged key_stage = {0}, cert_stage = {0};
+    twu_staged key_stage = {0}, cert_stage = {0}, conf_stage = {0};
+    const char *url = NULL;
     char *key_pem = NULL;
     size_t key_len = 0;
     tw_err err;
@@ -110,6 +163,7 @@ int cmd_init(int argc, char **argv)
         case 's': subject = optarg; break;
         case 'k': keytype = optarg; break;
         case 'p': passfile = optarg; break;
+        case 'b': url = optarg; break;
         case 'd':
             if ((days = ca_parse_days("init", optarg, 36500)) < 0)
                 return CA_EXIT_USAGE;
@@ -124,6 +178,11 @@ int cmd_init(int argc, char **argv)
         return CA_EXIT_USAGE;
     }
     dir = argv[optind];
+    if (url != NULL && !sql_is_url(url)) {
+        ca_fail("init", "--db: '%s' is not a postgresql:// URL (without "
+                "--db the index is DIR/ca.db)", url);
+        return CA_EXIT_USAGE;
+    }
     if ((name = tw_name_parse(subject, &err)) == NULL) {
         ca_fail("init", "--subject: %s", err.msg);
         return CA_EXIT_USAGE;
@@ -145,7 +204,7 @@ int cmd_init(int argc, char **argv)
     }
     if ((made.cert = ca_path_join(dir, "ca.cert.pem")) == NULL ||
         (made.key = ca_path_join(dir, "ca.key.pem")) == NULL ||
-        (made.db = ca_path_join(dir, "ca.db")) == NULL) {
+        (made.db = ca_path_join(dir, url ? CA_INDEX_CONF : "ca.db")) == NULL) {
         ca_fail("init", "out of memory");
         goto done;
     }
@@ -155,7 +214,7 @@ int cmd_init(int argc, char **argv)
                 "another directory, or remove the old CA deliberately)", dir);
         goto done;
     }
-    if (make_dir(dir) < 0)
+    if (make_dir(dir, &made) < 0)
         goto done;
 
     if ((key = tw_key_generate(keytype, &err)) == NULL ||
@@ -182,9 +241,20 @@ int cmd_init(int argc, char **argv)
         if (rc != CA_EXIT_OK)
             goto fail;
     }
-    made.have_db = 1;
-    if (create_index(made.db, &err) < 0)
-        goto fail;
+    if (url != NULL) {
+        made.url = url;
+        if (stage_index_conf(&conf_stage, made.db, url, &err) < 0 ||
+            create_index(url, &err) < 0)
+            goto fail;
+        made.have_tables = 1;
+        made.have_db = 1;
+        if (twu_stage_commit(&conf_stage, &err) < 0)
+            goto fail;
+    } else {
+        made.have_db = 1;
+        if (create_index(made.db, &err) < 0)
+            goto fail;
+    }
     made.have_key = 1;
     if (twu_stage_commit(&key_stage, &err) < 0)
         goto fail;
@@ -208,6 +278,9 @@ fail:
 done:
     twu_stage_abort(&key_stage);
     twu_stage_abort(&cert_stage);
+    twu_stage_abort(&conf_stage);
+    if (rc != CA_EXIT_OK && made.dir != NULL)
+        rmdir(made.dir); /* made here: only when nothing else is in it */
     tw_key_pem_free(key_pem, key_len);
     ca_passphrase_free(pass);
     tw_cert_free(cert);

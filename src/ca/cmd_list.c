@@ -56,18 +56,16 @@ static json_t *sans_json(const char *text)
 /* The pending tokens: neither used nor expired at `now`. */
 static int list_tokens(ca_dir *ca, int as_json, time_t now)
 {
-    sqlite3_stmt *st = NULL;
+    sql_stmt *st = NULL;
     json_t *all = NULL;
     tw_err err;
     int rc = CA_EXIT_FAIL, c;
 
-    if (sqlite3_prepare_v2(ca->db,
-                           "SELECT substr(hash, 1, 12), subject, sans,"
+    if (sql_prepare(ca->db, "SELECT substr(hash, 1, 12), subject, sans,"
                            " purposes, lifetime, created_at, expires_at"
                            " FROM tokens WHERE used_at IS NULL AND"
-                           " expires_at > ? ORDER BY created_at, rowid", -1,
-                           &st, NULL) != SQLITE_OK ||
-        sqlite3_bind_int64(st, 1, (sqlite3_int64)now) != SQLITE_OK) {
+                           " expires_at > ? ORDER BY created_at, rowid", &st) != SQL_OK ||
+        sql_bind_int64(st, 1, (int64_t)now) != SQL_OK) {
         cadb_err(ca->db, ca->db_path, "cannot read", &err);
         rc = ca_fail_err("list", &err);
         goto done;
@@ -77,24 +75,24 @@ static int list_tokens(ca_dir *ca, int as_json, time_t now)
     else
         printf("%-12s  %-40s  %-24s  %-13s  %-8s  %s\n", "HASH", "SUBJECT",
                "SANS", "PURPOSE", "LIFETIME", "EXPIRES");
-    while ((c = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *sans = (const char *)sqlite3_column_text(st, 2);
-        const char *purpose = ca_purpose_text(sqlite3_column_int(st, 3));
-        long long lifetime = sqlite3_column_int64(st, 4);
+    while ((c = sql_step(st)) == SQL_ROW) {
+        const char *sans = sql_col_text(st, 2);
+        const char *purpose = ca_purpose_text(sql_col_int(st, 3));
+        long long lifetime = sql_col_int64(st, 4);
         char life[32], created[32], expires[32];
 
         lifetime_text(lifetime, life, sizeof(life));
-        ca_time_text((time_t)sqlite3_column_int64(st, 5), created,
+        ca_time_text((time_t)sql_col_int64(st, 5), created,
                      sizeof(created));
-        ca_time_text((time_t)sqlite3_column_int64(st, 6), expires,
+        ca_time_text((time_t)sql_col_int64(st, 6), expires,
                      sizeof(expires));
         if (as_json) {
             json_t *row = json_object();
 
             json_object_set_new(row, "hash", json_string(
-                (const char *)sqlite3_column_text(st, 0)));
+                sql_col_text(st, 0)));
             json_object_set_new(row, "subject", json_string(
-                (const char *)sqlite3_column_text(st, 1)));
+                sql_col_text(st, 1)));
             json_object_set_new(row, "sans", sans_json(sans));
             json_object_set_new(row, "purpose", json_string(purpose));
             json_object_set_new(row, "lifetime", lifetime > 0
@@ -105,10 +103,10 @@ static int list_tokens(ca_dir *ca, int as_json, time_t now)
             continue;
         }
         printf("%-12s  %-40s  %-24s  %-13s  %-8s  %s\n",
-               sqlite3_column_text(st, 0), sqlite3_column_text(st, 1),
+               sql_col_text(st, 0), sql_col_text(st, 1),
                sans && *sans ? sans : "-", purpose, life, expires);
     }
-    if (c != SQLITE_DONE) {
+    if (c != SQL_DONE) {
         cadb_err(ca->db, ca->db_path, "cannot read", &err);
         rc = ca_fail_err("list", &err);
         goto done;
@@ -120,42 +118,42 @@ static int list_tokens(ca_dir *ca, int as_json, time_t now)
     rc = CA_EXIT_OK;
 done:
     json_decref(all);
-    sqlite3_finalize(st);
+    sql_finalize(st);
     return rc;
 }
 
-static const char *status_of(sqlite3_stmt *st, time_t now)
+static const char *status_of(sql_stmt *st, time_t now)
 {
-    if (sqlite3_column_type(st, 6) != SQLITE_NULL)
+    if (!sql_col_null(st, 6))
         return "revoked";
-    if ((time_t)sqlite3_column_int64(st, 5) < now)
+    if ((time_t)sql_col_int64(st, 5) < now)
         return "expired";
     return "valid";
 }
 
-static json_t *row_json(sqlite3_stmt *st, time_t now, long days_left)
+static json_t *row_json(sql_stmt *st, time_t now, long days_left)
 {
     json_t *row = json_object();
-    json_t *sans = sans_json((const char *)sqlite3_column_text(st, 2));
+    json_t *sans = sans_json(sql_col_text(st, 2));
     char nb[32], na[32], rv[32];
     int reason;
 
-    ca_time_text((time_t)sqlite3_column_int64(st, 4), nb, sizeof(nb));
-    ca_time_text((time_t)sqlite3_column_int64(st, 5), na, sizeof(na));
+    ca_time_text((time_t)sql_col_int64(st, 4), nb, sizeof(nb));
+    ca_time_text((time_t)sql_col_int64(st, 5), na, sizeof(na));
     json_object_set_new(row, "serial",
-                        json_string((const char *)sqlite3_column_text(st, 0)));
+                        json_string(sql_col_text(st, 0)));
     json_object_set_new(row, "subject",
-                        json_string((const char *)sqlite3_column_text(st, 1)));
+                        json_string(sql_col_text(st, 1)));
     json_object_set_new(row, "sans", sans);
     json_object_set_new(row, "purpose",
-                        json_string((const char *)sqlite3_column_text(st, 3)));
+                        json_string(sql_col_text(st, 3)));
     json_object_set_new(row, "not_before", json_string(nb));
     json_object_set_new(row, "not_after", json_string(na));
     json_object_set_new(row, "status", json_string(status_of(st, now)));
     json_object_set_new(row, "days_left", json_integer(days_left));
-    if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
-        ca_time_text((time_t)sqlite3_column_int64(st, 6), rv, sizeof(rv));
-        reason = sqlite3_column_int(st, 7);
+    if (!sql_col_null(st, 6)) {
+        ca_time_text((time_t)sql_col_int64(st, 6), rv, sizeof(rv));
+        reason = sql_col_int(st, 7);
         json_object_set_new(row, "revoked_at", json_string(rv));
         json_object_set_new(row, "revoke_reason",
                             json_string(tw_crl_reason_name(reason)
@@ -179,7 +177,7 @@ int cmd_list(int argc, char **argv)
     const char *dir = NULL;
     int as_json = 0, tokens = 0, c, rc;
     ca_dir ca = {0};
-    sqlite3_stmt *st = NULL;
+    sql_stmt *st = NULL;
     json_t *all = NULL;
     time_t now = time(NULL);
     tw_err err;
@@ -206,11 +204,9 @@ int cmd_list(int argc, char **argv)
         goto done;
     }
     rc = CA_EXIT_FAIL;
-    if (sqlite3_prepare_v2(ca.db,
-                           "SELECT serial, subject, sans, purpose, not_before,"
+    if (sql_prepare(ca.db, "SELECT serial, subject, sans, purpose, not_before,"
                            " not_after, revoked_at, revoke_reason FROM certs"
-                           " ORDER BY issued_at, rowid", -1, &st,
-                           NULL) != SQLITE_OK) {
+                           " ORDER BY issued_at, rowid", &st) != SQL_OK) {
         cadb_err(ca.db, ca.db_path, "cannot read", &err);
         rc = ca_fail_err("list", &err);
         goto done;
@@ -221,10 +217,10 @@ int cmd_list(int argc, char **argv)
         printf("%-32s  %-40s  %-24s  %-13s  %-20s  %-7s  %s\n", "SERIAL",
                "SUBJECT", "SANS", "PURPOSE", "NOT-AFTER", "STATUS",
                "DAYS-LEFT");
-    while ((c = sqlite3_step(st)) == SQLITE_ROW) {
-        time_t not_after = (time_t)sqlite3_column_int64(st, 5);
+    while ((c = sql_step(st)) == SQL_ROW) {
+        time_t not_after = (time_t)sql_col_int64(st, 5);
         long days_left = not_after > now ? (long)((not_after - now) / 86400) : 0;
-        const char *sans = (const char *)sqlite3_column_text(st, 2);
+        const char *sans = sql_col_text(st, 2);
         char na[32];
 
         if (as_json) {
@@ -233,11 +229,11 @@ int cmd_list(int argc, char **argv)
         }
         ca_time_text(not_after, na, sizeof(na));
         printf("%-32s  %-40s  %-24s  %-13s  %-20s  %-7s  %ld\n",
-               sqlite3_column_text(st, 0), sqlite3_column_text(st, 1),
-               sans && *sans ? sans : "-", sqlite3_column_text(st, 3), na,
+               sql_col_text(st, 0), sql_col_text(st, 1),
+               sans && *sans ? sans : "-", sql_col_text(st, 3), na,
                status_of(st, now), days_left);
     }
-    if (c != SQLITE_DONE) {
+    if (c != SQL_DONE) {
         cadb_err(ca.db, ca.db_path, "cannot read", &err);
         rc = ca_fail_err("list", &err);
         goto done;
@@ -249,7 +245,7 @@ int cmd_list(int argc, char **argv)
     rc = CA_EXIT_OK;
 done:
     json_decref(all);
-    sqlite3_finalize(st);
+    sql_finalize(st);
     ca_dir_close(&ca);
     return rc;
 }

@@ -316,7 +316,7 @@ static void app_free(serve_app *app)
 {
     serve_crl_free(&app->crl);
     if (app->metrics_db != NULL)
-        sqlite3_close(app->metrics_db);
+        sql_close(app->metrics_db);
     pthread_mutex_destroy(&app->metrics_lock);
     twu_free(app->audit_path);
     twu_free(app->crl_path);
@@ -357,8 +357,8 @@ int cmd_serve(int argc, char **argv)
         ca_fail("serve", "out of memory");
         goto out;
     }
-    if (sqlite3_open_v2(app.ca.db_path, &app.metrics_db, SQLITE_OPEN_READONLY,
-                        NULL) != SQLITE_OK ||
+    if ((app.metrics_db = sql_open(app.ca.db_target, SQL_OPEN_READONLY,
+                                   &err)) == NULL ||
         cadb_check(app.metrics_db, app.ca.db_path, &err) < 0) {
         ca_fail("serve", "%s: cannot open the index for metrics", app.ca.db_path);
         goto out;

@@ -17,46 +17,45 @@
 #define CRL_MAX_BYTES (64u * 1024 * 1024)
 
 /* Read every revocation; the strings live in `names` (one allocation). */
-static int read_revoked(sqlite3 *db, tw_revoked **out, size_t *count,
+static int read_revoked(sql_db *db, tw_revoked **out, size_t *count,
                         char **names)
 {
-    sqlite3_stmt *st = NULL;
+    sql_stmt *st = NULL;
     tw_revoked *list = NULL;
     char *buf = NULL;
     size_t n = 0, cap = 0;
     int rc;
 
-    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM certs WHERE revoked_at"
-                               " IS NOT NULL", -1, &st, NULL) != SQLITE_OK ||
-        sqlite3_step(st) != SQLITE_ROW)
+    if (sql_prepare(db, "SELECT count(*) FROM certs WHERE revoked_at"
+                               " IS NOT NULL", &st) != SQL_OK ||
+        sql_step(st) != SQL_ROW)
         goto err;
-    cap = (size_t)sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    cap = (size_t)sql_col_int64(st, 0);
+    sql_finalize(st);
     st = NULL;
     list = twu_calloc(cap ? cap : 1, sizeof(*list));
     buf = twu_calloc(cap ? cap : 1, 48);
     if (list == NULL || buf == NULL)
         goto err;
-    if (sqlite3_prepare_v2(db, "SELECT serial, revoked_at, revoke_reason FROM"
-                               " certs WHERE revoked_at IS NOT NULL", -1, &st,
-                           NULL) != SQLITE_OK)
+    if (sql_prepare(db, "SELECT serial, revoked_at, revoke_reason FROM"
+                               " certs WHERE revoked_at IS NOT NULL", &st) != SQL_OK)
         goto err;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < cap) {
-        snprintf(buf + 48 * n, 48, "%s", sqlite3_column_text(st, 0));
+    while ((rc = sql_step(st)) == SQL_ROW && n < cap) {
+        snprintf(buf + 48 * n, 48, "%s", sql_col_text(st, 0));
         list[n].serial_hex = buf + 48 * n;
-        list[n].revoked_at = (time_t)sqlite3_column_int64(st, 1);
-        list[n].reason = sqlite3_column_int(st, 2);
+        list[n].revoked_at = (time_t)sql_col_int64(st, 1);
+        list[n].reason = sql_col_int(st, 2);
         n++;
     }
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+    if (rc != SQL_DONE && rc != SQL_ROW)
         goto err;
-    sqlite3_finalize(st);
+    sql_finalize(st);
     *out = list;
     *count = n;
     *names = buf;
     return 0;
 err:
-    sqlite3_finalize(st);
+    sql_finalize(st);
     twu_free(list);
     twu_free(buf);
     return -1;
@@ -114,7 +113,7 @@ int ca_crl_make_counted(ca_dir *ca, long long validity_seconds, char **pem,
         return -1;
     if (read_revoked(ca->db, &list, &count, &names) < 0) {
         twu_err(err, TW_ERR_IO, "cannot read %s: %s", ca->db_path,
-                sqlite3_errmsg(ca->db));
+                sql_errmsg(ca->db));
         goto err;
     }
     /* The number is drawn and the CRL signed before COMMIT: a failure

@@ -46,7 +46,7 @@ static int reason_allowed(int reason)
 int ca_revoke_serial_subject(ca_dir *ca, const char *serial_text, int reason,
                              char *subject, size_t len, tw_err *err)
 {
-    sqlite3_stmt *st = NULL;
+    sql_stmt *st = NULL;
     char serial[80];
     int rc = -1, step;
 
@@ -62,46 +62,55 @@ int ca_revoke_serial_subject(ca_dir *ca, const char *serial_text, int reason,
                        "number", serial_text);
     if (cadb_begin(ca->db, ca->db_path, err) < 0)
         return -1;
-    if (sqlite3_prepare_v2(ca->db,
-                           "SELECT subject, revoked_at FROM certs WHERE serial=?",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sql_prepare(ca->db, "SELECT subject, revoked_at FROM certs WHERE serial=?", &st) != SQL_OK)
         goto db_err;
-    sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
-    if ((step = sqlite3_step(st)) == SQLITE_DONE) {
+    sql_bind_text(st, 1, serial);
+    if ((step = sql_step(st)) == SQL_DONE) {
         twu_err(err, TW_ERR_INPUT, "serial %s was not issued by the CA in %s "
                 "(see `twoway-ca list --ca %s`)", serial, ca->dir, ca->dir);
         rc = CA_REVOKE_NOT_FOUND;
         goto rollback;
     }
-    if (step != SQLITE_ROW)
+    if (step != SQL_ROW)
         goto db_err;
-    if (sqlite3_column_type(st, 1) != SQLITE_NULL) {
+    if (!sql_col_null(st, 1)) {
         char when[32];
 
-        ca_time_text((time_t)sqlite3_column_int64(st, 1), when, sizeof(when));
+        ca_time_text((time_t)sql_col_int64(st, 1), when, sizeof(when));
         twu_err(err, TW_ERR_INPUT, "serial %s (%s) was already revoked on %s",
-                serial, sqlite3_column_text(st, 0), when);
+                serial, sql_col_text(st, 0), when);
         rc = CA_REVOKE_ALREADY;
         goto rollback;
     }
     if (subject != NULL)
-        snprintf(subject, len, "%s", sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    if (sqlite3_prepare_v2(ca->db,
-                           "UPDATE certs SET revoked_at=?, revoke_reason=?"
-                           " WHERE serial=?", -1, &st, NULL) != SQLITE_OK)
+        snprintf(subject, len, "%s", sql_col_text(st, 0));
+    sql_finalize(st);
+    if (sql_prepare(ca->db, "UPDATE certs SET revoked_at=?, revoke_reason=?"
+                           " WHERE serial=?", &st) != SQL_OK)
         goto db_err;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)time(NULL));
-    sqlite3_bind_int(st, 2, reason);
-    sqlite3_bind_text(st, 3, serial, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE)
+    sql_bind_int64(st, 1, (int64_t)time(NULL));
+    sql_bind_int64(st, 2, reason);
+    sql_bind_text(st, 3, serial);
+    if (sql_step(st) != SQL_DONE)
         goto db_err;
-    sqlite3_finalize(st);
+    sql_finalize(st);
+    st = NULL;
+    /* PostgreSQL: every listener learns of it when this commits (the
+     * serial as the payload), before any CRL is published. */
+    if (sql_is_pg(ca->db)) {
+        if (sql_prepare(ca->db, "SELECT pg_notify('" CA_REVOCATION_CHANNEL
+                        "', ?)", &st) != SQL_OK)
+            goto db_err;
+        sql_bind_text(st, 1, serial);
+        if (sql_step(st) != SQL_ROW)
+            goto db_err;
+        sql_finalize(st);
+    }
     return cadb_commit(ca->db, ca->db_path, err);
 db_err:
     cadb_err(ca->db, ca->db_path, "cannot revoke in", err);
 rollback:
-    sqlite3_finalize(st);
+    sql_finalize(st);
     cadb_rollback(ca->db);
     return rc;
 }

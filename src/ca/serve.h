@@ -76,7 +76,7 @@ typedef struct serve_app {
     atomic_ullong issued, enrolled, renewed, revoked;
     atomic_ullong refused[REFUSED_KINDS];
     pthread_mutex_t metrics_lock; /* metrics_db */
-    sqlite3 *metrics_db;
+    sql_db *metrics_db;
 } serve_app;
 
 /* One per worker: its own connection to the index. */
@@ -156,8 +156,11 @@ void serve_metrics(void *app, twu_buf *out);
  * `err`. */
 tw_cert *serve_sign(serve_app *app, ca_dir *ca, tw_certgen *g,
                     long long lifetime, const char *replaces, tw_err *err);
-/* One audit line; -1 with `err` when it could not be written. */
-int serve_audit(serve_app *app, const char *action, const tw_cert *cert,
-                const char *by, const char *peer, tw_err *err);
+/* One audit line (also in the index's audit table when it is in
+ * PostgreSQL: `db`, the caller's connection); -1 with `err` when it could
+ * not be written. */
+int serve_audit(serve_app *app, sql_db *db, const char *action,
+                const tw_cert *cert, const char *by, const char *peer,
+                tw_err *err);
 
 #endif

@@ -220,17 +220,16 @@ static void metrics(httpd_req *r)
 /* Tokens neither used nor expired; -1 when the index cannot say. */
 static long long tokens_pending(serve_app *app)
 {
-    sqlite3_stmt *st = NULL;
+    sql_stmt *st = NULL;
     long long n = -1;
 
     pthread_mutex_lock(&app->metrics_lock);
-    if (sqlite3_prepare_v2(app->metrics_db, "SELECT count(*) FROM tokens "
-                           "WHERE used_at IS NULL AND expires_at > ?1", -1,
-                           &st, NULL) == SQLITE_OK &&
-        sqlite3_bind_int64(st, 1, (sqlite3_int64)time(NULL)) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    if (sql_prepare(app->metrics_db, "SELECT count(*) FROM tokens "
+                           "WHERE used_at IS NULL AND expires_at > ?1", &st) == SQL_OK &&
+        sql_bind_int64(st, 1, (int64_t)time(NULL)) == SQL_OK &&
+        sql_step(st) == SQL_ROW)
+        n = sql_col_int64(st, 0);
+    sql_finalize(st);
     pthread_mutex_unlock(&app->metrics_lock);
     return n;
 }
@@ -293,10 +292,8 @@ int serve_worker_start(httpd_worker *hw, void *data, void **state, tw_err *err)
      * connection is the worker's own. */
     w->ca = app->ca;
     w->ca.db = NULL;
-    if (sqlite3_open_v2(app->ca.db_path, &w->ca.db, SQLITE_OPEN_READWRITE,
-                        NULL) != SQLITE_OK)
-        return twu_err(err, TW_ERR_IO, "cannot open %s: %s", app->ca.db_path,
-                       sqlite3_errmsg(w->ca.db));
+    if ((w->ca.db = sql_open(app->ca.db_target, 0, err)) == NULL)
+        return -1;
     return cadb_check(w->ca.db, app->ca.db_path, err);
 }
 
@@ -306,7 +303,7 @@ void serve_worker_stop(void *state)
 
     if (w == NULL)
         return;
-    sqlite3_close(w->ca.db);
+    sql_close(w->ca.db);
     twu_free(w);
 }
 

@@ -69,7 +69,7 @@ static int issue_own(serve_app *app, tw_err *err)
     TWU_GUARD_PTR(id = tw_identity_from_cert(cert, err));
     app->own_not_before = tw_identity_not_before(id);
     app->own_not_after = tw_identity_not_after(id);
-    TWU_GUARD(serve_audit(app, "issue", cert, "serve", NULL, err));
+    TWU_GUARD(serve_audit(app, ca->db, "issue", cert, "serve", NULL, err));
     rc = 0;
 err:
     if (in_tx)

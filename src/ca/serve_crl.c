@@ -1,7 +1,8 @@
 /*
  * serve_crl.c - the CRL serve publishes: made at start, re-signed when half
- * its validity has passed and right after every revocation, so it is never
- * stale while serve runs.  Kept in memory (PEM and DER) for GET /v1/crl,
+ * its validity has passed and right after every revocation (with the index
+ * in PostgreSQL, also one another process made: notified, seen at the next
+ * tick), so it is never stale while serve runs.  Kept in memory (PEM and DER) for GET /v1/crl,
  * and in DIR/crl.pem, which the TLS side reads: after a revocation the
  * server reloads, and the revoked certificate can no longer renew.
  */
@@ -92,6 +93,13 @@ int serve_crl_init(serve_app *app)
 {
     tw_err err;
 
+    /* Before the first CRL: a revocation from now on is either in it or
+     * notified. */
+    if (sql_listen(app->ca.db, CA_REVOCATION_CHANNEL) != SQL_OK) {
+        ca_fail("serve", "cannot listen for revocations on %s: %s",
+                app->ca.db_path, sql_errmsg(app->ca.db));
+        return -1;
+    }
     if (serve_crl_publish(app, &app->ca, "start", &err) < 0) {
         ca_fail("serve", "cannot make the CRL: %s", err.msg);
         return -1;
@@ -105,6 +113,12 @@ void serve_crl_tick(serve_app *app)
     time_t now = time(NULL), half;
     tw_err err;
 
+    /* An index in PostgreSQL: a revocation by another process (the CLI,
+     * another serve) was notified; publish a CRL that has it. */
+    if (sql_notifications(app->ca.db) > 0 &&
+        serve_crl_publish(app, &app->ca, "a revocation elsewhere", &err) < 0)
+        httpd_log(app->h, "warning: cannot re-sign the CRL after a "
+                  "revocation elsewhere: %s", err.msg);
     pthread_mutex_lock(&crl->lock);
     half = crl->this_update + (crl->next_update - crl->this_update) / 2;
     pthread_mutex_unlock(&crl->lock);

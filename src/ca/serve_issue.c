@@ -126,7 +126,7 @@ void serve_enroll(httpd_req *r)
     in_tx = 0;
     atomic_fetch_add(&app->enrolled, 1);
     snprintf(by, sizeof(by), "token:%.12s", t.hash);
-    if (serve_audit(app, "enroll", cert, by, httpd_req_peer_addr(r), &err) < 0)
+    if (serve_audit(app, ca->db, "enroll", cert, by, httpd_req_peer_addr(r), &err) < 0)
         httpd_log(httpd_req_server(r), "error: the certificate was issued "
                   "but not written to the audit log: %s", err.msg);
     serve_issued(r, cert);
@@ -270,7 +270,7 @@ void serve_renew(httpd_req *r)
     in_tx = 0;
     atomic_fetch_add(&app->renewed, 1);
     snprintf(by, sizeof(by), "client:%s", tw_identity_serial(id));
-    if (serve_audit(app, "renew", cert, by, httpd_req_peer_addr(r), &err) < 0)
+    if (serve_audit(app, ca->db, "renew", cert, by, httpd_req_peer_addr(r), &err) < 0)
         httpd_log(httpd_req_server(r), "error: the certificate was issued "
                   "but not written to the audit log: %s", err.msg);
     serve_issued(r, cert);
@@ -345,7 +345,7 @@ void serve_revoke(httpd_req *r)
                             .subject = subject[0] ? subject : NULL, .by = by,
                             .peer = httpd_req_peer_addr(r)};
 
-        if (ca_audit(app->audit_path, &e, &err) < 0)
+        if (ca_audit(app->audit_path, ca->db, &e, &err) < 0)
             httpd_log(httpd_req_server(r), "error: the revocation was "
                       "recorded but not written to the audit log: %s", err.msg);
     }

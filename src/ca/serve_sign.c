@@ -34,8 +34,9 @@ err:
     return NULL;
 }
 
-int serve_audit(serve_app *app, const char *action, const tw_cert *cert,
-                const char *by, const char *peer, tw_err *err)
+int serve_audit(serve_app *app, sql_db *db, const char *action,
+                const tw_cert *cert, const char *by, const char *peer,
+                tw_err *err)
 {
     tw_identity *id = tw_identity_from_cert(cert, err);
     ca_audit_entry e;
@@ -49,7 +50,7 @@ int serve_audit(serve_app *app, const char *action, const tw_cert *cert,
     e.subject = tw_identity_subject(id);
     e.by = by;
     e.peer = peer;
-    rc = ca_audit(app->audit_path, &e, err);
+    rc = ca_audit(app->audit_path, db, &e, err);
     tw_identity_free(id);
     return rc;
 }

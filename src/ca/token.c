@@ -81,77 +81,73 @@ int ca_token_new(char *text, char hash[65], tw_err *err)
     return rc;
 }
 
-int cadb_token_add(sqlite3 *db, const char *path, const ca_token *t,
+int cadb_token_add(sql_db *db, const char *path, const ca_token *t,
                    tw_err *err)
 {
-    sqlite3_stmt *st = NULL;
+    sql_stmt *st = NULL;
     int rc = -1;
 
-    if (sqlite3_prepare_v2(db,
-                           "INSERT INTO tokens (hash, subject, sans, purposes,"
+    if (sql_prepare(db, "INSERT INTO tokens (hash, subject, sans, purposes,"
                            " lifetime, created_at, expires_at)"
-                           " VALUES (?,?,?,?,?,?,?)", -1, &st,
-                           NULL) != SQLITE_OK)
+                           " VALUES (?,?,?,?,?,?,?)", &st) != SQL_OK)
         goto db_err;
-    sqlite3_bind_text(st, 1, t->hash, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, t->subject, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, t->sans, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 4, t->purposes);
-    sqlite3_bind_int64(st, 5, (sqlite3_int64)t->lifetime);
-    sqlite3_bind_int64(st, 6, (sqlite3_int64)t->created_at);
-    sqlite3_bind_int64(st, 7, (sqlite3_int64)t->expires_at);
-    if (sqlite3_step(st) != SQLITE_DONE)
+    sql_bind_text(st, 1, t->hash);
+    sql_bind_text(st, 2, t->subject);
+    sql_bind_text(st, 3, t->sans);
+    sql_bind_int64(st, 4, t->purposes);
+    sql_bind_int64(st, 5, (int64_t)t->lifetime);
+    sql_bind_int64(st, 6, (int64_t)t->created_at);
+    sql_bind_int64(st, 7, (int64_t)t->expires_at);
+    if (sql_step(st) != SQL_DONE)
         goto db_err;
     rc = 0;
     goto done;
 db_err:
     cadb_err(db, path, "cannot store the token in", err);
 done:
-    sqlite3_finalize(st);
+    sql_finalize(st);
     return rc;
 }
 
 /* A copy of column `i` ("" for NULL); NULL when out of memory. */
-static char *column_dup(sqlite3_stmt *st, int i)
+static char *column_dup(sql_stmt *st, int i)
 {
-    const char *v = (const char *)sqlite3_column_text(st, i);
+    const char *v = sql_col_text(st, i);
 
     return twu_strdup(v != NULL ? v : "");
 }
 
-int cadb_token_take(sqlite3 *db, const char *path, const char *token,
+int cadb_token_take(sql_db *db, const char *path, const char *token,
                     time_t now, ca_token *out, tw_err *err)
 {
-    sqlite3_stmt *st = NULL;
+    sql_stmt *st = NULL;
     int rc = -1, step;
 
     memset(out, 0, sizeof(*out));
     if (ca_token_hash(token, out->hash, err) < 0)
         return -1;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT subject, sans, purposes, lifetime,"
+    if (sql_prepare(db, "SELECT subject, sans, purposes, lifetime,"
                            " created_at, expires_at, used_at IS NOT NULL"
-                           " FROM tokens WHERE hash=?", -1, &st,
-                           NULL) != SQLITE_OK ||
-        sqlite3_bind_text(st, 1, out->hash, -1, SQLITE_STATIC) != SQLITE_OK)
+                           " FROM tokens WHERE hash=?", &st) != SQL_OK ||
+        sql_bind_text(st, 1, out->hash) != SQL_OK)
         goto db_err;
-    step = sqlite3_step(st);
-    if (step == SQLITE_DONE) {
+    step = sql_step(st);
+    if (step == SQL_DONE) {
         rc = CA_TOKEN_UNKNOWN;
         goto done;
     }
-    if (step != SQLITE_ROW)
+    if (step != SQL_ROW)
         goto db_err;
     if ((out->subject = column_dup(st, 0)) == NULL ||
         (out->sans = column_dup(st, 1)) == NULL) {
         twu_err_nomem(err);
         goto done;
     }
-    out->purposes = sqlite3_column_int(st, 2);
-    out->lifetime = sqlite3_column_int64(st, 3);
-    out->created_at = (time_t)sqlite3_column_int64(st, 4);
-    out->expires_at = (time_t)sqlite3_column_int64(st, 5);
-    if (sqlite3_column_int(st, 6)) {
+    out->purposes = sql_col_int(st, 2);
+    out->lifetime = sql_col_int64(st, 3);
+    out->created_at = (time_t)sql_col_int64(st, 4);
+    out->expires_at = (time_t)sql_col_int64(st, 5);
+    if (sql_col_int(st, 6)) {
         rc = CA_TOKEN_USED;
         goto done;
     }
@@ -159,49 +155,47 @@ int cadb_token_take(sqlite3 *db, const char *path, const char *token,
         rc = CA_TOKEN_EXPIRED;
         goto done;
     }
-    sqlite3_finalize(st);
+    sql_finalize(st);
     /* "AND used_at IS NULL" is what the transaction already guarantees;
      * it keeps a caller that forgot cadb_begin from taking a token twice. */
-    if (sqlite3_prepare_v2(db, "UPDATE tokens SET used_at=? WHERE hash=?"
-                               " AND used_at IS NULL", -1, &st,
-                           NULL) != SQLITE_OK)
+    if (sql_prepare(db, "UPDATE tokens SET used_at=? WHERE hash=?"
+                               " AND used_at IS NULL", &st) != SQL_OK)
         goto db_err;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)now);
-    sqlite3_bind_text(st, 2, out->hash, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE)
+    sql_bind_int64(st, 1, (int64_t)now);
+    sql_bind_text(st, 2, out->hash);
+    if (sql_step(st) != SQL_DONE)
         goto db_err;
-    rc = sqlite3_changes(db) == 1 ? CA_TOKEN_OK : CA_TOKEN_USED;
+    rc = sql_changes(db) == 1 ? CA_TOKEN_OK : CA_TOKEN_USED;
     goto done;
 db_err:
     cadb_err(db, path, "cannot read the tokens of", err);
 done:
-    sqlite3_finalize(st);
+    sql_finalize(st);
     return rc;
 }
 
-int cadb_token_set_serial(sqlite3 *db, const char *hash, const char *serial,
+int cadb_token_set_serial(sql_db *db, const char *hash, const char *serial,
                           tw_err *err)
 {
-    sqlite3_stmt *st = NULL;
+    sql_stmt *st = NULL;
     int rc = -1;
 
-    if (sqlite3_prepare_v2(db, "UPDATE tokens SET used_serial=? WHERE hash=?",
-                           -1, &st, NULL) != SQLITE_OK ||
-        sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_step(st) != SQLITE_DONE) {
+    if (sql_prepare(db, "UPDATE tokens SET used_serial=? WHERE hash=?", &st) != SQL_OK ||
+        sql_bind_text(st, 1, serial) != SQL_OK ||
+        sql_bind_text(st, 2, hash) != SQL_OK ||
+        sql_step(st) != SQL_DONE) {
         twu_err(err, TW_ERR_IO, "cannot record the token's certificate: %s",
-                sqlite3_errmsg(db));
+                sql_errmsg(db));
         goto done;
     }
-    if (sqlite3_changes(db) != 1) {
+    if (sql_changes(db) != 1) {
         twu_err(err, TW_ERR_INTERNAL, "token %.12s is not in the index",
                 hash);
         goto done;
     }
     rc = 0;
 done:
-    sqlite3_finalize(st);
+    sql_finalize(st);
     return rc;
 }
 

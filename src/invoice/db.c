@@ -44,10 +44,10 @@ inv_db *db_start(const char *spec, db_log_fn *log, void *log_ctx, tw_err *err)
 {
     inv_db *db = twu_calloc(1, sizeof(*db));
     char *desc = NULL;
-    int pg = pg_is_url(spec);
+    int pg = twu_pg_is_url(spec);
 
     if (db == NULL || (db->spec = twu_strdup(spec)) == NULL ||
-        (pg && (desc = pg_describe(spec)) == NULL) ||
+        (pg && (desc = twu_pg_describe(spec)) == NULL) ||
         (db->describe = describe(pg ? desc : spec)) == NULL) {
         twu_err_nomem(err);
         goto err;

@@ -11,6 +11,8 @@
 
 #include "store_internal.h"
 
+#include "pgutil.h"
+
 #include <libpq-fe.h>
 
 #include <stdatomic.h>
@@ -19,30 +21,12 @@
  * instance learns that its cached "newest" is old. */
 #define PG_CHANNEL "twoway_invoices"
 
-/* How long a statement may take before the connection is given up (the
- * server cancels it; the reader also gives up on a silent server). */
-#define PG_STATEMENT_TIMEOUT_MS 5000
-#define PG_STATEMENT_TIMEOUT "5000"
-
 /* A line for the operational log; may be called from any thread. */
 typedef void pg_log_fn(void *ctx, const char *fmt, ...) TWU_PRINTF(2, 3);
 
 /* ---- pg_conn.c ---- */
 
-/* Whether --db names PostgreSQL: a postgresql:// or postgres:// URL. */
-int pg_is_url(const char *db);
-
-/* The URL as the log may show it: "postgresql host=... dbname=..."
- * without any password.  Allocated; NULL when memory ran out. */
-char *pg_describe(const char *url);
-
-/* A blocking connection with synchronous_commit on and our application
- * name; NULL with `err` (TW_ERR_IO) on failure. */
-PGconn *pg_connect(const char *url, const char *what, tw_err *err);
-
-/* The first line of the connection's error message (static buffer of the
- * caller's).  */
-const char *pg_error_line(PGconn *c, char *buf, size_t len);
+/* (Connecting, and naming a URL without its password: pgutil.h.) */
 
 /* Create the schema in one transaction (under an advisory lock, so that
  * instances starting together make it once) or check an existing one. */

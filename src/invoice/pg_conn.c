@@ -17,97 +17,6 @@
 /* pg_advisory_xact_lock key of the schema's creation ("twoway" + 1). */
 #define SCHEMA_LOCK "7477776179000001"
 
-int pg_is_url(const char *db)
-{
-    return db != NULL && (strncmp(db, "postgresql://", 13) == 0 ||
-                          strncmp(db, "postgres://", 11) == 0);
-}
-
-char *pg_describe(const char *url)
-{
-    static const char *const shown[] = {"host", "hostaddr", "port", "dbname",
-                                        "user"};
-    PQconninfoOption *opts = PQconninfoParse(url, NULL);
-    twu_buf b = {0};
-
-    if (twu_buf_append(&b, "postgresql", 10) < 0)
-        goto done;
-    for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++)
-        for (size_t i = 0; i < sizeof(shown) / sizeof(*shown); i++)
-            if (o->val != NULL && o->val[0] != '\0' &&
-                strcmp(o->keyword, shown[i]) == 0 &&
-                twu_buf_printf(&b, " %s=%s", o->keyword, o->val) < 0)
-                goto done;
-done:
-    PQconninfoFree(opts);
-    if (b.data == NULL || (opts == NULL && twu_buf_append(&b, " (a URL libpq "
-                                                          "cannot read)", 25) < 0)) {
-        twu_buf_free(&b);
-        return NULL;
-    }
-    return b.data;
-}
-
-const char *pg_error_line(PGconn *c, char *buf, size_t len)
-{
-    const char *m = c != NULL ? PQerrorMessage(c) : "out of memory";
-    size_t n = strcspn(m, "\n");
-
-    if (n == 0) {
-        m = "the connection was lost";
-        n = strlen(m);
-    }
-    if (n >= len)
-        n = len - 1;
-    memcpy(buf, m, n);
-    buf[n] = '\0';
-    return buf;
-}
-
-/* libpq prints notices (and a server's parting FATAL) on stderr; ours say
- * what matters in the operational log instead. */
-static void quiet(void *arg, const char *message)
-{
-    (void)arg;
-    (void)message;
-}
-
-PGconn *pg_connect(const char *url, const char *what, tw_err *err)
-{
-    /* Our defaults first: the URL's own settings, expanded from "dbname",
-     * come after them and win. */
-    const char *const keys[] = {"connect_timeout", "application_name",
-                                "dbname", NULL};
-    const char *const values[] = {"5", what, url, NULL};
-    PGconn *c = PQconnectdbParams(keys, values, 1);
-    char line[256];
-    PGresult *res;
-
-    if (c == NULL || PQstatus(c) != CONNECTION_OK) {
-        char *desc = pg_describe(url);
-
-        twu_err(err, TW_ERR_IO, "cannot connect to %s: %s",
-                desc ? desc : "PostgreSQL", pg_error_line(c, line, sizeof(line)));
-        twu_free(desc);
-        PQfinish(c);
-        return NULL;
-    }
-    PQsetNoticeProcessor(c, quiet, NULL);
-    /* A 201 only after the commit is durable, whatever the server's
-     * default; statements that hang are given up. */
-    res = PQexec(c, "SET synchronous_commit = on; "
-                    "SET statement_timeout = " PG_STATEMENT_TIMEOUT);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        twu_err(err, TW_ERR_IO, "cannot set up the PostgreSQL session: %s",
-                pg_error_line(c, line, sizeof(line)));
-        PQclear(res);
-        PQfinish(c);
-        return NULL;
-    }
-    PQclear(res);
-    return c;
-}
-
 int pg_prepare(PGconn *c, const char *name, const char *sql, int nparams,
                const char *desc, tw_err *err)
 {
@@ -118,7 +27,7 @@ int pg_prepare(PGconn *c, const char *name, const char *sql, int nparams,
     PQclear(res);
     if (!ok)
         return twu_err(err, TW_ERR_IO, "cannot prepare a query on %s: %s",
-                       desc, pg_error_line(c, line, sizeof(line)));
+                       desc, twu_pg_error_line(c, line, sizeof(line)));
     return 0;
 }
 
@@ -145,7 +54,7 @@ static int exec(PGconn *c, const char *desc, const char *sql, tw_err *err)
     PQclear(res);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
         return twu_err(err, TW_ERR_IO, "cannot set up the invoice tables in "
-                       "%s: %s", desc, pg_error_line(c, line, sizeof(line)));
+                       "%s: %s", desc, twu_pg_error_line(c, line, sizeof(line)));
     return 0;
 }
 
@@ -186,7 +95,7 @@ int pg_schema_check(PGconn *c, const char *desc, tw_err *err)
 
     if (rc < 0)
         return twu_err(err, TW_ERR_IO, "cannot read %s: %s", desc,
-                       pg_error_line(c, line, sizeof(line)));
+                       twu_pg_error_line(c, line, sizeof(line)));
     if (rc == 0 || strcmp(app, STORE__APPLICATION) != 0)
         return twu_err(err, TW_ERR_INPUT,
                        "%s has no invoice tables (schema twoway_invoices); "
@@ -195,7 +104,7 @@ int pg_schema_check(PGconn *c, const char *desc, tw_err *err)
                        desc);
     if (meta_get(c, "schema_version", version, sizeof(version)) < 0)
         return twu_err(err, TW_ERR_IO, "cannot read %s: %s", desc,
-                       pg_error_line(c, line, sizeof(line)));
+                       twu_pg_error_line(c, line, sizeof(line)));
     if (strcmp(version, STORE__SCHEMA_VERSION) != 0)
         return twu_err(err, TW_ERR_INPUT,
                        "the invoice tables in %s have schema version '%s'; "
@@ -235,10 +144,10 @@ static const char schema_sql[] =
 
 int pg_schema_init(const char *url, tw_err *err)
 {
-    char *desc = pg_describe(url);
+    char *desc = twu_pg_describe(url);
     const char *d = desc != NULL ? desc : "PostgreSQL";
     char app[64];
-    PGconn *c = pg_connect(url, "invoice-server", err);
+    PGconn *c = twu_pg_connect(url, "invoice-server", err);
     int rc = -1, have;
 
     if (c == NULL)
@@ -251,7 +160,7 @@ int pg_schema_init(const char *url, tw_err *err)
         char line[256];
 
         twu_err(err, TW_ERR_IO, "cannot read %s: %s", d,
-                pg_error_line(c, line, sizeof(line)));
+                twu_pg_error_line(c, line, sizeof(line)));
         goto out;
     }
     if (have == 0 && exec(c, d, schema_sql, err) < 0)

@@ -14,7 +14,7 @@
  * newest" is trusted only while nothing was notified since it was read.
  *
  * A lost connection (the server stopped, or silent for longer than
- * PG_STATEMENT_TIMEOUT_MS) answers every read in flight 503 at once;
+ * TWU_PG_STATEMENT_TIMEOUT_MS) answers every read in flight 503 at once;
  * while it is down workers answer 503 without asking (pg_reader_up), and
  * the thread connects again after 0.1, 0.2, ... 2 s.
  *
@@ -131,7 +131,7 @@ static void lost(pg_reader *rd, const char *why)
     atomic_store(&rd->listening, 0);
     rd->log(rd->log_ctx, "warning: lost the connection to %s (%s); reads are "
             "answered 503 until it is back",
-            rd->desc, why != NULL ? why : pg_error_line(rd->c, line, sizeof(line)));
+            rd->desc, why != NULL ? why : twu_pg_error_line(rd->c, line, sizeof(line)));
     rd->outage_logged = 1;
     while ((r = pop(&rd->sent, &rd->sent_tail)) != NULL)
         unavailable(rd, r);
@@ -170,7 +170,7 @@ static int setup(pg_reader *rd, PGconn *c, tw_err *err)
     PQclear(res);
     if (!ok || PQsetnonblocking(c, 1) != 0 || PQenterPipelineMode(c) != 1)
         return twu_err(err, TW_ERR_IO, "cannot set up the reader's connection "
-                       "to %s: %s", rd->desc, pg_error_line(c, line, sizeof(line)));
+                       "to %s: %s", rd->desc, twu_pg_error_line(c, line, sizeof(line)));
     return 0;
 }
 
@@ -178,7 +178,7 @@ static int setup(pg_reader *rd, PGconn *c, tw_err *err)
 static void connect_now(pg_reader *rd)
 {
     tw_err err;
-    PGconn *c = pg_connect(rd->url, "invoice-server reader", &err);
+    PGconn *c = twu_pg_connect(rd->url, "invoice-server reader", &err);
 
     if (c == NULL || setup(rd, c, &err) < 0) {
         PQfinish(c);
@@ -392,8 +392,8 @@ static void *reader_main(void *arg)
         if (rd->c == NULL && !stopping)
             timeout = (int)(rd->retry_at > now ? rd->retry_at - now : 0);
         else if (rd->sent != NULL)
-            timeout = (int)(rd->sent->sent_ms + PG_STATEMENT_TIMEOUT_MS > now
-                                ? rd->sent->sent_ms + PG_STATEMENT_TIMEOUT_MS - now
+            timeout = (int)(rd->sent->sent_ms + TWU_PG_STATEMENT_TIMEOUT_MS > now
+                                ? rd->sent->sent_ms + TWU_PG_STATEMENT_TIMEOUT_MS - now
                                 : 0);
         if (poll(pfd, pfd[1].fd >= 0 ? 2 : 1, timeout) < 0 && errno != EINTR)
             break;
@@ -406,8 +406,8 @@ static void *reader_main(void *arg)
             }
         }
         if (rd->c != NULL && rd->sent != NULL &&
-            now_ms() - rd->sent->sent_ms >= PG_STATEMENT_TIMEOUT_MS)
-            lost(rd, "no answer in " PG_STATEMENT_TIMEOUT " ms");
+            now_ms() - rd->sent->sent_ms >= TWU_PG_STATEMENT_TIMEOUT_MS)
+            lost(rd, "no answer in " TWU_PG_STATEMENT_TIMEOUT " ms");
         post_answers(rd);
     }
     return NULL;
@@ -439,7 +439,7 @@ pg_reader *pg_reader_start(const char *url, pg_log_fn *log, void *log_ctx,
     rd->log_ctx = log_ctx;
     rd->backoff_ms = BACKOFF_MIN_MS;
     if ((rd->url = twu_strdup(url)) == NULL ||
-        (rd->desc = pg_describe(url)) == NULL) {
+        (rd->desc = twu_pg_describe(url)) == NULL) {
         twu_err_nomem(err);
         goto err;
     }
@@ -449,7 +449,7 @@ pg_reader *pg_reader_start(const char *url, pg_log_fn *log, void *log_ctx,
                "cannot make the reader's mutex or eventfd: %s", strerror(errno));
     /* The first connection here, so that a server that cannot read its
      * database says so at start. */
-    if ((rd->c = pg_connect(url, "invoice-server reader", err)) == NULL ||
+    if ((rd->c = twu_pg_connect(url, "invoice-server reader", err)) == NULL ||
         setup(rd, rd->c, err) < 0)
         goto err;
     atomic_store(&rd->listening, 1);

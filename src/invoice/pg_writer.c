@@ -98,7 +98,7 @@ static int connected(pg_writer *w)
         return 1;
     if (now_ms() < w->retry_at)
         return 0;
-    c = pg_connect(w->url, "invoice-server writer", &err);
+    c = twu_pg_connect(w->url, "invoice-server writer", &err);
     if (c == NULL || setup(w, c, &err) < 0) {
         PQfinish(c);
         if (!w->outage_logged)
@@ -124,7 +124,7 @@ static void lost(pg_writer *w)
 
     w->log(w->log_ctx, "warning: lost the connection to %s (%s); POSTs are "
            "answered 503 until it is back",
-           w->desc, pg_error_line(w->c, line, sizeof(line)));
+           w->desc, twu_pg_error_line(w->c, line, sizeof(line)));
     w->outage_logged = 1;
     PQfinish(w->c);
     w->c = NULL;
@@ -274,7 +274,7 @@ static void why_failed(pg_writer *w, char *buf, size_t len)
     char line[200];
 
     snprintf(buf, len, "the invoice could not be stored (%s)",
-             pg_error_line(w->c, line, sizeof(line)));
+             twu_pg_error_line(w->c, line, sizeof(line)));
 }
 
 static void run_group(pg_writer *w, store_req *group)
@@ -382,7 +382,7 @@ pg_writer *pg_writer_start(const char *url, pg_log_fn *log, void *log_ctx,
     w->log_ctx = log_ctx;
     w->backoff_ms = BACKOFF_MIN_MS;
     if ((w->url = twu_strdup(url)) == NULL ||
-        (w->desc = pg_describe(url)) == NULL) {
+        (w->desc = twu_pg_describe(url)) == NULL) {
         twu_err_nomem(err);
         goto err;
     }
@@ -390,7 +390,7 @@ pg_writer *pg_writer_start(const char *url, pg_log_fn *log, void *log_ctx,
     w->cond_ok = pthread_cond_init(&w->cv, NULL) == 0;
     TWU_ENSURE(w->mutex_ok && w->cond_ok, err, TW_ERR_INTERNAL,
                "cannot make the writer's mutex");
-    if ((w->c = pg_connect(url, "invoice-server writer", err)) == NULL ||
+    if ((w->c = twu_pg_connect(url, "invoice-server writer", err)) == NULL ||
         setup(w, w->c, err) < 0)
         goto err;
     TWU_ENSURE(pthread_create(&w->thread, NULL, writer_main, w) == 0, err,
