@@ -44,6 +44,8 @@ int inv_run(const inv_options *o);
 int inv_renewal_prepare(inv_app *app);
 int inv_renewal_start(inv_app *app);
 void inv_renewal_stop(inv_app *app);
+/* The renewal's lines of GET /metrics (none without renewal). */
+void inv_renewal_metrics(inv_app *app, twu_buf *b);
 
 /* routes.c: the API's routes, and the per-worker state they use. */
 int inv_routes_add(httpd *h);

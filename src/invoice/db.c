@@ -20,6 +20,7 @@ struct inv_db {
     pg_writer *pg_writer;        /* PostgreSQL */
     pg_reader *pg_reader;
     atomic_uint local_gen;       /* invoices this process added */
+    atomic_ulong unavailable;    /* 503s answered here (reader down) */
 };
 
 struct db_reads {
@@ -174,6 +175,7 @@ static int pg_read(db_reads *r, store_req *req, unsigned gen)
         void *ctx = req->ctx;
 
         store__req_free(req);
+        atomic_fetch_add(&r->db->unavailable, 1);
         return answer_text_now(done, ctx, 503, STORE__UNAVAILABLE);
     }
     req->result.gen = gen;
@@ -266,4 +268,29 @@ int db_newest_generation(inv_db *db, unsigned *gen)
 void db_invoice_added(inv_db *db)
 {
     atomic_fetch_add(&db->local_gen, 1);
+}
+
+void db_metrics(inv_db *db, twu_buf *out)
+{
+    unsigned long reader_503 = 0, writer_503 = 0;
+    int reader_up = 1, writer_up = 1;
+
+    if (db->pg_reader != NULL) {
+        reader_up = pg_reader_up(db->pg_reader);
+        reader_503 = pg_reader_unavailable(db->pg_reader);
+        writer_up = pg_writer_up(db->pg_writer);
+        writer_503 = pg_writer_unavailable(db->pg_writer);
+    }
+    twu_buf_printf(out,
+        "# HELP twoway_database_up 1 while the connection to the invoice "
+        "database works.\n"
+        "# TYPE twoway_database_up gauge\n"
+        "twoway_database_up{connection=\"reader\"} %d\n"
+        "twoway_database_up{connection=\"writer\"} %d\n"
+        "# HELP twoway_database_unavailable_total Requests answered 503 "
+        "because the database could not be reached.\n"
+        "# TYPE twoway_database_unavailable_total counter\n"
+        "twoway_database_unavailable_total %lu\n",
+        reader_up, writer_up,
+        atomic_load(&db->unavailable) + reader_503 + writer_503);
 }

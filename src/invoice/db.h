@@ -62,4 +62,10 @@ int db_newest_generation(inv_db *db, unsigned *gen);
 /* This process added an invoice (a 201): every worker's copy is old. */
 void db_invoice_added(inv_db *db);
 
+/* Its lines of GET /metrics: twoway_database_up{connection} (1 while the
+ * reader's or the writer's connection works; SQLite: 1) and
+ * twoway_database_unavailable_total (requests answered 503 because the
+ * database could not be reached). */
+void db_metrics(inv_db *db, twu_buf *out);
+
 #endif

@@ -54,6 +54,8 @@ void pg_reader_stop(pg_reader *r);
 void pg_reader_submit(pg_reader *rd, store_req *req);
 /* Whether the reader's connection takes queries now (else answer 503). */
 int pg_reader_up(const pg_reader *rd);
+/* Reads answered 503 because the connection was lost under them. */
+unsigned long pg_reader_unavailable(pg_reader *rd);
 /* Whether the reader listens for new invoices (its cache of "the newest"
  * can be trusted), and the count of notifications seen. */
 int pg_reader_generation(pg_reader *rd, unsigned *gen);
@@ -66,5 +68,9 @@ pg_writer *pg_writer_start(const char *url, pg_log_fn *log, void *log_ctx,
 /* -1 when stopping. */
 int pg_writer_submit(pg_writer *w, store_req *req);
 void pg_writer_stop(pg_writer *w);
+/* Whether the writer's connection works (it connects again at the next
+ * POST once it was lost); POSTs it answered 503. */
+int pg_writer_up(pg_writer *w);
+unsigned long pg_writer_unavailable(pg_writer *w);
 
 #endif

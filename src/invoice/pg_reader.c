@@ -47,6 +47,7 @@ struct pg_reader {
     atomic_int up;          /* the connection takes queries */
     atomic_uint gen;        /* notifications (and reconnections) seen */
     atomic_int listening;
+    atomic_ulong unavailable; /* reads answered 503 here */
     pthread_t thread;
     int mutex_ok, running;
 
@@ -118,6 +119,7 @@ static void post_answers(pg_reader *rd)
 
 static void unavailable(pg_reader *rd, store_req *r)
 {
+    atomic_fetch_add(&rd->unavailable, 1);
     store__answer_text(r, 503, STORE__UNAVAILABLE);
     answer(rd, r);
 }
@@ -484,6 +486,11 @@ void pg_reader_submit(pg_reader *rd, store_req *r)
         /* EAGAIN only when the counter is full: still readable */
     }
     pthread_mutex_unlock(&rd->mu);
+}
+
+unsigned long pg_reader_unavailable(pg_reader *rd)
+{
+    return atomic_load(&rd->unavailable);
 }
 
 int pg_reader_generation(pg_reader *rd, unsigned *gen)

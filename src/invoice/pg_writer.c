@@ -45,6 +45,9 @@ struct pg_writer {
     int mutex_ok, cond_ok, running;
     pthread_t thread;
 
+    atomic_int up;            /* c works (as far as the last group knew) */
+    atomic_ulong unavailable; /* POSTs answered 503 */
+
     /* The writer thread's own. */
     PGconn *c;
     long long retry_at;
@@ -101,6 +104,7 @@ static int connected(pg_writer *w)
     c = twu_pg_connect(w->url, "invoice-server writer", &err);
     if (c == NULL || setup(w, c, &err) < 0) {
         PQfinish(c);
+        atomic_store(&w->up, 0);
         if (!w->outage_logged)
             w->log(w->log_ctx, "warning: %s; POSTs are answered 503 until it "
                    "is back", err.msg);
@@ -115,6 +119,7 @@ static int connected(pg_writer *w)
     w->outage_logged = 0;
     w->backoff_ms = BACKOFF_MIN_MS;
     w->c = c;
+    atomic_store(&w->up, 1);
     return 1;
 }
 
@@ -126,6 +131,7 @@ static void lost(pg_writer *w)
            "answered 503 until it is back",
            w->desc, twu_pg_error_line(w->c, line, sizeof(line)));
     w->outage_logged = 1;
+    atomic_store(&w->up, 0);
     PQfinish(w->c);
     w->c = NULL;
     w->backoff_ms = BACKOFF_MIN_MS;
@@ -262,10 +268,14 @@ static int handle(pg_writer *w, store_req *r, int64_t now)
     return 0;
 }
 
-static void fail_group(store_req *group, int status, const char *why)
+static void fail_group(pg_writer *w, store_req *group, int status,
+                       const char *why)
 {
-    for (store_req *r = group; r != NULL; r = r->next)
+    for (store_req *r = group; r != NULL; r = r->next) {
         store__answer_text(r, status, "%s", why);
+        if (status == 503)
+            atomic_fetch_add(&w->unavailable, 1);
+    }
 }
 
 /* The first line of the last error, for a 500's sentence. */
@@ -285,7 +295,7 @@ static void run_group(pg_writer *w, store_req *group)
     PGresult *res;
 
     if (!connected(w)) {
-        fail_group(group, 503, STORE__UNAVAILABLE);
+        fail_group(w, group, 503, STORE__UNAVAILABLE);
         return;
     }
     if (cmd(w, "BEGIN") < 0 ||
@@ -316,12 +326,12 @@ static void run_group(pg_writer *w, store_req *group)
     PQclear(res);
 failed:
     if (w->c == NULL || PQstatus(w->c) != CONNECTION_OK) {
-        fail_group(group, 503, STORE__UNAVAILABLE);
+        fail_group(w, group, 503, STORE__UNAVAILABLE);
         lost(w);
         return;
     }
     why_failed(w, why, sizeof(why));
-    fail_group(group, 500, why);
+    fail_group(w, group, 500, why);
     cmd(w, "ROLLBACK");
 }
 
@@ -393,6 +403,7 @@ pg_writer *pg_writer_start(const char *url, pg_log_fn *log, void *log_ctx,
     if ((w->c = twu_pg_connect(url, "invoice-server writer", err)) == NULL ||
         setup(w, w->c, err) < 0)
         goto err;
+    atomic_store(&w->up, 1);
     TWU_ENSURE(pthread_create(&w->thread, NULL, writer_main, w) == 0, err,
                TW_ERR_INTERNAL, "cannot start the writer thread");
     w->running = 1;
@@ -400,6 +411,16 @@ pg_writer *pg_writer_start(const char *url, pg_log_fn *log, void *log_ctx,
 err:
     writer_free(w);
     return NULL;
+}
+
+int pg_writer_up(pg_writer *w)
+{
+    return atomic_load(&w->up);
+}
+
+unsigned long pg_writer_unavailable(pg_writer *w)
+{
+    return atomic_load(&w->unavailable);
 }
 
 int pg_writer_submit(pg_writer *w, store_req *r)

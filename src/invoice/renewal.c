@@ -41,11 +41,12 @@ static void tick(void *arg)
                                : "certificate renewed, new CRL");
 }
 
-static void metrics(void *arg, twu_buf *b)
+void inv_renewal_metrics(inv_app *app, twu_buf *b)
 {
-    inv_app *app = arg;
     tw_renewal_stats s;
 
+    if (app->renewal == NULL)
+        return;
     tw_renewal_get_stats(app->renewal, &s);
     twu_buf_printf(b,
         "# HELP twoway_certificate_renewals_total Renewals of the server certificate from twoway-ca serve, by result.\n"
@@ -110,7 +111,6 @@ int inv_renewal_start(inv_app *app)
         return err.cls == TW_ERR_USAGE ? 2 : 1;
     }
     httpd_set_tick(app->h, tick, 250);
-    httpd_set_metrics(app->h, metrics);
     return 0;
 }
 

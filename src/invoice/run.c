@@ -122,6 +122,16 @@ static void db_log(void *arg, const char *fmt, ...)
     httpd_log(app->h, "%s", text);
 }
 
+/* The program's lines of GET /metrics: the database's, the renewal's. */
+static void metrics(void *arg, twu_buf *b)
+{
+    inv_app *app = arg;
+
+    if (app->db != NULL)
+        db_metrics(app->db, b);
+    inv_renewal_metrics(app, b);
+}
+
 static void server_options(const inv_options *o, httpd_options *ho)
 {
     httpd_options_defaults(ho);
@@ -194,6 +204,7 @@ int inv_run(const inv_options *o)
         goto out;
     }
     snprintf(banner, sizeof(banner), "%s", db_describe(app.db));
+    httpd_set_metrics(h, metrics);
     if (o->conf.path != NULL)
         httpd_set_reconfigure(h, reconfigure);
     httpd_set_banner(h, banner, "no policy given: any certificate the CA "

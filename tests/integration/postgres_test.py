@@ -217,6 +217,10 @@ def section_outage(tmp, p, pg, url):
                   r.status == 200 and r.body == cached.body, "%s %r" % (r.status, r.body))
             check("outage: the log says the connection was lost",
                   a.wait_log(r"lost the connection to postgresql", mark_a), a.why(mark_a))
+            m = get(a.port, ctx, "/metrics").body.decode()
+            check("outage: /metrics says the reader is down and counts the 503s",
+                  it.metric(m, "twoway_database_up", '{connection="reader"}') == 0
+                  and (it.metric(m, "twoway_database_unavailable_total") or 0) > 0, m[-400:])
             time.sleep(0.5)  # the point: load during the outage
             pg.start()
             t0 = time.monotonic()
@@ -237,6 +241,9 @@ def section_outage(tmp, p, pg, url):
               and (503, "database_unavailable") in statuses, statuses)
         check("outage: the log says it is reachable again",
               a.wait_log(r"reachable again", mark_a), a.why(mark_a))
+        m = get(a.port, ctx, "/metrics").body.decode()
+        check("outage: /metrics says the reader is up again",
+              it.metric(m, "twoway_database_up", '{connection="reader"}') == 1, m[-400:])
     finally:
         a.stop()
         b.stop()
