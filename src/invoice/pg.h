@@ -42,6 +42,38 @@ int pg_prepare(PGconn *c, const char *name, const char *sql, int nparams,
  * column `col` on (text format). */
 void pg_row(const PGresult *res, int i, int col, store__row *row);
 
+/* ---- pg_link.c: one thread's connection through outages ---- */
+
+/* Prepare a new connection for its thread (statements, LISTEN, ...). */
+typedef int pg_setup_fn(void *arg, PGconn *c, tw_err *err);
+
+typedef struct pg_link {
+    char *url, *desc;   /* desc: the URL without its password */
+    const char *who;    /* application_name, e.g. "invoice-server reader" */
+    const char *what;   /* what is answered 503 meanwhile: "reads" */
+    pg_setup_fn *setup;
+    void *arg;
+    pg_log_fn *log;
+    void *log_ctx;
+    long long retry_at; /* pg_now_ms() of the next attempt */
+    int backoff_ms;
+    int outage_logged;
+} pg_link;
+
+long long pg_now_ms(void); /* CLOCK_MONOTONIC */
+int pg_link_init(pg_link *l, const char *url, const char *who,
+                 const char *what, pg_setup_fn *setup, void *arg,
+                 pg_log_fn *log, void *log_ctx, tw_err *err);
+void pg_link_free(pg_link *l);
+/* Connect and set up now (at start): NULL with `err`. */
+PGconn *pg_link_first(pg_link *l, tw_err *err);
+/* Once the backoff has passed, try again: the connection, or NULL (the
+ * first failure of an outage is logged). */
+PGconn *pg_link_retry(pg_link *l);
+/* `c` was lost (`why`, NULL: libpq's words): log it, PQfinish it, and try
+ * again after the shortest backoff (`at_once`: at the next need). */
+void pg_link_lost(pg_link *l, PGconn *c, const char *why, int at_once);
+
 /* ---- pg_reader.c: one thread, one pipelined connection, every worker ---- */
 
 typedef struct pg_reader pg_reader;

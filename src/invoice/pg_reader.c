@@ -33,13 +33,9 @@
 #include <unistd.h>
 
 #define MAX_IN_FLIGHT 128
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 2000
 
 struct pg_reader {
-    char *url, *desc;
-    pg_log_fn *log;
-    void *log_ctx;
+    pg_link link;
     pthread_mutex_t mu;
     store_req *head, *tail; /* submitted, not yet taken */
     int stopping;
@@ -57,18 +53,7 @@ struct pg_reader {
     int nsent;
     store_req *backlog, *backlog_tail; /* taken, waiting for room */
     store_req *answered;               /* to post */
-    long long retry_at;
-    int backoff_ms;
-    int outage_logged;
 };
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void push(store_req **head, store_req **tail, store_req *r)
 {
@@ -127,77 +112,54 @@ static void unavailable(pg_reader *rd, store_req *r)
 static void lost(pg_reader *rd, const char *why)
 {
     store_req *r;
-    char line[256];
 
     atomic_store(&rd->up, 0);
     atomic_store(&rd->listening, 0);
-    rd->log(rd->log_ctx, "warning: lost the connection to %s (%s); reads are "
-            "answered 503 until it is back",
-            rd->desc, why != NULL ? why : twu_pg_error_line(rd->c, line, sizeof(line)));
-    rd->outage_logged = 1;
     while ((r = pop(&rd->sent, &rd->sent_tail)) != NULL)
         unavailable(rd, r);
     rd->nsent = 0;
     while ((r = pop(&rd->backlog, &rd->backlog_tail)) != NULL)
         unavailable(rd, r);
-    PQfinish(rd->c);
+    pg_link_lost(&rd->link, rd->c, why, 0);
     rd->c = NULL;
-    rd->backoff_ms = BACKOFF_MIN_MS;
-    rd->retry_at = now_ms() + rd->backoff_ms;
 }
 
-static int setup(pg_reader *rd, PGconn *c, tw_err *err)
+static int setup(void *arg, PGconn *c, tw_err *err)
 {
+    pg_reader *rd = arg;
     char line[256];
     PGresult *res;
     int ok;
 
-    if (pg_schema_check(c, rd->desc, err) < 0 ||
+    if (pg_schema_check(c, rd->link.desc, err) < 0 ||
         pg_prepare(c, "newest",
                    "SELECT " STORE__INVOICE_COLUMNS " FROM twoway_invoices.invoices "
                    "ORDER BY id DESC LIMIT 1",
-                   0, rd->desc, err) < 0 ||
+                   0, rd->link.desc, err) < 0 ||
         pg_prepare(c, "get",
                    "SELECT " STORE__INVOICE_COLUMNS " FROM twoway_invoices.invoices "
                    "WHERE number = $1",
-                   1, rd->desc, err) < 0 ||
+                   1, rd->link.desc, err) < 0 ||
         pg_prepare(c, "page",
                    "SELECT id, " STORE__INVOICE_COLUMNS
                    " FROM twoway_invoices.invoices "
                    "WHERE id > $1 ORDER BY id LIMIT $2",
-                   2, rd->desc, err) < 0)
+                   2, rd->link.desc, err) < 0)
         return -1;
     res = PQexec(c, "LISTEN " PG_CHANNEL);
     ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     PQclear(res);
     if (!ok || PQsetnonblocking(c, 1) != 0 || PQenterPipelineMode(c) != 1)
         return twu_err(err, TW_ERR_IO, "cannot set up the reader's connection "
-                       "to %s: %s", rd->desc, twu_pg_error_line(c, line, sizeof(line)));
+                       "to %s: %s", rd->link.desc, twu_pg_error_line(c, line, sizeof(line)));
     return 0;
 }
 
-/* Connect (blocking this thread only; workers answer 503 meanwhile). */
+/* Connect again (blocking this thread only; workers answer 503 meanwhile). */
 static void connect_now(pg_reader *rd)
 {
-    tw_err err;
-    PGconn *c = twu_pg_connect(rd->url, "invoice-server reader", &err);
-
-    if (c == NULL || setup(rd, c, &err) < 0) {
-        PQfinish(c);
-        if (!rd->outage_logged)
-            rd->log(rd->log_ctx, "warning: %s; reads are answered 503 until "
-                    "it is back", err.msg);
-        rd->outage_logged = 1;
-        rd->retry_at = now_ms() + rd->backoff_ms;
-        rd->backoff_ms = rd->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
-                                                            : rd->backoff_ms * 2;
+    if ((rd->c = pg_link_retry(&rd->link)) == NULL)
         return;
-    }
-    if (rd->outage_logged)
-        rd->log(rd->log_ctx, "%s is reachable again; reads go on", rd->desc);
-    rd->outage_logged = 0;
-    rd->c = c;
-    rd->backoff_ms = BACKOFF_MIN_MS;
     atomic_fetch_add(&rd->gen, 1); /* notifications may have been missed */
     atomic_store(&rd->listening, 1);
     atomic_store(&rd->up, 1);
@@ -231,7 +193,7 @@ static int send_one(pg_reader *rd, store_req *r)
     if (PQsendQueryPrepared(rd->c, name, n, params, NULL, NULL, 0) != 1 ||
         PQpipelineSync(rd->c) != 1)
         return -1;
-    r->sent_ms = now_ms();
+    r->sent_ms = pg_now_ms();
     r->phase = 0;
     push(&rd->sent, &rd->sent_tail, r);
     rd->nsent++;
@@ -363,11 +325,11 @@ static void *reader_main(void *arg)
 
     for (;;) {
         struct pollfd pfd[2] = {{.fd = rd->wake, .events = POLLIN}, {.fd = -1}};
-        long long now = now_ms();
+        long long now = pg_now_ms();
         int timeout = -1, stopping = take_submitted(rd);
         store_req *r;
 
-        if (rd->c == NULL && !stopping && now >= rd->retry_at)
+        if (rd->c == NULL && !stopping)
             connect_now(rd);
         if (rd->c == NULL)
             while ((r = pop(&rd->backlog, &rd->backlog_tail)) != NULL)
@@ -392,7 +354,8 @@ static void *reader_main(void *arg)
         if (stopping && rd->sent == NULL && rd->backlog == NULL)
             break;
         if (rd->c == NULL && !stopping)
-            timeout = (int)(rd->retry_at > now ? rd->retry_at - now : 0);
+            timeout = (int)(rd->link.retry_at > now ? rd->link.retry_at - now
+                                                    : 0);
         else if (rd->sent != NULL)
             timeout = (int)(rd->sent->sent_ms + TWU_PG_STATEMENT_TIMEOUT_MS > now
                                 ? rd->sent->sent_ms + TWU_PG_STATEMENT_TIMEOUT_MS - now
@@ -408,7 +371,7 @@ static void *reader_main(void *arg)
             }
         }
         if (rd->c != NULL && rd->sent != NULL &&
-            now_ms() - rd->sent->sent_ms >= TWU_PG_STATEMENT_TIMEOUT_MS)
+            pg_now_ms() - rd->sent->sent_ms >= TWU_PG_STATEMENT_TIMEOUT_MS)
             lost(rd, "no answer in " TWU_PG_STATEMENT_TIMEOUT " ms");
         post_answers(rd);
     }
@@ -424,8 +387,7 @@ static void reader_free(pg_reader *rd)
         close(rd->wake);
     if (rd->mutex_ok)
         pthread_mutex_destroy(&rd->mu);
-    twu_free(rd->url);
-    twu_free(rd->desc);
+    pg_link_free(&rd->link);
     twu_free(rd);
 }
 
@@ -437,22 +399,16 @@ pg_reader *pg_reader_start(const char *url, pg_log_fn *log, void *log_ctx,
     if (rd == NULL)
         return twu_err_nomem(err), NULL;
     rd->wake = -1;
-    rd->log = log;
-    rd->log_ctx = log_ctx;
-    rd->backoff_ms = BACKOFF_MIN_MS;
-    if ((rd->url = twu_strdup(url)) == NULL ||
-        (rd->desc = twu_pg_describe(url)) == NULL) {
-        twu_err_nomem(err);
+    if (pg_link_init(&rd->link, url, "invoice-server reader", "reads", setup,
+                     rd, log, log_ctx, err) < 0)
         goto err;
-    }
     rd->mutex_ok = pthread_mutex_init(&rd->mu, NULL) == 0;
     rd->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     TWU_ENSURE(rd->mutex_ok && rd->wake >= 0, err, TW_ERR_INTERNAL,
                "cannot make the reader's mutex or eventfd: %s", strerror(errno));
     /* The first connection here, so that a server that cannot read its
      * database says so at start. */
-    if ((rd->c = twu_pg_connect(url, "invoice-server reader", err)) == NULL ||
-        setup(rd, rd->c, err) < 0)
+    if ((rd->c = pg_link_first(&rd->link, err)) == NULL)
         goto err;
     atomic_store(&rd->listening, 1);
     atomic_store(&rd->up, 1);

@@ -29,20 +29,13 @@
 #include <time.h>
 
 #define GROUP_MAX 256
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 2000
 /* pg_advisory_xact_lock key of the writers ("twoway" + 2). */
 #define WRITE_LOCK "7477776179000002"
 
 struct pg_writer {
-    char *url, *desc;
-    pg_log_fn *log;
-    void *log_ctx;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    store_req *head, *tail;
-    int stopping;
-    int mutex_ok, cond_ok, running;
+    pg_link link;
+    store__pending pending; /* submitted, not yet taken */
+    int running;
     pthread_t thread;
 
     atomic_int up;            /* c works (as far as the last group knew) */
@@ -50,43 +43,34 @@ struct pg_writer {
 
     /* The writer thread's own. */
     PGconn *c;
-    long long retry_at;
-    int backoff_ms;
-    int outage_logged;
 };
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* --------------------------------------------------------- connection */
 
-static int setup(pg_writer *w, PGconn *c, tw_err *err)
+static int setup(void *arg, PGconn *c, tw_err *err)
 {
-    return pg_schema_check(c, w->desc, err) < 0 ||
+    pg_writer *w = arg;
+
+    return pg_schema_check(c, w->link.desc, err) < 0 ||
                    pg_prepare(c, "sel_key",
                               "SELECT number, request_hash FROM "
                               "twoway_invoices.idempotency "
                               "WHERE client = $1 AND key = $2",
-                              2, w->desc, err) < 0 ||
+                              2, w->link.desc, err) < 0 ||
                    pg_prepare(c, "sel_num",
                               "SELECT " STORE__INVOICE_COLUMNS
                               " FROM twoway_invoices.invoices WHERE number = $1",
-                              1, w->desc, err) < 0 ||
+                              1, w->link.desc, err) < 0 ||
                    pg_prepare(c, "ins_inv",
                               "INSERT INTO twoway_invoices.invoices("
                               STORE__INVOICE_COLUMNS ") "
                               "VALUES($1, $2, $3, $4, $5, $6, $7)",
-                              7, w->desc, err) < 0 ||
+                              7, w->link.desc, err) < 0 ||
                    pg_prepare(c, "ins_key",
                               "INSERT INTO twoway_invoices.idempotency(client, "
                               "key, number, request_hash, created_at) "
                               "VALUES($1, $2, $3, $4, $5)",
-                              5, w->desc, err) < 0
+                              5, w->link.desc, err) < 0
                ? -1
                : 0;
 }
@@ -94,48 +78,19 @@ static int setup(pg_writer *w, PGconn *c, tw_err *err)
 /* A connection to write on: 1, or 0 while the database is unreachable. */
 static int connected(pg_writer *w)
 {
-    tw_err err;
-    PGconn *c;
-
-    if (w->c != NULL)
-        return 1;
-    if (now_ms() < w->retry_at)
-        return 0;
-    c = twu_pg_connect(w->url, "invoice-server writer", &err);
-    if (c == NULL || setup(w, c, &err) < 0) {
-        PQfinish(c);
+    if (w->c == NULL && (w->c = pg_link_retry(&w->link)) == NULL) {
         atomic_store(&w->up, 0);
-        if (!w->outage_logged)
-            w->log(w->log_ctx, "warning: %s; POSTs are answered 503 until it "
-                   "is back", err.msg);
-        w->outage_logged = 1;
-        w->retry_at = now_ms() + w->backoff_ms;
-        w->backoff_ms = w->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
-                                                          : w->backoff_ms * 2;
         return 0;
     }
-    if (w->outage_logged)
-        w->log(w->log_ctx, "%s is reachable again; POSTs go on", w->desc);
-    w->outage_logged = 0;
-    w->backoff_ms = BACKOFF_MIN_MS;
-    w->c = c;
     atomic_store(&w->up, 1);
     return 1;
 }
 
 static void lost(pg_writer *w)
 {
-    char line[256];
-
-    w->log(w->log_ctx, "warning: lost the connection to %s (%s); POSTs are "
-           "answered 503 until it is back",
-           w->desc, twu_pg_error_line(w->c, line, sizeof(line)));
-    w->outage_logged = 1;
     atomic_store(&w->up, 0);
-    PQfinish(w->c);
+    pg_link_lost(&w->link, w->c, NULL, 1); /* the next group tries at once */
     w->c = NULL;
-    w->backoff_ms = BACKOFF_MIN_MS;
-    w->retry_at = 0; /* the next group tries at once */
 }
 
 /* ------------------------------------------------------- statements */
@@ -338,29 +293,9 @@ failed:
 static void *writer_main(void *arg)
 {
     pg_writer *w = arg;
+    store_req *group;
 
-    for (;;) {
-        store_req *group, *last;
-        int n = 1;
-
-        pthread_mutex_lock(&w->mu);
-        while (w->head == NULL && !w->stopping)
-            pthread_cond_wait(&w->cv, &w->mu);
-        if (w->head == NULL) {
-            pthread_mutex_unlock(&w->mu);
-            break;
-        }
-        group = last = w->head;
-        while (last->next != NULL && n < GROUP_MAX) {
-            last = last->next;
-            n++;
-        }
-        w->head = last->next;
-        if (w->head == NULL)
-            w->tail = NULL;
-        last->next = NULL;
-        pthread_mutex_unlock(&w->mu);
-
+    while ((group = store__pending_take(&w->pending, GROUP_MAX)) != NULL) {
         run_group(w, group);
         store__queue_post(group);
     }
@@ -372,12 +307,8 @@ static void *writer_main(void *arg)
 static void writer_free(pg_writer *w)
 {
     PQfinish(w->c);
-    if (w->cond_ok)
-        pthread_cond_destroy(&w->cv);
-    if (w->mutex_ok)
-        pthread_mutex_destroy(&w->mu);
-    twu_free(w->url);
-    twu_free(w->desc);
+    store__pending_destroy(&w->pending);
+    pg_link_free(&w->link);
     twu_free(w);
 }
 
@@ -388,20 +319,12 @@ pg_writer *pg_writer_start(const char *url, pg_log_fn *log, void *log_ctx,
 
     if (w == NULL)
         return twu_err_nomem(err), NULL;
-    w->log = log;
-    w->log_ctx = log_ctx;
-    w->backoff_ms = BACKOFF_MIN_MS;
-    if ((w->url = twu_strdup(url)) == NULL ||
-        (w->desc = twu_pg_describe(url)) == NULL) {
-        twu_err_nomem(err);
+    if (pg_link_init(&w->link, url, "invoice-server writer", "POSTs", setup,
+                     w, log, log_ctx, err) < 0)
         goto err;
-    }
-    w->mutex_ok = pthread_mutex_init(&w->mu, NULL) == 0;
-    w->cond_ok = pthread_cond_init(&w->cv, NULL) == 0;
-    TWU_ENSURE(w->mutex_ok && w->cond_ok, err, TW_ERR_INTERNAL,
+    TWU_ENSURE(store__pending_init(&w->pending) == 0, err, TW_ERR_INTERNAL,
                "cannot make the writer's mutex");
-    if ((w->c = twu_pg_connect(url, "invoice-server writer", err)) == NULL ||
-        setup(w, w->c, err) < 0)
+    if ((w->c = pg_link_first(&w->link, err)) == NULL)
         goto err;
     atomic_store(&w->up, 1);
     TWU_ENSURE(pthread_create(&w->thread, NULL, writer_main, w) == 0, err,
@@ -425,31 +348,15 @@ unsigned long pg_writer_unavailable(pg_writer *w)
 
 int pg_writer_submit(pg_writer *w, store_req *r)
 {
-    pthread_mutex_lock(&w->mu);
-    if (w->stopping) {
-        pthread_mutex_unlock(&w->mu);
-        return -1;
-    }
-    r->next = NULL;
-    if (w->tail != NULL)
-        w->tail->next = r;
-    else
-        w->head = r;
-    w->tail = r;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    return 0;
+    return store__pending_push(&w->pending, r);
 }
 
 void pg_writer_stop(pg_writer *w)
 {
     if (w == NULL)
         return;
-    pthread_mutex_lock(&w->mu);
-    w->stopping = 1;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
+    store__pending_stop(&w->pending);
     if (w->running)
-        pthread_join(w->thread, NULL);
+        pthread_join(w->thread, NULL); /* it empties the list first */
     writer_free(w);
 }

@@ -114,6 +114,24 @@ void store__row_from_invoice(const inv_invoice *inv, int64_t created_at,
 /* The reason a 503 gives when the database cannot be reached. */
 #define STORE__UNAVAILABLE "database_unavailable"
 
+/* Inserts waiting for a writer thread (pending.c). */
+typedef struct store__pending {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    store_req *head, *tail;
+    int stopping;
+    int mutex_ok, cond_ok;
+} store__pending;
+int store__pending_init(store__pending *p);
+void store__pending_destroy(store__pending *p);
+/* -1 once stopping (the caller answers 503). */
+int store__pending_push(store__pending *p, store_req *r);
+/* Wait for requests and take up to `max` of them, oldest first; NULL once
+ * stopping and nothing is left. */
+store_req *store__pending_take(store__pending *p, int max);
+/* No more pushes; the writer takes what is left, then gets NULL. */
+void store__pending_stop(store__pending *p);
+
 /* Hand a list of answered requests to their queues (writer thread). */
 void store__queue_post(store_req *r);
 /* Free a request (its callback will not run). */

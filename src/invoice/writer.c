@@ -33,11 +33,8 @@
 #define CHECKPOINT_PAGES 1000  /* WAL pages before the writer checkpoints */
 
 struct store_writer {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    store_req *head, *tail; /* submitted, not yet taken */
-    int stopping;
-    int mutex_ok, cond_ok, running;
+    store__pending pending; /* submitted, not yet taken */
+    int running;
     pthread_t thread;
 
     /* Used only by the writer thread once it runs. */
@@ -242,28 +239,9 @@ static void *writer_main(void *arg)
 {
     store_writer *w = arg;
 
-    for (;;) {
-        store_req *group, *last;
-        int n = 1;
+    store_req *group;
 
-        pthread_mutex_lock(&w->mu);
-        while (w->head == NULL && !w->stopping)
-            pthread_cond_wait(&w->cv, &w->mu);
-        if (w->head == NULL) { /* stopping, and nothing left */
-            pthread_mutex_unlock(&w->mu);
-            break;
-        }
-        group = last = w->head;
-        while (last->next != NULL && n < GROUP_MAX) {
-            last = last->next;
-            n++;
-        }
-        w->head = last->next;
-        if (w->head == NULL)
-            w->tail = NULL;
-        last->next = NULL;
-        pthread_mutex_unlock(&w->mu);
-
+    while ((group = store__pending_take(&w->pending, GROUP_MAX)) != NULL) {
         run_group(w, group);
         store__queue_post(group);
         if (w->wal_pages >= CHECKPOINT_PAGES) {
@@ -287,10 +265,7 @@ static void writer_free(store_writer *w)
     for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
         sqlite3_finalize(*stmts[i]);
     sqlite3_close(w->db);
-    if (w->cond_ok)
-        pthread_cond_destroy(&w->cv);
-    if (w->mutex_ok)
-        pthread_mutex_destroy(&w->mu);
+    store__pending_destroy(&w->pending);
     twu_free(w->path);
     twu_free(w);
 }
@@ -337,10 +312,8 @@ store_writer *store_writer_start(const char *path, tw_err *err)
         twu_err_nomem(err);
         goto err;
     }
-    w->mutex_ok = pthread_mutex_init(&w->mu, NULL) == 0;
-    w->cond_ok = pthread_cond_init(&w->cv, NULL) == 0;
-    TWU_ENSURE(w->mutex_ok && w->cond_ok, err, TW_ERR_INTERNAL,
-              "cannot make the writer's mutex");
+    TWU_ENSURE(store__pending_init(&w->pending) == 0, err, TW_ERR_INTERNAL,
+               "cannot make the writer's mutex");
     w->db = store__open_db(path, SQLITE_OPEN_READWRITE, err);
     TWU_GUARD_PTR(w->db);
     TWU_GUARD(store__check_schema(w->db, path, err));
@@ -372,19 +345,10 @@ int store_writer_submit(store_writer *w, store_queue *q,
     if (w == NULL ||
         (r = store__req_insert(q, inv, idem_key, client, done, ctx)) == NULL)
         return -1;
-    pthread_mutex_lock(&w->mu);
-    if (w->stopping) {
-        pthread_mutex_unlock(&w->mu);
-        twu_free(r);
+    if (store__pending_push(&w->pending, r) < 0) {
+        store__req_free(r);
         return -1;
     }
-    if (w->tail != NULL)
-        w->tail->next = r;
-    else
-        w->head = r;
-    w->tail = r;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
     return 0;
 }
 
@@ -392,10 +356,7 @@ void store_writer_stop(store_writer *w)
 {
     if (w == NULL)
         return;
-    pthread_mutex_lock(&w->mu);
-    w->stopping = 1;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
+    store__pending_stop(&w->pending);
     if (w->running)
         pthread_join(w->thread, NULL); /* it empties the list first */
     writer_free(w);
