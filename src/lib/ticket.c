@@ -137,7 +137,7 @@ static int peer_verified_so_far(SSL *s)
     tw_conn *c = SSL_get_ex_data(s, tw__ssl_conn_index());
 
     return c == NULL || !c->cert_optional ||
-           (SSL_get0_peer_certificate(s) != NULL && c->verify_error == 0 &&
+           (tw__conn_peer_cert(c) != NULL && c->verify_error == 0 &&
             SSL_get_verify_result(s) == X509_V_OK);
 }
 

@@ -54,10 +54,23 @@ int tw__vcache_verify(X509_STORE_CTX *xs, void *arg);
 
 /* sesscache.c: the server's session cache, bounded in bytes (see there). */
 typedef struct tw__sesscache tw__sesscache;
+/* A client's certificate, kept once for all its sessions in the cache and
+ * lent to the connections that resume one. */
+typedef struct tw__cache_peer {
+    struct tw__cache_peer *hnext; /* the table's chain, then the list to free */
+    X509 *cert;                   /* a reference */
+    STACK_OF(X509) *chain;        /* what else the client sent; may be NULL */
+    size_t refs;                  /* entries and connections (cache lock) */
+    time_t not_after;             /* the certificate's, read once */
+    unsigned char fp[32];         /* its SHA-256 */
+} tw__cache_peer;
 tw__sesscache *tw__sesscache_new(size_t max_bytes, tw_err *err);
 void tw__sesscache_free(tw__sesscache *sc);
 /* Make ctx keep its sessions in the cache of its generation (ex-data). */
 void tw__sesscache_install(SSL_CTX *ctx);
+/* A server connection is being freed: the sessions it made, which share
+ * its certificate while it is open, are kept without it from now on. */
+void tw__sesscache_conn_closed(tw_conn *c);
 /* Bytes held (entries, bookkeeping and the table) and sessions held, after
  * dropping the expired ones. */
 void tw__sesscache_stats(tw__sesscache *sc, size_t *bytes, size_t *count);
@@ -119,6 +132,13 @@ struct tw_conn {
      * certificate presented, the peer is verified exactly when this is 0. */
     int verify_error, verify_depth;
     X509 *verify_cert;
+    /* A session resumed from the server's cache carries no certificate
+     * inside OpenSSL (sesscache.c): the cache lends the one it keeps for
+     * the client.  Used only when the handshake did resume
+     * (tw__conn_peer_cert).  It and the cache's entries this connection
+     * made are under the cache's lock. */
+    struct tw__cache_peer *resumed;
+    struct tw__cache_entry *cache_entries;
     int expectation_failed;
     char *host;
     struct tw_client *client; /* client connections: where sessions go */
@@ -137,6 +157,11 @@ struct tw_client {
     SSL_SESSION *session; /* the newest session, offered for resumption */
 };
 
+/* conn.c: the peer's certificate (OpenSSL's, or the one the session cache
+ * lent a resumed connection), not a new reference; NULL when none. */
+X509 *tw__conn_peer_cert(const tw_conn *c);
+/* The other certificates the peer sent with it (not a new reference). */
+STACK_OF(X509) *tw__conn_peer_chain(const tw_conn *c);
 /* conn.c: where a connection's failure is written. */
 tw_err *tw__conn_errbuf(tw_conn *c);
 tw_conn *tw__conn_new(tw__gen *g, int fd, int is_server, const char *host,

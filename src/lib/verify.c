@@ -208,7 +208,7 @@ static int bad_handshake_signature(tw_conn *c)
 {
     tw_err *e = tw__conn_errbuf(c); /* only failures get here */
     const char *peer = c->is_server ? "client" : "server";
-    X509 *cert = SSL_get0_peer_certificate(c->ssl);
+    X509 *cert = tw__conn_peer_cert(c);
     tw_identity *id = cert ? tw__identity_from_x509(cert, NULL) : NULL;
 
     /* The certificate claimed is the one refused (with

@@ -27,6 +27,11 @@ time, the same port for the same number throughout, so that the test cannot
 collide with parallel tests or a service on the machine.  The README text
 itself is what a user pastes.
 
+PostgreSQL: the README's database URL for several instances,
+`postgresql:///twoway?host=/run/postgresql`, is rewritten the same way to a
+private PostgreSQL this script starts (pgserver.py: initdb in a temporary
+directory, a Unix socket only) and stops, when a marked block names it.
+
 Servers the blocks start in the background must be stopped by the blocks
 (the README says how) and must have exited 0; whatever is still running at
 the end is a failure, and is stopped anyway: the driver's EXIT trap stops its
@@ -57,6 +62,8 @@ import tempfile
 import time
 
 MARKER = "<!-- test: run -->"
+# The database the README's several-instances example names (a user's own).
+README_PG_URL = "postgresql:///twoway?host=/run/postgresql"
 SH_FENCE = re.compile(r"^```(sh|bash|shell)\s*$")
 ANY_FENCE = re.compile(r"^```")
 # host:port as the README writes it in URLs and --listen
@@ -291,6 +298,30 @@ def main():
     mapping = rewrite_ports(marked)
     for old, new in mapping.items():
         print(f"port {old} -> {new}")
+    pg = None
+    if any(README_PG_URL in line for b in marked for line in b.lines):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import pgserver  # noqa: E402 - only when a block needs it
+        try:
+            pg = pgserver.PgServer().start()
+            pg.createdb("twoway")
+        except pgserver.PgError as e:
+            print(f"readme_test: FAIL: cannot start PostgreSQL for the README: {e}")
+            if pg:
+                pg.cleanup()
+            return 1
+        for b in marked:
+            b.lines = [line.replace(README_PG_URL, pg.url("twoway")) for line in b.lines]
+        print(f"database {README_PG_URL} -> {pg.url('twoway')}")
+    try:
+        return run_blocks(build, readme, marked)
+    finally:
+        if pg:
+            pg.cleanup()
+
+
+def run_blocks(build, readme, marked):
+    """Run the marked blocks in order in one bash; 0 when all passed."""
 
     tmp = tempfile.mkdtemp(prefix="twoway-readme.")
     work = os.path.join(tmp, "work")
