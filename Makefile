@@ -24,12 +24,11 @@ build:
 	cmake --build $(BUILD) -j$(JOBS)
 
 # The seed tutorial's story, end to end, in demo/.
-# The build's few hundred lines go to a log, shown only when it fails.
+# The build's few hundred lines go to a log, shown only when it fails
+# (scripts/quiet-build.sh; tests/integration/quiet_build_test.sh).
 demo: deps
-	@mkdir -p $(BUILD)
-	@echo "demo: building into $(BUILD) (log: $(BUILD)/demo-build.log)"
-	@$(MAKE) --no-print-directory build > $(BUILD)/demo-build.log 2>&1 || \
-	  { cat $(BUILD)/demo-build.log; echo "demo: the build failed" >&2; exit 1; }
+	@scripts/quiet-build.sh demo $(BUILD)/demo-build.log \
+	  $(MAKE) --no-print-directory build
 	scripts/demo.sh $(BUILD)
 
 # Every test, twice (normal, then ASan+UBSan), the integration path under
@@ -74,10 +73,14 @@ test-tsan:
 	exit $$rc
 
 # The integration tests again, each program run under Valgrind (memcheck;
-# any error or leak fails the run).
+# any error or leak fails the run).  $(JOBS) at a time: a Valgrind'd
+# program uses one core, and the tests wait on their servers (timeouts
+# stretch 6 times under TW_WRAP); a test that cannot share the machine says
+# so with RUN_SERIAL in tests/CMakeLists.txt.  ca_test.sh, the longest, runs
+# as two halves (ca_cli, ca_cli_2).
 test-valgrind: build
 	TW_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --soname-synonyms=somalloc=*tcmalloc* --suppressions=$(CURDIR)/tests/valgrind.supp" \
-	TW_QUICK=1 ctest --test-dir $(BUILD) --output-on-failure -L integration
+	TW_QUICK=1 ctest --test-dir $(BUILD) --output-on-failure -L integration -j$(JOBS)
 
 fuzz-run:
 	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DTW_FUZZ=ON \

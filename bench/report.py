@@ -161,7 +161,7 @@ def table(rows, speed, idle_sizes):
         if target is None:
             tgt, met = "–", ("yes" if tw and nd and tw < nd else "no") + " ³"
         else:
-            tgt = f"≤ {target:.1f}×"
+            tgt = f"≤ {target:g}×"
             met = "yes" if (tw and ng and nd and tw / ng <= target and tw < nd) else "no"
         lines.append(f"| {label} | {' | '.join(cells)} | {fmt_ratio(tw, ng)} "
                      f"| {fmt_ratio(nd, ng)} | {tgt} | {met} |")
@@ -177,7 +177,7 @@ def table(rows, speed, idle_sizes):
         met = "yes" if (tw is not None and ng and nd and tw / ng <= IDLE_TARGET and tw < nd) else "no"
         lines.append(f"| {n:,} connections | {fmt_num(kib['twoway'], 1)} | {fmt_num(kib['nginx'], 1)} "
                      f"| {fmt_num(kib['node'], 1)} | {fmt_ratio(tw, ng)} | {fmt_ratio(nd, ng)} "
-                     f"| ≤ {IDLE_TARGET:.1f}× | {met} |")
+                     f"| ≤ {IDLE_TARGET:g}× | {met} |")
     lines.append("")
     if any(rows.get((row, s)) for row, _ in SESSION_ROWS for s in SERVERS):
         lines.append("| Session cache: RSS growth per full handshake, connections closed (bytes) "

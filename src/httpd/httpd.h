@@ -133,8 +133,8 @@ void httpd_set_reconfigure(httpd *h, httpd_reconfigure_fn *fn);
 int httpd_reload(httpd *h, const char *why);
 
 /* What the start-up line says after the listening address, e.g.
- * "database invoices.db"; and the sentence logged at start when the
- * configuration has no policy. */
+ * "database invoices.db"; and the sentence logged at start, as a warning,
+ * when the configuration has no policy. */
 void httpd_set_banner(httpd *h, const char *extra, const char *no_policy);
 
 /*

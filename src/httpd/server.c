@@ -493,8 +493,10 @@ int httpd_run(httpd *h)
         return 1;
     }
     addr_text(h, where, sizeof(where));
+    /* A warning: with no policy, every client the CA signed gets every
+     * role, which is rarely what an operator means in production. */
     if (!tw_server_has_policy(h->tls) && h->no_policy != NULL)
-        httpd_log(h, "%s", h->no_policy);
+        httpd_log(h, "warning: %s", h->no_policy);
     httpd_log(h, "listening on https://%s/ (%d workers, TLS 1.2-1.3%s%s)",
               where, h->nworkers, h->banner ? ", " : "",
               h->banner ? h->banner : "");

@@ -325,7 +325,8 @@ int inv_options_parse(inv_options *o, int argc, char **argv, int *done)
     }
     return 0;
 usage_error:
-    fprintf(stderr, "invoice-server: see `invoice-server --help`\n");
+    if (!twu_conf_reloading()) /* a reload's log names FILE:LINE instead */
+        fprintf(stderr, "invoice-server: see `invoice-server --help`\n");
     *done = 1;
     return 2;
 }

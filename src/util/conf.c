@@ -18,11 +18,16 @@
 #include "util.h"
 
 #include <getopt.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
 #define CONF_FILE_MAX (1024 * 1024)
+
+/* twu_conf_load calls so far: the first is the start, any later one a
+ * reload.  Atomic: a reload may run on another thread than the start. */
+static atomic_int loads;
 
 const char *twu_conf_find(int argc, char **argv)
 {
@@ -179,6 +184,7 @@ int twu_conf_load(twu_conf *c, const char *path, const char *prog,
     char *raw;
     int n = 0;
 
+    atomic_fetch_add(&loads, 1);
     memset(c, 0, sizeof(*c));
     c->path = path;
     if (path[0] == '\0')
@@ -219,6 +225,11 @@ err:
     twu_free(raw);
     twu_conf_free(c);
     return -1;
+}
+
+int twu_conf_reloading(void)
+{
+    return atomic_load(&loads) > 1;
 }
 
 int twu_conf_line(const twu_conf *c, int argi)

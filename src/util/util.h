@@ -151,6 +151,12 @@ int twu_conf_load(twu_conf *c, const char *path, const char *prog,
 /* The line of argument `argi` (0 for none). */
 int twu_conf_line(const twu_conf *c, int argi);
 void twu_conf_free(twu_conf *c);
+/* 1 when a --config file is being read again: this process has started a
+ * twu_conf_load before the latest one (the start's), so this is a reload
+ * (SIGHUP, or the file changed).  A reload's errors go to the log and
+ * leave the old configuration in place: a usage error's "see `PROG
+ * --help`" line is for a command typed at start, and is left out then. */
+int twu_conf_reloading(void);
 
 /* ---------------------------------------------------------------- buffer */
 

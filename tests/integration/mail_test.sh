@@ -911,7 +911,14 @@ expect_eq "after SIGTERM: none twice" 10 "$(numbers_in slowbox | grep -c '^T-')"
 # One sync per state file.
 "${MS[@]}" "${MANY_SYNC[@]}" --interval 3600 >/dev/null 2>lock.log &
 holder=$!
-sleep 1
+# Until the holder has its lock (a FLOCK on many.db's inode in /proc/locks):
+# under Valgrind, beside other tests, a start takes longer than a fixed sleep.
+ino=$(stat -c %i many.db)
+for _ in $(seq 600); do
+    awk -v ino="$ino" '$2 == "FLOCK" && $6 ~ (":" ino "$") { f = 1 } END { exit !f }' \
+        /proc/locks 2>/dev/null && break
+    sleep 0.05
+done
 expect_exit 1 "a second sync on the same state file" -- "${MS[@]}" "${MANY_SYNC[@]}" --once
 expect_stderr_contains "in use by another mail-server sync" "state file lock: the sentence"
 kill -TERM "$holder"

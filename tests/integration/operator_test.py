@@ -445,12 +445,19 @@ def section_config(tmp, build, ca_dir, ca, srv_cert, srv_key, cli_cert, cli_key)
                   srv.wait_log(r"reload \(SIGHUP\) failed, keeping generation 2: "
                                + re.escape(conf)) and
                   "%s:9: unknown option 'workerz'" % conf in srv.text(), srv.text()[-800:])
+            # The log says FILE:LINE and that generation 2 stays; the
+            # usage hint for a typed command ("see `invoice-server --help`")
+            # has no place there.
+            check("config_reload_with_a_bad_file_logs_no_help_hint",
+                  "--help" not in srv.text(), srv.text()[-800:])
     finally:
         stopped(srv)
     bad = write(os.path.join(tmp, "bad.conf"), "cert = %s\nworkerz = 2\n" % srv_cert)
     rc, out, err = run([inv, "--config", bad, "--key", srv_key, "--ca", ca], wrap=True)
     check("config_unknown_name_names_file_and_line",
           rc == 2 and "%s:2: unknown option 'workerz'" % bad in err, "exit %d: %s" % (rc, err))
+    check("config_error_at_start_still_points_to_help",
+          "see `invoice-server --help`" in err, err)
     bad = write(os.path.join(tmp, "bad2.conf"), "# x\n\nworkers = many\n")
     rc, out, err = run([inv, "--config", bad, "--cert", srv_cert, "--key", srv_key,
                         "--ca", ca], wrap=True)

@@ -12,8 +12,9 @@ tree (--root): `systemd-analyze verify` on each unit by name (systemd's own
 search path, the ExecStart binary as installed, the man page that
 Documentation= names, found through MANPATH in the same tree), `systemd-
 analyze security --offline` with an exposure threshold, `systemd-sysusers`
-making the user the units run as, and the example option files (each
-example's options known to its program).  The tree gets a copy of the
+making the user the units run as, and the config files the units pass
+with --config (the installed file, and each of its commented examples
+uncommented, read by the program; a reinstall keeps an operator's file).  The tree gets a copy of the
 host's own units (sysinit.target ...) and of /bin/kill (ExecReload), which
 are not ours; nothing of ours is taken from anywhere but the install.
 What cannot be done in a container is starting the units: there is no
@@ -50,11 +51,12 @@ import time
 WRAP = shlex.split(os.environ.get("TW_WRAP", ""))
 SLOW = 6 if WRAP else 1
 UNITS = {
-    # unit: (Type=, the variable of its options, the program it runs)
-    "invoice-server": ("notify", "INVOICE_SERVER_OPTS", ["invoice-server"]),
-    "mail-server-sync": ("simple", "MAIL_SERVER_SYNC_OPTS", ["mail-server", "sync"]),
-    "twoway-ca-serve": ("notify", "TWOWAY_CA_SERVE_OPTS", ["twoway-ca", "serve"]),
+    # unit: (Type=, the program it runs)
+    "invoice-server": ("notify", ["invoice-server"]),
+    "mail-server-sync": ("simple", ["mail-server", "sync"]),
+    "twoway-ca-serve": ("notify", ["twoway-ca", "serve"]),
 }
+CONFDIR = "/etc/twoway"
 HARDENING = ("NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes",
              "ProtectHome=yes", "User=twoway", "Group=twoway")
 _failed = 0
@@ -118,7 +120,7 @@ def section_units(build, cmake, tmp):
     prefix = install_prefix(build)
     if prefix not in ("/usr", "/usr/local"):
         # systemd reads units under /usr and /usr/local only, and the
-        # option files go to /etc/twoway for those prefixes alone.
+        # config files go to /etc/twoway for those prefixes alone.
         skip("units", "the build's install prefix %r is not one systemd reads "
              "units from (/usr, /usr/local)" % prefix)
         return
@@ -137,7 +139,7 @@ def section_units(build, cmake, tmp):
     if any(name not in found for name in UNITS):
         return
 
-    for name, (typ, var, prog) in UNITS.items():
+    for name, (typ, prog) in UNITS.items():
         with open(found[name]) as f:
             kv = unit_keys(f.read())
         d = dict(kv)
@@ -155,20 +157,23 @@ def section_units(build, cmake, tmp):
         if typ == "notify":
             check("%s_reload_is_sighup" % tag,
                   d.get("ExecReload") == "/bin/kill -HUP $MAINPID", d.get("ExecReload"))
-        # ExecStart: the installed program, then the options of the env file.
+        # ExecStart: the installed program with --config /etc/twoway/NAME.conf.
         argv = shlex.split(d.get("ExecStart", ""))
         binary = argv[0] if argv else ""
+        conf = "%s/%s.conf" % (CONFDIR, name)
         check("%s_execstart_is_installed_program" % tag,
               binary.startswith("/") and os.path.basename(binary) == prog[0] and
-              os.access(root + binary, os.X_OK) and argv[1:] == prog[1:] + ["$" + var],
+              os.access(root + binary, os.X_OK),
               "ExecStart=%s (%s in the install: %s)" % (
                   d.get("ExecStart"), root + binary, os.path.exists(root + binary)))
-        envfile = d.get("EnvironmentFile", "")
-        check("%s_envfile_in_etc_twoway" % tag, envfile == "/etc/twoway/%s.env" % name,
-              envfile)
-        check_env_examples(build, root, name, envfile, var, prog, binary)
+        check("%s_execstart_reads_config_in_etc_twoway" % tag,
+              argv[1:] == prog[1:] + ["--config", conf], "ExecStart=%s" % d.get("ExecStart"))
+        check("%s_no_environment_file" % tag, "EnvironmentFile" not in d,
+              "EnvironmentFile=%s" % d.get("EnvironmentFile"))
+        check_conf_examples(build, root, name, conf, prog, binary)
 
     verify_offline(root)
+    check_reinstall(build, cmake, root, env)
 
     # The user the units run as: the installed sysusers.d file makes it.
     sysusers = shutil.which("systemd-sysusers")
@@ -185,32 +190,95 @@ def section_units(build, cmake, tmp):
               "exit %d: %s / passwd: %s" % (rc, out, passwd))
 
 
-def check_env_examples(build, root, name, envfile, var, prog, binary):
-    """The env file is installed (and NAME.env.example beside it); each
-    commented example assigns the unit's variable, and every option in it is
-    one the program knows: run with the example's options and then --help,
-    the program parses them all before it reaches --help."""
+BUILT = {"invoice-server": "src/invoice/invoice-server",
+         "mail-server": "src/mail/mail-server",
+         "twoway-ca": "src/ca/twoway-ca"}
+EXAMPLE_LINE = re.compile(r"^#([a-z][a-z-]*) = (.*)$")
+
+
+def conf_examples(text):
+    """The commented examples of a config file: each run of "#name = value"
+    lines (no blank after the #, unlike the prose), uncommented."""
+    blocks, cur = [], []
+    for line in text.splitlines():
+        if EXAMPLE_LINE.match(line):
+            cur.append(line[1:])
+        elif cur:
+            blocks.append("\n".join(cur) + "\n")
+            cur = []
+    if cur:
+        blocks.append("\n".join(cur) + "\n")
+    return blocks
+
+
+def conf_accepted(build, prog, path):
+    """(accepted, output): the program reads the file with --config, then
+    --help.  The file is parsed whole before the command line, so every
+    name must be an option of the program and every value one it takes;
+    only then does --help print the usage and exit 0."""
+    rc, out = run([os.path.join(build, BUILT[prog[0]])] + prog[1:] +
+                  ["--config", path, "--help"], wrap=True)
+    return rc == 0 and out.startswith("usage:"), "exit %d: %s" % (rc, out[:500])
+
+
+def check_conf_examples(build, root, name, conf, prog, binary):
+    """The config file is installed (and NAME.conf.example beside it), the
+    program reads it as installed, and reads each of its commented examples
+    once uncommented."""
     tag = name.replace("-", "_")
-    path = root + envfile
-    if not check("%s_env_installed" % tag, os.path.exists(path) and
+    path = root + conf
+    if not check("%s_conf_installed" % tag, os.path.exists(path) and
                  os.path.exists(path + ".example"), path):
         return
     with open(path) as f:
         text = f.read()
-    examples = re.findall(r'^#%s="(.*)"$' % var, text, re.M)
-    if not check("%s_env_has_examples" % tag, examples, text[:500]):
+    check("%s_conf_names_the_program_and_itself" % tag,
+          binary in text and conf in text, "%s or %s not named in %s" % (binary, conf, path))
+    accepted, out = conf_accepted(build, prog, path)
+    check("%s_conf_as_installed_is_accepted" % tag, accepted, out)
+    examples = conf_examples(text)
+    if not check("%s_conf_has_examples" % tag, examples, text[:500]):
         return
-    check("%s_env_names_the_program" % tag, binary in text,
-          "%s not named in %s" % (binary, path))
-    built = {"invoice-server": "src/invoice/invoice-server",
-             "mail-server": "src/mail/mail-server",
-             "twoway-ca": "src/ca/twoway-ca"}[prog[0]]
     for i, example in enumerate(examples):
-        args = shlex.split(example)
-        rc, out = run([os.path.join(build, built)] + prog[1:] + args + ["--help"],
-                      wrap=True)
-        check("%s_env_example_%d_options_known" % (tag, i + 1),
-              rc == 0 and out.startswith("usage:"), "exit %d: %s" % (rc, out[:500]))
+        ex = os.path.join(os.path.dirname(root), "%s.example%d.conf" % (name, i + 1))
+        with open(ex, "w") as f:
+            f.write(example)
+        accepted, out = conf_accepted(build, prog, ex)
+        check("%s_conf_example_%d_is_accepted" % (tag, i + 1), accepted,
+              "%s\n%s" % (out, example))
+    # The check can fail: a misspelt name in the same place is refused.
+    bad = os.path.join(os.path.dirname(root), "%s.bad.conf" % name)
+    with open(bad, "w") as f:
+        f.write(examples[0] + "lisen = 0.0.0.0:1\n")
+    accepted, out = conf_accepted(build, prog, bad)
+    check("%s_conf_with_an_unknown_name_is_refused" % tag,
+          not accepted and "unknown option 'lisen'" in out, out)
+
+
+def check_reinstall(build, cmake, root, env):
+    """An install again keeps the operator's NAME.conf (the example is
+    rewritten), and warns about a NAME.env an older install left, which the
+    units no longer read."""
+    conf = root + CONFDIR + "/invoice-server.conf"
+    mine = "# the operator's\nworkers = 2\n"
+    with open(conf, "w") as f:
+        f.write(mine)
+    os.remove(root + CONFDIR + "/mail-server-sync.conf")
+    with open(root + CONFDIR + "/mail-server-sync.env", "w") as f:
+        f.write('MAIL_SERVER_SYNC_OPTS="--interval 60"\n')
+    rc, out = run([cmake, "--install", build], timeout=120, env=env)
+    with open(conf) as f:
+        kept = f.read()
+    with open(conf + ".example") as f:
+        example = f.read()
+    check("reinstall_keeps_the_operators_conf",
+          rc == 0 and kept == mine and "Keeping: " + conf in out and
+          example.startswith("# %s/invoice-server.conf" % CONFDIR),
+          "exit %d: %s" % (rc, out[-1500:]))
+    check("reinstall_warns_about_an_old_env_file",
+          rc == 0 and "mail-server-sync.env is no longer read" in " ".join(out.split()) and
+          os.path.exists(root + CONFDIR + "/mail-server-sync.conf"),
+          "exit %d: %s" % (rc, out[-1500:]))
 
 
 def verify_offline(root):
