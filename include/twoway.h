@@ -385,6 +385,16 @@ TW_API int tw_config_set_ca_file(tw_config *cfg, const char *path) TW_MUST_CHECK
  * (crl_unusable), as one whose issuer's CRL is past its nextUpdate.  NULL for
  * none. */
 TW_API int tw_config_set_crl_file(tw_config *cfg, const char *path) TW_MUST_CHECK;
+/* Server: refuse, as revoked, the certificate whose SHA-256 fingerprint is
+ * `sha256` (64 hex digits, colons allowed, any case): a revocation learned
+ * before its CRL is published (invoice-server --revocations).  Refused at
+ * the handshake (alert certificate_revoked), on resumption (a full
+ * handshake instead) and, after tw_server_reload with a config that has
+ * it, by open connections at their next tw_conn_refresh.  Adding the same
+ * fingerprint twice keeps one.  Anything but a fingerprint is
+ * TW_ERR_USAGE. */
+TW_API int tw_config_add_revoked_fingerprint(tw_config *cfg,
+                                             const char *sha256) TW_MUST_CHECK;
 /* Our certificate (PEM, optionally followed by intermediates) and key. */
 TW_API int tw_config_set_keypair_file(tw_config *cfg, const char *cert_path,
                                       const char *key_path) TW_MUST_CHECK;
@@ -417,6 +427,14 @@ TW_API int tw_config_add_expectation(tw_config *cfg,
  * the server draws a random key when built, kept across reloads. */
 TW_API int tw_config_set_ticket_keys_file(tw_config *cfg,
                                           const char *path) TW_MUST_CHECK;
+/* Server: the same keys from memory (from a database that several
+ * instances share): `n` keys of TW_TICKET_KEY_BYTES each, laid out as a
+ * file's lines (name, AES key, HMAC key), the first making new tickets.
+ * Copied, and wiped when the config is freed; replaces a keys file, as a
+ * keys file replaces these.  1 to 16 keys, else TW_ERR_USAGE. */
+#define TW_TICKET_KEY_BYTES 80
+TW_API int tw_config_set_ticket_keys(tw_config *cfg, const unsigned char *keys,
+                                     size_t n) TW_MUST_CHECK;
 /* Server: how many TLS 1.3 tickets to send after a full handshake (default
  * 1; 0 disables resumption). */
 TW_API int tw_config_set_tickets(tw_config *cfg, int count) TW_MUST_CHECK;

@@ -9,6 +9,7 @@
 #include "db.h"
 #include "httpd.h"
 #include "options.h"
+#include "revocations.h"
 #include "store.h"
 #include "twoway_pki.h"
 
@@ -20,6 +21,7 @@ typedef struct inv_app {
     inv_db *db;           /* the database: writer, and reader threads */
     httpd *h;
     tw_renewal *renewal;  /* NULL: no --renew, no --crl-url */
+    inv_revocations *revocations; /* NULL: no --revocations */
     atomic_int renewed;   /* TW_RENEWAL_* bits not reloaded yet */
 } inv_app;
 
@@ -44,6 +46,8 @@ int inv_run(const inv_options *o);
 int inv_renewal_prepare(inv_app *app);
 int inv_renewal_start(inv_app *app);
 void inv_renewal_stop(inv_app *app);
+/* On the main thread's tick: reload when the renewal changed the files. */
+void inv_renewal_tick(inv_app *app);
 /* The renewal's lines of GET /metrics (none without renewal). */
 void inv_renewal_metrics(inv_app *app, twu_buf *b);
 

@@ -18,6 +18,7 @@ static const char usage[] =
     "                      [--access-log FILE|-] [--ticket-keys FILE]\n"
     "                      [--enroll URL --token-file FILE] [--renew URL]\n"
     "                      [--crl-url URL [--crl-refresh DURATION]]\n"
+    "                      [--revocations URL]\n"
     "\n"
     "The Invoice Server: an HTTPS API that answers only clients whose\n"
     "certificate the CA signed (mutual TLS) and whose identity the policy\n"
@@ -52,6 +53,10 @@ static const char usage[] =
     "  --crl-url URL          fetch the CRL (serve's /v1/crl), verify it and\n"
     "                         keep it in --crl FILE\n"
     "  --crl-refresh DURATION fetch it at least this often (default 5m)\n"
+    "  --revocations URL      the CA index's PostgreSQL (twoway-ca init --db):\n"
+    "                         refuse a revoked client within a second or two,\n"
+    "                         on new, resumed and open connections, before\n"
+    "                         any CRL says so\n"
     "  --max-connections N    open connections at most (default 10000)\n"
     "  --max-head BYTES       request line + headers (default 8192; 431 above)\n"
     "  --max-headers N        header count (default 64; 431 above)\n"
@@ -108,6 +113,7 @@ static const struct option opts[] = {
     {"renew", required_argument, NULL, 'n' + 256},
     {"crl-url", required_argument, NULL, 'u' + 256},
     {"crl-refresh", required_argument, NULL, 'f' + 256},
+    {"revocations", required_argument, NULL, 'v' + 256},
     {"log-level", required_argument, NULL, 'l' + 256},
     {"log-format", required_argument, NULL, 'F' + 256},
     {"config", required_argument, NULL, 'C' + 256},
@@ -221,6 +227,7 @@ static int parse_args(inv_options *o, int argc, char **argv, int *done)
         case 'k' + 256: o->token_file = optarg; break;
         case 'n' + 256: o->renew = optarg; break;
         case 'u' + 256: o->crl_url = optarg; break;
+        case 'v' + 256: o->revocations = optarg; break;
         case 'f' + 256: {
             long long secs;
 

@@ -13,6 +13,7 @@
 typedef struct inv_options {
     const char *cert, *key, *ca, *crl, *listen, *db, *policy;
     const char *access_log, *ticket_keys;
+    const char *revocations; /* the CA index's PostgreSQL URL */
     /* Renewal (twoway-ca serve): enrol, renew, fetch the CRL. */
     const char *enroll, *token_file, *renew, *crl_url;
     long crl_refresh; /* seconds */

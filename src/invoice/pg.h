@@ -51,6 +51,7 @@ typedef struct pg_link {
     char *url, *desc;   /* desc: the URL without its password */
     const char *who;    /* application_name, e.g. "invoice-server reader" */
     const char *what;   /* what is answered 503 meanwhile: "reads" */
+    const char *outage; /* else, what the log says happens meanwhile */
     pg_setup_fn *setup;
     void *arg;
     pg_log_fn *log;
@@ -73,6 +74,24 @@ PGconn *pg_link_retry(pg_link *l);
 /* `c` was lost (`why`, NULL: libpq's words): log it, PQfinish it, and try
  * again after the shortest backoff (`at_once`: at the next need). */
 void pg_link_lost(pg_link *l, PGconn *c, const char *why, int at_once);
+
+/* ---- pg_exec.c: a statement with a deadline ---- */
+
+/* Run the command `sql`, or the prepared statement `name` with `params`,
+ * on `c` (in non-blocking mode: PQsetnonblocking) and wait at most
+ * `timeout_ms` for its answer: its last result as PQexec / PQexecPrepared
+ * give it (PQclear it), or NULL when it failed (PQerrorMessage; PQstatus
+ * says whether `c` is lost).  *late is 1 when no answer came in time: the
+ * statement is still in flight and its effect unknown, so `c` can only be
+ * given up (PQfinish); 0 otherwise. */
+PGresult *pg_exec_command(PGconn *c, const char *sql, int timeout_ms,
+                          int *late);
+PGresult *pg_exec_prepared(PGconn *c, const char *name, int nparams,
+                           const char *const *params, int timeout_ms,
+                           int *late);
+/* The same for `sql` with $1... `params` (text), unprepared. */
+PGresult *pg_exec_params(PGconn *c, const char *sql, int nparams,
+                         const char *const *params, int timeout_ms, int *late);
 
 /* ---- pg_reader.c: one thread, one pipelined connection, every worker ---- */
 

@@ -9,6 +9,7 @@
 #include "pg.h"
 #include "util.h"
 
+#include <stdio.h>
 #include <time.h>
 
 #define BACKOFF_MIN_MS 100
@@ -55,6 +56,15 @@ PGconn *pg_link_first(pg_link *l, tw_err *err)
     return c;
 }
 
+static void say_lost(pg_link *l, const char *what_happened)
+{
+    if (l->outage != NULL)
+        l->log(l->log_ctx, "warning: %s; %s", what_happened, l->outage);
+    else
+        l->log(l->log_ctx, "warning: %s; %s are answered 503 until it is "
+               "back", what_happened, l->what);
+}
+
 PGconn *pg_link_retry(pg_link *l)
 {
     tw_err err;
@@ -64,8 +74,7 @@ PGconn *pg_link_retry(pg_link *l)
         return NULL;
     if ((c = pg_link_first(l, &err)) == NULL) {
         if (!l->outage_logged)
-            l->log(l->log_ctx, "warning: %s; %s are answered 503 until it is "
-                   "back", err.msg, l->what);
+            say_lost(l, err.msg);
         l->outage_logged = 1;
         l->retry_at = pg_now_ms() + l->backoff_ms;
         l->backoff_ms = l->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
@@ -81,12 +90,11 @@ PGconn *pg_link_retry(pg_link *l)
 
 void pg_link_lost(pg_link *l, PGconn *c, const char *why, int at_once)
 {
-    char line[256];
+    char line[256], text[512];
 
-    l->log(l->log_ctx, "warning: lost the connection to %s (%s); %s are "
-           "answered 503 until it is back",
-           l->desc, why != NULL ? why : twu_pg_error_line(c, line, sizeof(line)),
-           l->what);
+    snprintf(text, sizeof(text), "lost the connection to %s (%s)", l->desc,
+             why != NULL ? why : twu_pg_error_line(c, line, sizeof(line)));
+    say_lost(l, text);
     l->outage_logged = 1;
     PQfinish(c);
     l->backoff_ms = BACKOFF_MIN_MS;

@@ -9,13 +9,23 @@
  * another instance just stored is seen), each request inside its own
  * savepoint, a NOTIFY when invoices were added, one COMMIT.  With
  * synchronous_commit on, COMMIT returns once the group is durable, so every
- * 201 posted afterwards is.  The connection is blocking: it is this
- * thread's alone, and no worker waits for it.
+ * 201 posted afterwards is.  The connection is this thread's alone, and
+ * no worker waits for it; each statement is sent without blocking and its
+ * answer awaited for at most DEADLINE_MS (pg_exec.c), so that a server that
+ * froze cannot hold the POSTs forever.
  *
  * A lost connection answers the whole group 503 (a COMMIT whose outcome is
  * unknown included: a retry with the same Idempotency-Key, or of the same
  * invoice, gets the first answer), and the next group connects again after
- * a backoff; groups in the meantime are answered 503 at once.
+ * a backoff; groups in the meantime are answered 503 at once.  A statement
+ * not answered by its deadline loses the connection the same way.  Its
+ * group may still commit after the 503, once the server runs again: the
+ * statements sent are in the old backend's socket, and it runs them before
+ * it sees the connection closed.  That is still safe: the old transaction
+ * holds the advisory lock until it ends, so the retry's group waits for it
+ * (or fails with a 500 on statement_timeout) and then finds the key or the
+ * invoice it stored; and the unique keys of both tables refuse a second
+ * copy whatever happens.
  *
  * Owns: its connection; requests until posted.
  */
@@ -31,6 +41,13 @@
 #define GROUP_MAX 256
 /* pg_advisory_xact_lock key of the writers ("twoway" + 2). */
 #define WRITE_LOCK "7477776179000002"
+/* How long a statement may go unanswered before the connection is given
+ * up: longer than the server's own statement_timeout (pgutil.h), so that a
+ * statement that is merely slow is cancelled by the server first (a 500 for
+ * its request or group, the connection kept); only a server that answers
+ * nothing at all (frozen, its host hung, packets dropped without a reset)
+ * reaches it. */
+#define DEADLINE_MS (TWU_PG_STATEMENT_TIMEOUT_MS + 2000)
 
 struct pg_writer {
     pg_link link;
@@ -43,9 +60,22 @@ struct pg_writer {
 
     /* The writer thread's own. */
     PGconn *c;
+    int late; /* c's last statement got no answer in time: c is lost */
 };
 
 /* --------------------------------------------------------- connection */
+
+/* pg_exec.c's statements need it; PQfinish of a connection that a frozen
+ * server stopped reading then cannot block either. */
+static int set_nonblocking(PGconn *c, const char *desc, tw_err *err)
+{
+    char line[256];
+
+    if (PQsetnonblocking(c, 1) != 0)
+        return twu_err(err, TW_ERR_IO, "cannot set up the writer's connection "
+                       "to %s: %s", desc, twu_pg_error_line(c, line, sizeof(line)));
+    return 0;
+}
 
 static int setup(void *arg, PGconn *c, tw_err *err)
 {
@@ -70,7 +100,8 @@ static int setup(void *arg, PGconn *c, tw_err *err)
                               "INSERT INTO twoway_invoices.idempotency(client, "
                               "key, number, request_hash, created_at) "
                               "VALUES($1, $2, $3, $4, $5)",
-                              5, w->link.desc, err) < 0
+                              5, w->link.desc, err) < 0 ||
+                   set_nonblocking(c, w->link.desc, err) < 0
                ? -1
                : 0;
 }
@@ -86,23 +117,35 @@ static int connected(pg_writer *w)
     return 1;
 }
 
+/* Whether c must be given up: it failed, or a statement is still on it. */
+static int gone(const pg_writer *w)
+{
+    return w->late || PQstatus(w->c) != CONNECTION_OK;
+}
+
 static void lost(pg_writer *w)
 {
+    char late[64];
+
+    snprintf(late, sizeof(late), "no answer in %d s", DEADLINE_MS / 1000);
     atomic_store(&w->up, 0);
-    pg_link_lost(&w->link, w->c, NULL, 1); /* the next group tries at once */
+    /* The next group tries at once. */
+    pg_link_lost(&w->link, w->c, w->late ? late : NULL, 1);
     w->c = NULL;
+    w->late = 0;
 }
 
 /* ------------------------------------------------------- statements */
 
 /* Run a prepared statement or a command; the result (PQclear it), NULL
- * when it failed (w->c may then be bad). */
+ * when it failed (w->c may then be gone). */
 static PGresult *run(pg_writer *w, const char *name, int n,
                      const char *const *params)
 {
-    PGresult *res = name[0] == ' ' ? PQexec(w->c, name + 1)
-                                   : PQexecPrepared(w->c, name, n, params,
-                                                    NULL, NULL, 0);
+    PGresult *res = name[0] == ' '
+                        ? pg_exec_command(w->c, name + 1, DEADLINE_MS, &w->late)
+                        : pg_exec_prepared(w->c, name, n, params, DEADLINE_MS,
+                                           &w->late);
     ExecStatusType st = PQresultStatus(res);
 
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
@@ -260,7 +303,7 @@ static void run_group(pg_writer *w, store_req *group)
         if (cmd(w, "SAVEPOINT request") < 0)
             goto failed;
         if (handle(w, r, now) < 0) {
-            if (PQstatus(w->c) != CONNECTION_OK)
+            if (gone(w))
                 goto failed;
             why_failed(w, why, sizeof(why));
             if (cmd(w, "ROLLBACK TO request") < 0)
@@ -280,14 +323,15 @@ static void run_group(pg_writer *w, store_req *group)
     }
     PQclear(res);
 failed:
-    if (w->c == NULL || PQstatus(w->c) != CONNECTION_OK) {
+    if (gone(w)) {
         fail_group(w, group, 503, STORE__UNAVAILABLE);
         lost(w);
         return;
     }
     why_failed(w, why, sizeof(why));
     fail_group(w, group, 500, why);
-    cmd(w, "ROLLBACK");
+    if (cmd(w, "ROLLBACK") < 0 && w->late)
+        lost(w); /* the next group connects again rather than wait on it */
 }
 
 static void *writer_main(void *arg)

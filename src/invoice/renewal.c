@@ -29,9 +29,8 @@ static void on_change(void *arg, int what)
     atomic_fetch_or(&app->renewed, what);
 }
 
-static void tick(void *arg)
+void inv_renewal_tick(inv_app *app)
 {
-    inv_app *app = arg;
     int what = atomic_exchange(&app->renewed, 0);
 
     if (what == 0 || app->opt->reload_check_ms > 0)
@@ -110,7 +109,6 @@ int inv_renewal_start(inv_app *app)
         fprintf(stderr, "invoice-server: %s\n", err.msg);
         return err.cls == TW_ERR_USAGE ? 2 : 1;
     }
-    httpd_set_tick(app->h, tick, 250);
     return 0;
 }
 

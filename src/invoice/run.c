@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static tw_config *build_config(const inv_options *o)
+static tw_config *build_config(const inv_options *o, inv_revocations *rev)
 {
     tw_config *cfg = tw_config_new();
 
@@ -34,6 +34,11 @@ static tw_config *build_config(const inv_options *o)
                     tw_config_error(cfg));
             goto err;
         }
+    if (rev != NULL && inv_revocations_apply(rev, cfg) < 0) {
+        fprintf(stderr, "invoice-server: --revocations: %s\n",
+                tw_config_error(cfg));
+        goto err;
+    }
     return cfg;
 err:
     tw_config_free(cfg);
@@ -54,7 +59,8 @@ static void say_restart_only(httpd *h, const inv_options *was,
         {"access-log", offsetof(inv_options, access_log)},
         {"enroll", offsetof(inv_options, enroll)},
         {"renew", offsetof(inv_options, renew)},
-        {"crl-url", offsetof(inv_options, crl_url)}};
+        {"crl-url", offsetof(inv_options, crl_url)},
+        {"revocations", offsetof(inv_options, revocations)}};
     static const struct {
         const char *name;
         size_t off;
@@ -82,22 +88,30 @@ static void say_restart_only(httpd *h, const inv_options *was,
                       "start, not on reload", ints[i].name);
 }
 
-/* On reload with --config: the file and the command line again, and the
- * TLS configuration they describe now. */
+/* On each reload: with --config, the file and the command line again,
+ * and the TLS configuration they describe now; the revocations pushed so
+ * far in either case. */
 static tw_config *reconfigure(void *arg, tw_err *err)
 {
     inv_app *app = arg;
     inv_options next;
     tw_config *cfg = NULL;
-    int done, rc = inv_options_parse(&next, app->opt->argc, app->opt->argv,
-                                     &done);
+    int done, rc;
+
+    if (app->opt->conf.path == NULL) {
+        if ((cfg = build_config(app->opt, app->revocations)) == NULL)
+            twu_err(err, TW_ERR_USAGE, "the configuration cannot be used "
+                    "(said above)");
+        return cfg;
+    }
+    rc = inv_options_parse(&next, app->opt->argc, app->opt->argv, &done);
 
     if (rc != 0 || done) {
         twu_err(err, TW_ERR_USAGE, "%s has an error (said above)",
                 app->opt->conf.path);
         goto out;
     }
-    if ((cfg = build_config(&next)) == NULL) {
+    if ((cfg = build_config(&next, app->revocations)) == NULL) {
         twu_err(err, TW_ERR_USAGE, "the configuration from %s cannot be used "
                 "(said above)", app->opt->conf.path);
         goto out;
@@ -119,7 +133,10 @@ static void db_log(void *arg, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    httpd_log(app->h, "%s", text);
+    if (app->h == NULL) /* before the server is made */
+        fprintf(stderr, "invoice-server: %s\n", text);
+    else
+        httpd_log(app->h, "%s", text);
 }
 
 /* The program's lines of GET /metrics: the database's, the renewal's. */
@@ -130,6 +147,29 @@ static void metrics(void *arg, twu_buf *b)
     if (app->db != NULL)
         db_metrics(app->db, b);
     inv_renewal_metrics(app, b);
+    if (app->revocations != NULL)
+        inv_revocations_metrics(app->revocations, b);
+}
+
+/* The main thread's tick: reload for what the renewal and the revocations
+ * threads brought. */
+static void tick(void *arg)
+{
+    inv_app *app = arg;
+    char serial[64], why[128];
+    unsigned fresh;
+
+    inv_renewal_tick(app);
+    if (app->revocations == NULL ||
+        (fresh = inv_revocations_take(app->revocations, serial,
+                                      sizeof(serial))) == 0)
+        return;
+    if (fresh == 1)
+        snprintf(why, sizeof(why), "revocation pushed: serial %s", serial);
+    else
+        snprintf(why, sizeof(why), "%u revocations pushed, the last serial "
+                 "%s", fresh, serial);
+    (void)httpd_reload(app->h, why);
 }
 
 static void server_options(const inv_options *o, httpd_options *ho)
@@ -176,7 +216,15 @@ int inv_run(const inv_options *o)
     if ((rc = inv_renewal_prepare(&app)) != 0)
         goto out;
     rc = 1;
-    if ((cfg = build_config(o)) == NULL)
+    /* The revocations before the first configuration, which has them. */
+    if (o->revocations != NULL &&
+        (app.revocations = inv_revocations_open(o->revocations, db_log, &app,
+                                                &err)) == NULL) {
+        fprintf(stderr, "invoice-server: --revocations: %s\n", err.msg);
+        rc = err.cls == TW_ERR_USAGE ? 2 : 1;
+        goto out;
+    }
+    if ((cfg = build_config(o, app.revocations)) == NULL)
         goto out;
     /* The address and the TLS files first: a server that cannot start
      * leaves no new database behind. */
@@ -205,21 +253,31 @@ int inv_run(const inv_options *o)
     }
     snprintf(banner, sizeof(banner), "%s", db_describe(app.db));
     httpd_set_metrics(h, metrics);
-    if (o->conf.path != NULL)
+    if (o->conf.path != NULL || app.revocations != NULL)
         httpd_set_reconfigure(h, reconfigure);
+    httpd_set_tick(h, tick, 250);
     httpd_set_banner(h, banner, "no policy given: any certificate the CA "
                      "signed may read, write and see metrics (add --allow "
                      "'read O=...' or --policy FILE)");
     if ((rc = inv_renewal_start(&app)) != 0)
         goto out;
+    if (app.revocations != NULL &&
+        inv_revocations_run(app.revocations, &err) < 0) {
+        fprintf(stderr, "invoice-server: %s\n", err.msg);
+        rc = 1;
+        goto out;
+    }
     rc = httpd_run(h);
     inv_renewal_stop(&app);
+    inv_revocations_stop(app.revocations);
+    app.revocations = NULL;
     db_stop(app.db);
     app.db = NULL;
     if (rc == 0)
         httpd_log(h, "stopped");
 out:
     inv_renewal_stop(&app);
+    inv_revocations_stop(app.revocations);
     db_stop(app.db);
     httpd_free(h);
     tw_config_free(cfg);

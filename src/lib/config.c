@@ -31,6 +31,15 @@ static void free_list(char **list, size_t n)
     twu_free(list);
 }
 
+static void drop_ticket_keys(tw_config *cfg)
+{
+    if (cfg->ticket_keys != NULL)
+        twu_free_secret(cfg->ticket_keys,
+                        cfg->nticket_keys * sizeof(*cfg->ticket_keys));
+    cfg->ticket_keys = NULL;
+    cfg->nticket_keys = 0;
+}
+
 void tw_config_free(tw_config *cfg)
 {
     if (cfg == NULL)
@@ -43,6 +52,8 @@ void tw_config_free(tw_config *cfg)
     twu_free(cfg->ticket_keys_file);
     free_list(cfg->rules, cfg->nrules);
     free_list(cfg->expectations, cfg->nexpectations);
+    drop_ticket_keys(cfg);
+    twu_free(cfg->revoked);
     twu_free(cfg);
 }
 
@@ -168,7 +179,74 @@ int tw_config_set_ticket_keys_file(tw_config *cfg, const char *path)
         if (rc < 0)
             return -1;
     }
-    return set_path(cfg, &cfg->ticket_keys_file, path, "ticket keys file", 1);
+    if (set_path(cfg, &cfg->ticket_keys_file, path, "ticket keys file", 1) < 0)
+        return -1;
+    if (path != NULL)
+        drop_ticket_keys(cfg);
+    return 0;
+}
+
+int tw_config_set_ticket_keys(tw_config *cfg, const unsigned char *keys,
+                              size_t n)
+{
+    tw__ticket_key *copy;
+
+    if (keys == NULL || n == 0 || n > TW__TICKET_KEYS_MAX)
+        return twu_err(&cfg->err, TW_ERR_USAGE, "give 1 to %d ticket keys, "
+                       "not %zu", TW__TICKET_KEYS_MAX, keys == NULL ? 0 : n);
+    if ((copy = twu_malloc(n * sizeof(*copy))) == NULL)
+        return twu_err_nomem(&cfg->err);
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *k = keys + i * TW_TICKET_KEY_BYTES;
+
+        memcpy(copy[i].name, k, 16);
+        memcpy(copy[i].aes, k + 16, 32);
+        memcpy(copy[i].hmac, k + 48, 32);
+    }
+    drop_ticket_keys(cfg);
+    cfg->ticket_keys = copy;
+    cfg->nticket_keys = n;
+    twu_free(cfg->ticket_keys_file);
+    cfg->ticket_keys_file = NULL;
+    return 0;
+}
+
+/* 64 hex digits, with or without colons between the bytes. */
+static int parse_fingerprint(const char *text, unsigned char fp[32])
+{
+    size_t n = 0;
+
+    for (const char *p = text; *p != '\0'; p++) {
+        int hi, lo;
+
+        if (*p == ':' && n > 0 && p[1] != '\0')
+            continue;
+        if (n == 32 || (hi = twu_hex_digit(p[0])) < 0 ||
+            (lo = twu_hex_digit(p[1])) < 0)
+            return -1;
+        fp[n++] = (unsigned char)(hi << 4 | lo);
+        p++;
+    }
+    return n == 32 ? 0 : -1;
+}
+
+int tw_config_add_revoked_fingerprint(tw_config *cfg, const char *sha256)
+{
+    unsigned char fp[32], (*grown)[32];
+
+    if (sha256 == NULL || parse_fingerprint(sha256, fp) < 0)
+        return twu_err(&cfg->err, TW_ERR_USAGE, "'%s' is not a SHA-256 "
+                       "fingerprint: give 64 hex digits (colons allowed)",
+                       sha256 == NULL ? "(null)" : sha256);
+    for (size_t i = 0; i < cfg->nrevoked; i++)
+        if (memcmp(cfg->revoked[i], fp, 32) == 0)
+            return 0;
+    if ((grown = twu_realloc(cfg->revoked,
+                             (cfg->nrevoked + 1) * sizeof(*grown))) == NULL)
+        return twu_err_nomem(&cfg->err);
+    cfg->revoked = grown;
+    memcpy(grown[cfg->nrevoked++], fp, 32);
+    return 0;
 }
 
 int tw_config_set_tickets(tw_config *cfg, int count)

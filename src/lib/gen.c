@@ -14,6 +14,7 @@
 #include <openssl/x509v3.h>
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* TLS 1.2 suites: forward secrecy and AEAD only. */
@@ -78,6 +79,7 @@ void tw__gen_unref(tw__gen *g)
         twu_free(g->vcache);
     }
     OPENSSL_cleanse(g->keys, sizeof(g->keys));
+    twu_free(g->revoked);
     twu_free(g);
 }
 
@@ -179,12 +181,41 @@ static X509_CRL *issuer_crl(const tw__gen *g, X509 *cert)
     return NULL;
 }
 
+static int fp_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, 32);
+}
+
+int tw__gen_revoked_fp(const tw__gen *g, const unsigned char fp[32])
+{
+    return g->nrevoked > 0 &&
+           bsearch(fp, g->revoked, g->nrevoked, 32, fp_cmp) != NULL;
+}
+
 int tw__gen_revoked(const tw__gen *g, X509 *cert)
 {
     X509_CRL *crl = issuer_crl(g, cert);
     X509_REVOKED *rev = NULL;
+    unsigned char fp[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
 
-    return crl != NULL && X509_CRL_get0_by_cert(crl, &rev, cert) == 1;
+    if (crl != NULL && X509_CRL_get0_by_cert(crl, &rev, cert) == 1)
+        return 1;
+    return g->nrevoked > 0 && X509_digest(cert, EVP_sha256(), fp, &len) == 1 &&
+           len == 32 && tw__gen_revoked_fp(g, fp);
+}
+
+/* The fingerprints revoked beyond the CRL, sorted for bsearch. */
+static int copy_revoked(tw__gen *g, const tw_config *cfg, tw_err *err)
+{
+    if (cfg->nrevoked == 0)
+        return 0;
+    if ((g->revoked = twu_malloc(cfg->nrevoked * 32)) == NULL)
+        return twu_err_nomem(err);
+    memcpy(g->revoked, cfg->revoked, cfg->nrevoked * 32);
+    g->nrevoked = cfg->nrevoked;
+    qsort(g->revoked, g->nrevoked, 32, fp_cmp);
+    return 0;
 }
 
 int tw__gen_crl_stale(const tw__gen *g, X509 *cert)
@@ -274,12 +305,15 @@ static int set_tls_options(tw__gen *g, const tw_config *cfg, tw_err *err)
         SSL_CTX_set_purpose(ctx, g->client_purpose);
         /* Required when peers are verified and sessions resumed. */
         SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"twoway", 6);
+        int shared_keys = cfg->ticket_keys_file != NULL ||
+                          cfg->nticket_keys > 0;
+
         if (cfg->tickets == 0 || (cfg->session_cache_bytes == 0 &&
-                                  cfg->ticket_keys_file == NULL)) {
+                                  !shared_keys)) {
             SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
             SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
             SSL_CTX_set_num_tickets(ctx, 0);
-        } else if (cfg->ticket_keys_file != NULL) {
+        } else if (shared_keys) {
             /* Stateless tickets, so that instances sharing the keys resume
              * each other's sessions; the ticket callback checks each one
              * against the current CRL, expiry and trust anchors. */
@@ -349,7 +383,8 @@ tw__gen *tw__gen_new(const tw_config *cfg, int is_server,
     if (SSL_CTX_set_ex_data(g->ctx, tw__ctx_gen_index(), g) != 1 ||
         set_tls_options(g, cfg, err) < 0 || use_keypair(g, cfg, err) < 0 ||
         (g->trust = tw_trust_load(cfg->ca_file, cfg->crl_file, err)) == NULL ||
-        use_trust(g, err) < 0 || load_policy(g, cfg, err) < 0)
+        use_trust(g, err) < 0 || load_policy(g, cfg, err) < 0 ||
+        copy_revoked(g, cfg, err) < 0)
         goto err;
     if (is_server) {
         /* Verified client chains, remembered for this generation only. */
@@ -364,6 +399,10 @@ tw__gen *tw__gen_new(const tw_config *cfg, int is_server,
         if (tw__ticket_keys_load(cfg->ticket_keys_file, g->keys, &g->nkeys,
                                  err) < 0)
             goto err;
+    } else if (is_server && cfg->nticket_keys > 0) {
+        memcpy(g->keys, cfg->ticket_keys,
+               cfg->nticket_keys * sizeof(*cfg->ticket_keys));
+        g->nkeys = cfg->nticket_keys;
     } else if (is_server) {
         memcpy(g->keys, keys, nkeys * sizeof(*keys));
         g->nkeys = nkeys;

@@ -38,14 +38,6 @@
 
 #define TICKET_FILE_MAX (64 * 1024)
 
-static int hex_nibble(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 int tw__ticket_keys_load(const char *path, tw__ticket_key *keys, size_t *nkeys,
                          tw_err *err)
 {
@@ -68,8 +60,8 @@ int tw__ticket_keys_load(const char *path, tw__ticket_key *keys, size_t *nkeys,
 
             if (isspace((unsigned char)*p))
                 continue;
-            if (hex == sizeof(raw) || (hi = hex_nibble(p[0])) < 0 ||
-                (lo = hex_nibble(p[1])) < 0) {
+            if (hex == sizeof(raw) || (hi = twu_hex_digit(p[0])) < 0 ||
+                (lo = twu_hex_digit(p[1])) < 0) {
                 twu_err(err, TW_ERR_INPUT,
                         "%s:%zu: a ticket key is 160 hex digits (16-byte "
                         "name, 32-byte AES key, 32-byte HMAC key)", path,

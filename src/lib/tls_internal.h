@@ -28,6 +28,10 @@ struct tw_config {
     int min_version, max_version, tickets;
     int client_cert; /* TW_CLIENT_CERT_REQUIRED or _OPTIONAL */
     size_t session_cache_bytes; /* 0: no session cache */
+    struct tw__ticket_key *ticket_keys; /* from memory; NULL: none */
+    size_t nticket_keys;
+    unsigned char (*revoked)[32]; /* SHA-256 fingerprints, as added */
+    size_t nrevoked;
     tw_err err;
 };
 
@@ -91,6 +95,8 @@ typedef struct tw__gen {
     size_t nkeys;
     time_t cert_not_after;
     time_t crl_next_update; /* the earliest of the CRLs'; 0: no CRL */
+    unsigned char (*revoked)[32]; /* revoked beyond the CRL, sorted */
+    size_t nrevoked;
     tw__vcache *vcache;     /* servers only; NULL for clients */
     tw__sesscache *sesscache; /* servers with a session cache, else NULL */
 } tw__gen;
@@ -106,6 +112,9 @@ void tw__gen_unref(tw__gen *g);
  * (a full handshake would refuse it for that: crl_unusable). */
 int tw__gen_revoked(const tw__gen *g, X509 *cert);
 int tw__gen_crl_stale(const tw__gen *g, X509 *cert);
+/* Whether the certificate of SHA-256 `fp` was revoked beyond the CRL
+ * (tw_config_add_revoked_fingerprint). */
+int tw__gen_revoked_fp(const tw__gen *g, const unsigned char fp[32]);
 
 /* ticket.c */
 int tw__ticket_keys_load(const char *path, tw__ticket_key *keys,

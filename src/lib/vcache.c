@@ -95,6 +95,20 @@ static void store(tw__vcache *vc, const tw__gen *g, const unsigned char fp[32],
     pthread_mutex_unlock(&vc->locks[s % TW__VCACHE_LOCKS]);
 }
 
+/* The leaf was revoked beyond the CRL (tw_config_add_revoked_fingerprint):
+ * refused as a CRL would refuse it, recorded by the verify callback, with
+ * the alert certificate_revoked. */
+static int refuse_revoked(const tw__gen *g, X509_STORE_CTX *xs, X509 *leaf)
+{
+    X509_STORE_CTX_set_current_cert(xs, leaf);
+    X509_STORE_CTX_set_error_depth(xs, 0);
+    X509_STORE_CTX_set_error(xs, X509_V_ERR_CERT_REVOKED);
+    (void)tw__verify_cb(0, xs);
+    if (g->client_cert_optional)
+        return tw__verify_let_through(xs);
+    return 0;
+}
+
 /* SSL_CTX_set_cert_verify_callback: in place of X509_verify_cert. */
 int tw__vcache_verify(X509_STORE_CTX *xs, void *arg)
 {
@@ -106,6 +120,8 @@ int tw__vcache_verify(X509_STORE_CTX *xs, void *arg)
                   X509_digest(leaf, EVP_sha256(), fp, &len) == 1 && len == 32;
     int ok;
 
+    if (have_fp && tw__gen_revoked_fp(g, fp))
+        return refuse_revoked(g, xs, leaf);
     if (have_fp && lookup(g->vcache, fp, time(NULL)))
         return 1; /* X509_V_OK stays the verification result */
     ok = X509_verify_cert(xs);

@@ -104,3 +104,14 @@ void twu_hex(const unsigned char *in, size_t len, char *out, int upper)
     }
     out[2 * len] = '\0';
 }
+
+int twu_hex_digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}

@@ -202,5 +202,7 @@ int twu_parse_long(const char *text, long min, long max, long *out);
 
 /* Hex of a byte string into `out` (2*len+1 bytes), upper or lower case. */
 void twu_hex(const unsigned char *in, size_t len, char *out, int upper);
+/* The value of one hex digit (either case), or -1. */
+int twu_hex_digit(int c);
 
 #endif /* TW_UTIL_H */

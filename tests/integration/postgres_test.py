@@ -17,6 +17,9 @@ invoice-server instances, A and B, on one database, and checks (issue 13):
   - PostgreSQL stopped under load: requests that need it get 503
     {"reason":"database_unavailable"} at once, cached reads go on, nothing
     hangs; restarted, both instances recover by themselves;
+  - PostgreSQL frozen (every process SIGSTOPped): a POST gets 503
+    {"reason":"database_unavailable"} once the writer's deadline passes,
+    not a hang; thawed, POSTs are stored again by themselves;
   - kill -9 of A under POST load: every acknowledged invoice is there, and
     retrying the unanswered ones on B with their Idempotency-Keys stores
     each exactly once.
@@ -249,6 +252,77 @@ def section_outage(tmp, p, pg, url):
         b.stop()
 
 
+# The writer's deadline (pg_writer.c DEADLINE_MS: statement_timeout + 2 s).
+WRITER_DEADLINE = 7
+
+
+def pg_pids(pg):
+    """The postmaster's pid and its children's (the backends, the
+    checkpointer, ...), from postmaster.pid and /proc."""
+    with open(os.path.join(pg.data, "postmaster.pid")) as f:
+        master = int(f.readline())
+    children = []
+    for d in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                stat = f.read()
+        except OSError:  # not a process, or gone
+            continue
+        if int(stat.rpartition(")")[2].split()[1]) == master:
+            children.append(int(d))
+    return [master] + children
+
+
+def signal_all(pids, sig):
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def section_freeze(tmp, p, pg, url):
+    a = it.Server(tmp, "A", ["--cert", p.c["srv"]["cert"], "--key", p.c["srv"]["key"],
+                             "--ca", p.abc_ca, "--db", url]).start()
+    ctx = p.ctx("mail")
+    stopped = []
+    try:
+        expect_eq("freeze: a POST before the freeze is 201", 201, post(a.port, ctx, "FZ-1").status)
+        mark = a.mark()
+        stopped.append(pg_pids(pg)[0])  # the postmaster first: no new children
+        signal_all(stopped, signal.SIGSTOP)
+        children = pg_pids(pg)[1:]
+        stopped += children
+        signal_all(children, signal.SIGSTOP)
+        t0 = time.monotonic()
+        c = it.HttpConn(a.port, ctx, timeout=(WRITER_DEADLINE + 2) * SLOW)
+        try:
+            r = c.request("POST", "/invoices", body("FZ-2"), {"Content-Type": "application/json"})
+        except OSError as e:  # the client's timeout: a hang
+            r = it.Response(0, {}, repr(e).encode())
+        finally:
+            c.close()
+        took = time.monotonic() - t0
+        check("freeze: a POST gets 503 database_unavailable within the deadline + 2 s",
+              r.status == 503 and reason(r) == "database_unavailable"
+              and took < (WRITER_DEADLINE + 2) * SLOW,
+              "%s %r after %.1f s" % (r.status, r.body, took))
+        check("freeze: the log says the connection was lost for want of an answer",
+              a.wait_log(r"lost the connection to postgresql.*no answer in %d s" % WRITER_DEADLINE,
+                         mark), a.why(mark))
+        signal_all(stopped, signal.SIGCONT)
+        stopped = []
+        t0 = time.monotonic()
+        back = it.poll(lambda: post(a.port, ctx, "FZ-2").status == 201, 5 * SLOW)
+        check("freeze: thawed, a POST is stored again (201) within a few seconds",
+              back, "still failing after %.1f s: %s" % (time.monotonic() - t0, a.why(mark)))
+        check("freeze: the log says the database is reachable again",
+              a.wait_log(r"reachable again; POSTs go on", mark), a.why(mark))
+    finally:
+        signal_all(stopped, signal.SIGCONT)  # never leave PostgreSQL stopped
+        a.stop()
+
+
 def section_kill(tmp, p, pg, url):
     a, b = start_pair(tmp, p, url, p.keys)
     ctx = p.ctx("mail")
@@ -340,7 +414,8 @@ def main():
         url = pg.url("twoway") + "&password=" + SECRET
         ok("setup: a private PostgreSQL %s" % pg.psql("twoway", "SHOW server_version"))
         sections = [("start", section_start), ("shared", section_shared),
-                    ("outage", section_outage), ("kill", section_kill)]
+                    ("outage", section_outage), ("freeze", section_freeze),
+                    ("kill", section_kill)]
         for name, fn in sections:
             try:
                 fn(tmp, p, pg, url)
