@@ -1,7 +1,8 @@
 /*
  * lg_conn.c - loadgen's connection slots and their event loop.
  *
- * Each slot walks connect -> TLS handshake -> write the request -> read the
+ * Each slot walks connect -> TLS handshake -> write the request (GET, or
+ * POST with a body whose "{n}" is numbered request by request) -> read the
  * whole response, then, by mode: closes and starts again (full, resume),
  * writes the next request (keepalive) or holds the connection (idle).
  * WANT_READ / WANT_WRITE from OpenSSL just re-arm the slot's epoll
@@ -46,8 +47,20 @@ int lg_run_init(lg_run *run, size_t nslots)
     run->nslots = nslots;
     /* Pushed in reverse so that slot 0 is opened first. */
     for (size_t i = nslots; i-- > 0;) {
-        run->slots[i].run = run;
-        run->slots[i].fd = -1;
+        lg_slot *s = &run->slots[i];
+
+        s->run = run;
+        s->fd = -1;
+        /* Numbered requests differ, and a slot may be half way through
+         * writing its own while another slot numbers the next: a copy each. */
+        s->request = run->request;
+        if (run->nseq > 0) {
+            if ((s->request = malloc(run->request_len)) == NULL) {
+                perror("loadgen: cannot set up the connection slots");
+                return -1;
+            }
+            memcpy(s->request, run->request, run->request_len);
+        }
         run->free_stack[run->nfree++] = i;
     }
     return 0;
@@ -56,8 +69,11 @@ int lg_run_init(lg_run *run, size_t nslots)
 void lg_run_free(lg_run *run)
 {
     lg_run_close_all(run);
-    for (size_t i = 0; run->slots != NULL && i < run->nslots; i++)
+    for (size_t i = 0; run->slots != NULL && i < run->nslots; i++) {
         SSL_SESSION_free(run->slots[i].session);
+        if (run->slots[i].request != run->request)
+            free(run->slots[i].request);
+    }
     free(run->slots);
     free(run->free_stack);
     if (run->epfd >= 0)
@@ -272,8 +288,9 @@ static void note_handshake(lg_slot *s)
 }
 
 /* Whether the response in s->buf is complete (1), needs more (0) or is
- * wrong (-1, with *why set).  It must be a 200 with a Content-Length
- * (the same every time), and nothing after the body. */
+ * wrong (-1, with *why set).  It must have the expected status (200, or
+ * --status), a Content-Length (the same every time), and nothing after
+ * the body. */
 static int check_response(lg_slot *s, const char **why)
 {
     lg_run *run = s->run;
@@ -287,9 +304,11 @@ static int check_response(lg_slot *s, const char **why)
         return s->have >= LG_RESPONSE_MAX - 1 ? -1 : 0;
     }
     head_len = (size_t)(head_end - s->buf) + 4;
-    if (strncmp(s->buf, "HTTP/1.1 200 ", 13) != 0 &&
-        strncmp(s->buf, "HTTP/1.0 200 ", 13) != 0) {
-        *why = "the status is not 200";
+    if ((strncmp(s->buf, "HTTP/1.1 ", 9) != 0 &&
+         strncmp(s->buf, "HTTP/1.0 ", 9) != 0) ||
+        strtol(s->buf + 9, NULL, 10) != run->expect_status ||
+        s->buf[12] != ' ') {
+        *why = run->status_why;
         return -1;
     }
     for (line = strstr(s->buf, "\r\n") + 2; line < head_end; line = eol + 2) {
@@ -329,6 +348,25 @@ static int check_response(lg_slot *s, const char **why)
     return 1;
 }
 
+/* Start the slot's next request on its connection; a numbered one gets
+ * the run's next sequence number in each of its places. */
+static void begin_request(lg_slot *s)
+{
+    lg_run *run = s->run;
+
+    if (run->nseq > 0) {
+        char digits[LG_SEQ_DIGITS];
+        uint64_t n = run->next_seq++;
+
+        for (size_t i = LG_SEQ_DIGITS; i-- > 0; n /= 10)
+            digits[i] = (char)('0' + n % 10);
+        for (size_t i = 0; i < run->nseq; i++)
+            memcpy(s->request + run->seq_at[i], digits, LG_SEQ_DIGITS);
+    }
+    s->written = 0;
+    s->state = LG_ST_WRITING;
+}
+
 /* A whole, right response arrived.  Returns whether the slot goes on now. */
 static int response_done(lg_slot *s)
 {
@@ -348,8 +386,7 @@ static int response_done(lg_slot *s)
             return 0;
         }
         s->op_start_ns = now;
-        s->written = 0;
-        s->state = LG_ST_WRITING;
+        begin_request(s);
         return 1;
     case LG_IDLE:
         s->state = LG_ST_HOLDING;
@@ -404,11 +441,10 @@ static void drive(lg_slot *s, unsigned events)
             note_handshake(s);
             if (run->mode == LG_KEEPALIVE)
                 s->op_start_ns = lg_now_ns();
-            s->state = LG_ST_WRITING;
-            s->written = 0;
+            begin_request(s);
             break;
         case LG_ST_WRITING:
-            rc = SSL_write(s->ssl, run->request + s->written,
+            rc = SSL_write(s->ssl, s->request + s->written,
                            (int)(run->request_len - s->written));
             if (rc <= 0) {
                 wait_or_fail(s, rc, LG_ERR_TLS, "writing the request");

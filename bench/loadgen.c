@@ -4,8 +4,11 @@
  * Common load tools (wrk, h2load, httperf) cannot present a client
  * certificate; this one does, and reads the server's CPU time over exactly
  * the measured window from /proc, so that servers are compared by what each
- * operation costs them.  One line of JSON on stdout says what it measured.
- * See --help, and docs/benchmarks.md for how bench/compare uses it.
+ * operation costs them (a server may be several process trees: invoice-server
+ * and the PostgreSQL that stores its invoices).  Requests are GETs, or POSTs
+ * of a body numbered request by request.  One line of JSON on stdout says
+ * what it measured.  See --help, and docs/benchmarks.md for how
+ * bench/compare uses it.
  */
 #include "loadgen.h"
 
@@ -13,6 +16,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,16 +30,20 @@
 typedef struct options {
     lg_mode mode;
     const char *host, *port, *cert, *key, *ca, *path, *servername, *groups;
-    int tls13;
+    const char *body;  /* --body: POST it; NULL: GET */
+    int tls13, status;
     size_t concurrency, connections;
     double duration, warmup, timeout;
-    long server_pid, expect_length;
+    long expect_length;
+    pid_t server_pids[LG_SERVER_PIDS_MAX];
+    size_t nserver_pids;
 } options;
 
 /* What one run measured, for the report. */
 typedef struct result {
     double seconds;
-    uint64_t cpu_us;   /* server CPU time over the window */
+    uint64_t cpu_us;   /* server CPU time over the window, all trees */
+    uint64_t cpu_each[LG_SERVER_PIDS_MAX]; /* the same, per --server-pid */
     int have_cpu;
     double rss_per_conn;
     int have_rss;
@@ -57,7 +65,8 @@ static void usage(FILE *f)
 "\n"
 "Loads an HTTPS server that asks for a client certificate (mutual TLS) and\n"
 "prints one line of JSON: mode, tls, requests, errors, seconds, rps,\n"
-"p50_us, p99_us, server_cpu_us_per_op, resumed_share, rss_per_conn_bytes.\n"
+"p50_us, p99_us, server_cpu_us_per_op (and server_cpu_us_per_op_each, per\n"
+"--server-pid), resumed_share, rss_per_conn_bytes.\n"
 "\n"
 "modes:\n"
 "  full       a new TLS connection (full handshake) per request\n"
@@ -80,7 +89,14 @@ static void usage(FILE *f)
 "  --cert FILE          client certificate (PEM)\n"
 "  --key FILE           its private key\n"
 "  --ca FILE            the CA that signed the server certificate\n"
-"  --path PATH          request path (default /invoices/00095234)\n"
+"  --path PATH          request path (default /invoices/00095234; with\n"
+"                       --body, /invoices)\n"
+"  --body JSON          send POST with this body (application/json) instead\n"
+"                       of GET; each {n} in it becomes the request's number\n"
+"                       in this run, 12 digits, e.g. to make every invoice\n"
+"                       number new: '{\"invoice_number\":\"r1-{n}\", ...}'\n"
+"  --status N           the status every response must have (default 200;\n"
+"                       with --body, 201)\n"
 "  --tls 1.2|1.3        protocol version (default 1.3)\n"
 "  --groups LIST        key exchange groups, e.g. P-256 (default OpenSSL's)\n"
 "  --concurrency N      connections in flight at once (default 16)\n"
@@ -88,15 +104,20 @@ static void usage(FILE *f)
 "  --warmup S           unmeasured seconds first (default 1)\n"
 "  --timeout S          an operation with no progress for S seconds is an\n"
 "                       error (default 10)\n"
-"  --server-pid PID     the server; its process tree's utime+stime over the\n"
-"                       measured window gives server_cpu_us_per_op\n"
+"  --server-pid PID[,PID...]\n"
+"                       the server: the utime+stime of each PID's process\n"
+"                       tree over the measured window, added up, gives\n"
+"                       server_cpu_us_per_op (and RSS is added up the same\n"
+"                       way); give more than one, up to 8, comma-separated\n"
+"                       or repeating the option, when the server is several\n"
+"                       trees, e.g. invoice-server and PostgreSQL's postmaster\n"
 "  --connections N      idle: connections to hold; sessions: handshakes\n"
 "                       (default 1000)\n"
 "  --expect-length N    the response body's length (default: the first\n"
-"                       200's Content-Length; any other is an error)\n"
+"                       response's Content-Length; any other is an error)\n"
 "  --help               show this help\n"
 "\n"
-"Every response must be a 200 with the expected Content-Length; anything\n"
+"Every response must have the expected status and Content-Length; anything\n"
 "else, and any connect, TLS or timeout failure, counts in errors.  Latency\n"
 "is from connect to the response's last byte in full, resume and idle\n"
 "modes, from the request's first byte in keepalive mode.\n", f);
@@ -119,6 +140,54 @@ static int parse_number(const char *opt, const char *text, double min,
     return 0;
 }
 
+/* How many times {n} is in the --body text. */
+static size_t count_marks(const char *body)
+{
+    size_t marks = 0;
+
+    for (const char *m = strstr(body, LG_SEQ_MARK); m != NULL;
+         m = strstr(m + sizeof(LG_SEQ_MARK) - 1, LG_SEQ_MARK))
+        marks++;
+    return marks;
+}
+
+/* --server-pid PID[,PID...], given once or more. */
+static int parse_server_pids(const char *text, options *o)
+{
+    const char *p = text;
+
+    for (;;) {
+        char *end;
+        long pid;
+
+        errno = 0;
+        pid = strtol(p, &end, 10);
+        if (errno != 0 || end == p || pid < 1 || pid > INT_MAX ||
+            (*end != ',' && *end != '\0')) {
+            fprintf(stderr, "loadgen: --server-pid takes process ids, "
+                            "comma-separated (e.g. 1234 or 1234,5678), not "
+                            "'%s'\n", text);
+            return -1;
+        }
+        for (size_t i = 0; i < o->nserver_pids; i++) {
+            if (o->server_pids[i] == (pid_t)pid) {
+                fprintf(stderr, "loadgen: --server-pid %ld is given twice "
+                                "(its CPU time would count twice)\n", pid);
+                return -1;
+            }
+        }
+        if (o->nserver_pids == LG_SERVER_PIDS_MAX) {
+            fprintf(stderr, "loadgen: --server-pid takes at most %d "
+                            "processes\n", LG_SERVER_PIDS_MAX);
+            return -1;
+        }
+        o->server_pids[o->nserver_pids++] = (pid_t)pid;
+        if (*end == '\0')
+            return 0;
+        p = end + 1;
+    }
+}
+
 static int parse_options(int argc, char **argv, options *o)
 {
     static const struct option longopts[] = {
@@ -130,6 +199,8 @@ static int parse_options(int argc, char **argv, options *o)
         {"key", required_argument, NULL, 'k'},
         {"ca", required_argument, NULL, 'a'},
         {"path", required_argument, NULL, 'P'},
+        {"body", required_argument, NULL, 'b'},
+        {"status", required_argument, NULL, 'S'},
         {"tls", required_argument, NULL, 't'},
         {"groups", required_argument, NULL, 'g'},
         {"concurrency", required_argument, NULL, 'C'},
@@ -145,10 +216,10 @@ static int parse_options(int argc, char **argv, options *o)
     int ch, have_mode = 0;
     double v;
 
-    *o = (options){.host = "127.0.0.1", .path = "/invoices/00095234",
-                   .servername = "localhost", .tls13 = 1, .concurrency = 16,
-                   .connections = 1000, .duration = 5, .warmup = 1,
-                   .timeout = 10, .server_pid = 0, .expect_length = -1};
+    *o = (options){.host = "127.0.0.1", .servername = "localhost",
+                   .tls13 = 1, .concurrency = 16, .connections = 1000,
+                   .duration = 5, .warmup = 1, .timeout = 10,
+                   .expect_length = -1};
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (ch) {
         case 'm':
@@ -176,6 +247,12 @@ static int parse_options(int argc, char **argv, options *o)
         case 'k': o->key = optarg; break;
         case 'a': o->ca = optarg; break;
         case 'P': o->path = optarg; break;
+        case 'b': o->body = optarg; break;
+        case 'S':
+            if (parse_number("--status", optarg, 100, 599, &v) < 0)
+                return -1;
+            o->status = (int)v;
+            break;
         case 'g': o->groups = optarg; break;
         case 't':
             if (strcmp(optarg, "1.2") != 0 && strcmp(optarg, "1.3") != 0) {
@@ -207,9 +284,8 @@ static int parse_options(int argc, char **argv, options *o)
                 return -1;
             break;
         case 's':
-            if (parse_number("--server-pid", optarg, 1, 1e9, &v) < 0)
+            if (parse_server_pids(optarg, o) < 0)
                 return -1;
-            o->server_pid = (long)v;
             break;
         case 'L':
             if (parse_number("--expect-length", optarg, 0, 1e9, &v) < 0)
@@ -233,6 +309,20 @@ static int parse_options(int argc, char **argv, options *o)
                         "required (see --help)\n");
         return -1;
     }
+    if (o->body != NULL && strlen(o->body) > LG_BODY_MAX) {
+        fprintf(stderr, "loadgen: --body is %zu bytes, more than %d\n",
+                strlen(o->body), LG_BODY_MAX);
+        return -1;
+    }
+    if (o->body != NULL && count_marks(o->body) > LG_SEQ_MAX) {
+        fprintf(stderr, "loadgen: --body holds %s %zu times, more than %d\n",
+                LG_SEQ_MARK, count_marks(o->body), LG_SEQ_MAX);
+        return -1;
+    }
+    if (o->path == NULL)
+        o->path = o->body != NULL ? "/invoices" : "/invoices/00095234";
+    if (o->status == 0)
+        o->status = o->body != NULL ? 201 : 200;
     return 0;
 }
 
@@ -273,6 +363,54 @@ static int resolve(const options *o, lg_run *run)
     memcpy(&run->addr, ai->ai_addr, ai->ai_addrlen);
     run->addrlen = ai->ai_addrlen;
     freeaddrinfo(ai);
+    return 0;
+}
+
+/*
+ * The request every connection sends: GET --path, or POST of --body, whose
+ * each {n} is left as LG_SEQ_DIGITS zeros for lg_conn.c to number request
+ * by request (their places go to run->seq_at).
+ */
+static int build_request(const options *o, lg_run *run)
+{
+    static const char head[] = "%s %s HTTP/1.1\r\nHost: %s\r\n"
+                               "User-Agent: twoway-loadgen\r\n%s\r\n";
+    const size_t mark_len = sizeof(LG_SEQ_MARK) - 1;
+    const char *b = o->body != NULL ? o->body : "";
+    size_t body_len = strlen(b), cap, at;
+    char fields[64] = "";
+    int n;
+
+    body_len += count_marks(b) * (LG_SEQ_DIGITS - mark_len);
+    if (o->body != NULL)
+        snprintf(fields, sizeof(fields), "Content-Type: application/json\r\n"
+                                         "Content-Length: %zu\r\n", body_len);
+    cap = sizeof(head) + strlen(o->path) + strlen(o->servername) +
+          strlen(fields) + body_len + 8;
+    if ((run->request = malloc(cap)) == NULL) {
+        perror("loadgen: cannot build the request");
+        return -1;
+    }
+    n = snprintf(run->request, cap, head, o->body != NULL ? "POST" : "GET",
+                 o->path, o->servername, fields);
+    if (n < 0 || (size_t)n >= cap)
+        return -1;
+    at = (size_t)n;
+    /* The body, each {n} as zeros for now. */
+    while (*b != '\0') {
+        if (strncmp(b, LG_SEQ_MARK, mark_len) == 0) {
+            run->seq_at[run->nseq++] = at;
+            memset(run->request + at, '0', LG_SEQ_DIGITS);
+            at += LG_SEQ_DIGITS;
+            b += mark_len;
+        } else {
+            run->request[at++] = *b++;
+        }
+    }
+    run->request_len = at;
+    run->expect_status = o->status;
+    snprintf(run->status_why, sizeof(run->status_why),
+             "the status is not %d", o->status);
     return 0;
 }
 
@@ -351,27 +489,63 @@ static int loop_until(lg_run *run, uint64_t until_ns, int (*done)(const lg_run *
     }
 }
 
-static int read_cpu(const options *o, uint64_t *us)
+/* The CPU time of each --server-pid tree: 1 when read, 0 when no
+ * --server-pid was given, -1 (said on stderr) when a server is gone. */
+static int read_cpu(const options *o, uint64_t *each)
 {
-    if (o->server_pid == 0)
+    size_t gone = 0;
+
+    if (o->nserver_pids == 0)
         return 0;
-    if (lg_proc_cpu_us((pid_t)o->server_pid, us) < 0) {
-        fprintf(stderr, "loadgen: cannot read the CPU time of server pid %ld\n",
-                o->server_pid);
+    if (lg_proc_cpu_us(o->server_pids, o->nserver_pids, each, &gone) < 0) {
+        fprintf(stderr, "loadgen: cannot read the CPU time of server pid %d "
+                        "(--server-pid): has it exited?\n",
+                (int)o->server_pids[gone]);
         return -1;
     }
     return 1;
 }
 
+/* The same for the RSS of all the trees together. */
+static int read_rss(const options *o, uint64_t *bytes)
+{
+    size_t gone = 0;
+
+    if (o->nserver_pids == 0)
+        return 0;
+    if (lg_proc_rss_bytes(o->server_pids, o->nserver_pids, bytes, &gone) < 0) {
+        fprintf(stderr, "loadgen: cannot read the RSS of server pid %d "
+                        "(--server-pid): has it exited?\n",
+                (int)o->server_pids[gone]);
+        return -1;
+    }
+    return 1;
+}
+
+/* The window's end: CPU time read again, what it took per tree and in all. */
+static int end_window(const options *o, const uint64_t *cpu0, result *res)
+{
+    uint64_t cpu1[LG_SERVER_PIDS_MAX] = {0};
+
+    if ((res->have_cpu = read_cpu(o, cpu1)) < 0)
+        return -1;
+    res->cpu_us = 0;
+    for (size_t i = 0; i < o->nserver_pids; i++) {
+        res->cpu_each[i] = cpu1[i] - cpu0[i];
+        res->cpu_us += res->cpu_each[i];
+    }
+    return 0;
+}
+
 /* full, resume, keepalive: warm up, then measure for --duration. */
 static int measure_load(const options *o, lg_run *run, result *res)
 {
-    uint64_t start = lg_now_ns(), t0, t1, cpu0 = 0, cpu1 = 0;
+    uint64_t start = lg_now_ns(), t0, t1, cpu0[LG_SERVER_PIDS_MAX] = {0};
 
     run->opening = 1;
     if (loop_until(run, start + (uint64_t)(o->warmup * NS_PER_S), NULL) < 0)
         return -1;
-    if (read_cpu(o, &cpu0) < 0)
+    if (read_cpu(o, cpu0) < 0)
         return -1;
     t0 = lg_now_ns();
     run->measuring = 1;
@@ -379,9 +553,8 @@ static int measure_load(const options *o, lg_run *run, result *res)
         return -1;
     run->measuring = 0;
     t1 = lg_now_ns();
-    if ((res->have_cpu = read_cpu(o, &cpu1)) < 0)
+    if (end_window(o, cpu0, res) < 0)
         return -1;
-    res->cpu_us = cpu1 - cpu0;
     res->seconds = (double)(t1 - t0) / NS_PER_S;
     run->opening = 0;
     return 0;
@@ -402,7 +575,8 @@ static int nothing_in_flight(const lg_run *run)
 /* idle: warm the server up with full handshakes, then open and hold. */
 static int measure_idle(const options *o, lg_run *run, result *res)
 {
-    uint64_t t0, t1, cpu0 = 0, cpu1 = 0, rss0 = 0, rss1 = 0, timeout;
+    uint64_t t0, t1, cpu0[LG_SERVER_PIDS_MAX] = {0}, rss0 = 0, rss1 = 0;
+    uint64_t timeout;
     size_t held;
 
     run->idle_target = o->connections;
@@ -422,12 +596,9 @@ static int measure_idle(const options *o, lg_run *run, result *res)
         if (loop_until(run, lg_now_ns() + 200000000u, NULL) < 0)
             return -1;
     }
-    if (o->server_pid != 0 && lg_proc_rss_bytes((pid_t)o->server_pid, &rss0) < 0) {
-        fprintf(stderr, "loadgen: cannot read the RSS of server pid %ld\n",
-                o->server_pid);
+    if (read_rss(o, &rss0) < 0)
         return -1;
-    }
-    if (read_cpu(o, &cpu0) < 0)
+    if (read_cpu(o, cpu0) < 0)
         return -1;
     t0 = lg_now_ns();
     run->measuring = 1;
@@ -439,16 +610,14 @@ static int measure_idle(const options *o, lg_run *run, result *res)
         return -1;
     run->measuring = 0;
     t1 = lg_now_ns();
-    if ((res->have_cpu = read_cpu(o, &cpu1)) < 0)
+    if (end_window(o, cpu0, res) < 0)
         return -1;
-    res->cpu_us = cpu1 - cpu0;
     res->seconds = (double)(t1 - t0) / NS_PER_S;
     /* Hold: any connection the server drops now is an error. */
     if (loop_until(run, lg_now_ns() + (uint64_t)(o->duration * NS_PER_S), NULL) < 0)
         return -1;
     held = run->held - run->errors[LG_ERR_DROPPED];
-    if (o->server_pid != 0 && held > 0 &&
-        lg_proc_rss_bytes((pid_t)o->server_pid, &rss1) == 0) {
+    if (held > 0 && read_rss(o, &rss1) == 1) {
         res->have_rss = 1;
         res->rss_per_conn = ((double)rss1 - (double)rss0) / (double)held;
     }
@@ -466,7 +635,8 @@ static int all_made(const lg_run *run)
  * (or, with stateless tickets, none), and RSS growth over them is that. */
 static int measure_sessions(const options *o, lg_run *run, result *res)
 {
-    uint64_t t0, t1, cpu0 = 0, cpu1 = 0, rss0 = 0, rss1 = 0, timeout;
+    uint64_t t0, t1, cpu0[LG_SERVER_PIDS_MAX] = {0}, rss0 = 0, rss1 = 0;
+    uint64_t timeout;
 
     run->idle_target = o->connections;
     timeout = (uint64_t)(o->timeout * NS_PER_S);
@@ -477,12 +647,9 @@ static int measure_sessions(const options *o, lg_run *run, result *res)
     if (loop_until(run, lg_now_ns() + timeout, nothing_in_flight) < 0 ||
         loop_until(run, lg_now_ns() + 200000000u, NULL) < 0)
         return -1;
-    if (o->server_pid != 0 && lg_proc_rss_bytes((pid_t)o->server_pid, &rss0) < 0) {
-        fprintf(stderr, "loadgen: cannot read the RSS of server pid %ld\n",
-                o->server_pid);
+    if (read_rss(o, &rss0) < 0)
         return -1;
-    }
-    if (read_cpu(o, &cpu0) < 0)
+    if (read_cpu(o, cpu0) < 0)
         return -1;
     t0 = lg_now_ns();
     run->measuring = 1;
@@ -494,16 +661,14 @@ static int measure_sessions(const options *o, lg_run *run, result *res)
         return -1;
     run->measuring = 0;
     t1 = lg_now_ns();
-    if ((res->have_cpu = read_cpu(o, &cpu1)) < 0)
+    if (end_window(o, cpu0, res) < 0)
         return -1;
-    res->cpu_us = cpu1 - cpu0;
     res->seconds = (double)(t1 - t0) / NS_PER_S;
     /* Let the server see the closes and free the connections, then wait
      * --duration before reading what stayed. */
     if (loop_until(run, lg_now_ns() + (uint64_t)(o->duration * NS_PER_S), NULL) < 0)
         return -1;
-    if (o->server_pid != 0 && run->counts.requests > 0 &&
-        lg_proc_rss_bytes((pid_t)o->server_pid, &rss1) == 0) {
+    if (run->counts.requests > 0 && read_rss(o, &rss1) == 1) {
         res->have_rss = 1;
         res->rss_per_conn = ((double)rss1 - (double)rss0) /
                             (double)run->counts.requests;
@@ -541,6 +706,15 @@ static void report(const options *o, const lg_run *run, const result *res)
     print_number("server_cpu_us_per_op",
                  c->requests ? (double)res->cpu_us / (double)c->requests : 0,
                  res->have_cpu > 0 && c->requests > 0, 1);
+    fputs(",\"server_cpu_us_per_op_each\":", stdout);
+    if (res->have_cpu > 0 && c->requests > 0) {
+        for (size_t i = 0; i < o->nserver_pids; i++)
+            printf("%s%.1f", i ? "," : "[",
+                   (double)res->cpu_each[i] / (double)c->requests);
+        putchar(']');
+    } else {
+        fputs("null", stdout);
+    }
     print_number("resumed_share",
                  c->handshakes ? (double)c->resumed / (double)c->handshakes : 0,
                  c->handshakes > 0, 4);
@@ -583,14 +757,7 @@ int main(int argc, char **argv)
         goto done;
     if (o.mode == LG_RESUME)
         lg_run_enable_resumption(&run);
-    run.request_len = strlen(o.path) + strlen(o.servername) + 64;
-    if ((run.request = malloc(run.request_len)) == NULL)
-        goto done;
-    run.request_len = (size_t)snprintf(run.request, run.request_len,
-                                       "GET %s HTTP/1.1\r\nHost: %s\r\n"
-                                       "User-Agent: twoway-loadgen\r\n\r\n",
-                                       o.path, o.servername);
-    if (lg_run_init(&run, nslots) < 0)
+    if (build_request(&o, &run) < 0 || lg_run_init(&run, nslots) < 0)
         goto done;
     if ((o.mode == LG_IDLE       ? measure_idle(&o, &run, &res)
          : o.mode == LG_SESSIONS ? measure_sessions(&o, &run, &res)

@@ -35,10 +35,22 @@ uint64_t lg_hist_quantile(const lg_hist *h, double q);
 
 /* ---- the server's resources (lg_proc.c) --------------------------------- */
 
-/* utime + stime of PID and all its descendants, in microseconds. */
-int lg_proc_cpu_us(pid_t pid, uint64_t *us);
-/* Resident set size of PID and all its descendants, in bytes. */
-int lg_proc_rss_bytes(pid_t pid, uint64_t *bytes);
+/* Processes whose trees make up "the server" (--server-pid): invoice-server
+ * and, with PostgreSQL, the postmaster whose backends do its queries. */
+#define LG_SERVER_PIDS_MAX 8
+
+/*
+ * The trees of roots[0..n-1] (each root and all its descendants) are read
+ * from one pass over /proc; a process in two trees counts once, in the
+ * first root's (a root that descends from another is its own tree).
+ * Both return 0, or -1 with *gone set to the index of a root that no
+ * longer exists.
+ */
+/* utime + stime of each tree, in microseconds: each[i] is roots[i]'s. */
+int lg_proc_cpu_us(const pid_t *roots, size_t n, uint64_t *each, size_t *gone);
+/* Resident set size of all the trees together, in bytes. */
+int lg_proc_rss_bytes(const pid_t *roots, size_t n, uint64_t *bytes,
+                      size_t *gone);
 
 /* ---- the run and its connections (lg_conn.c) ---------------------------- */
 
@@ -65,6 +77,14 @@ typedef enum lg_error_kind {
 /* A response over this is an error: ours are a few hundred bytes. */
 #define LG_RESPONSE_MAX 16384
 
+/* --body: each "{n}" becomes the request's sequence number in the run, in
+ * LG_SEQ_DIGITS digits (so every request has the same length), at most
+ * LG_SEQ_MAX times in a body of at most LG_BODY_MAX bytes. */
+#define LG_SEQ_MARK "{n}"
+#define LG_SEQ_DIGITS 12
+#define LG_SEQ_MAX 8
+#define LG_BODY_MAX 65536
+
 typedef enum lg_state {
     LG_ST_FREE,       /* no connection */
     LG_ST_CONNECTING, /* TCP connect in progress */
@@ -82,6 +102,8 @@ typedef struct lg_slot {
     SSL *ssl;
     lg_state state;
     unsigned interest;     /* epoll events asked for; 0 when not added */
+    char *request;         /* run->request, or the slot's own copy of it
+                              when requests are numbered (run->nseq > 0) */
     SSL_SESSION *session;  /* resume: the newest session the server gave */
     uint64_t op_start_ns;  /* when the current operation began */
     uint64_t progress_ns;  /* last time it moved (for --timeout) */
@@ -108,6 +130,11 @@ typedef struct lg_run {
     const char *servername;
     char *request;         /* the whole HTTP request */
     size_t request_len;
+    size_t seq_at[LG_SEQ_MAX]; /* where in it each request's number goes */
+    size_t nseq;
+    uint64_t next_seq;     /* the next request's number */
+    int expect_status;     /* 200, or --status */
+    char status_why[48];   /* the error when the status is another */
     uint64_t timeout_ns;
     long expect_length;    /* -1: learnt from the first 200 */
     size_t nslots;
@@ -133,6 +160,7 @@ typedef struct lg_run {
 
 uint64_t lg_now_ns(void);
 
+/* Sets up the slots for run->request (built first, with run->seq_at). */
 int lg_run_init(lg_run *run, size_t nslots);
 void lg_run_free(lg_run *run);
 /* Start connections in free slots, up to run->max_inflight at a time,

@@ -435,6 +435,13 @@ TW_API int tw_config_set_ticket_keys_file(tw_config *cfg,
 #define TW_TICKET_KEY_BYTES 80
 TW_API int tw_config_set_ticket_keys(tw_config *cfg, const unsigned char *keys,
                                      size_t n) TW_MUST_CHECK;
+/* Read a ticket keys file (the format above) into `keys`, room for `max`
+ * keys of TW_TICKET_KEY_BYTES; their count in *n.  For a program that
+ * derives other keys from it (wipe `keys` after use).  0, or -1 with err
+ * naming the file and line. */
+TW_API int tw_ticket_keys_read(const char *path, unsigned char *keys,
+                               size_t max, size_t *n,
+                               tw_err *err) TW_MUST_CHECK;
 /* Server: how many TLS 1.3 tickets to send after a full handshake (default
  * 1; 0 disables resumption). */
 TW_API int tw_config_set_tickets(tw_config *cfg, int count) TW_MUST_CHECK;

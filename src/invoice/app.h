@@ -10,6 +10,7 @@
 #include "httpd.h"
 #include "options.h"
 #include "revocations.h"
+#include "ticket_keys.h"
 #include "store.h"
 #include "twoway_pki.h"
 
@@ -22,6 +23,7 @@ typedef struct inv_app {
     httpd *h;
     tw_renewal *renewal;  /* NULL: no --renew, no --crl-url */
     inv_revocations *revocations; /* NULL: no --revocations */
+    inv_ticket_keys *ticket_keys; /* NULL: not shared through PostgreSQL */
     atomic_int renewed;   /* TW_RENEWAL_* bits not reloaded yet */
 } inv_app;
 

@@ -39,7 +39,11 @@ static const char usage[] =
     "  --allow RULE           one policy rule, e.g. 'read O=MailServer'\n"
     "  --workers N            worker threads (default: number of cores)\n"
     "  --access-log FILE|-    one JSON line per request (- for stdout)\n"
-    "  --ticket-keys FILE     TLS ticket keys shared with other instances\n"
+    "  --ticket-keys FILE     TLS ticket keys shared with other instances; with\n"
+    "                         --db postgresql://... the keys live there, sealed\n"
+    "                         with this file's first key, and are rotated\n"
+    "  --ticket-rotate DURATION  a new ticket key in the database this often\n"
+    "                         (default 12h; the two before it still accepted)\n"
     "  --tickets N            TLS 1.3 tickets per handshake (default 1, 0 = off)\n"
     "  --session-cache SIZE   memory for resumable TLS sessions (default 10M;\n"
     "                         K, M, G suffixes; 0 = off)\n"
@@ -100,6 +104,7 @@ static const struct option opts[] = {
     {"access-log", required_argument, NULL, 'L'},
     {"ticket-keys", required_argument, NULL, 'T'},
     {"tickets", required_argument, NULL, 't'},
+    {"ticket-rotate", required_argument, NULL, 'r' + 256},
     {"session-cache", required_argument, NULL, 'S'},
     {"max-connections", required_argument, NULL, 'M'},
     {"max-head", required_argument, NULL, 'H'},
@@ -138,6 +143,7 @@ static void defaults(inv_options *o)
     o->tickets = 1;
     o->session_cache = 10ULL * 1024 * 1024;
     o->crl_refresh = 300;
+    o->ticket_rotate = 12 * 3600;
 }
 
 /* One argument vector (the config file's, or the command line) on top of
@@ -237,6 +243,17 @@ static int parse_args(inv_options *o, int argc, char **argv, int *done)
                 goto usage_error;
             }
             o->crl_refresh = (long)secs;
+            break;
+        }
+        case 'r' + 256: {
+            long long secs;
+
+            if (twu_parse_duration(optarg, 4, 30 * 86400, &secs) < 0) {
+                fprintf(stderr, "invoice-server: --ticket-rotate '%s' is not a "
+                        "duration from 4s to 30d, e.g. 12h, 1d\n", optarg);
+                goto usage_error;
+            }
+            o->ticket_rotate = (long)secs;
             break;
         }
         case 'l' + 256:

@@ -17,6 +17,7 @@ typedef struct inv_options {
     /* Renewal (twoway-ca serve): enrol, renew, fetch the CRL. */
     const char *enroll, *token_file, *renew, *crl_url;
     long crl_refresh; /* seconds */
+    long ticket_rotate; /* seconds: --ticket-rotate */
     const char *rules[INV_MAX_RULES];
     int nrules, workers;
     size_t max_head, max_headers, max_body;

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static tw_config *build_config(const inv_options *o, inv_revocations *rev)
+static tw_config *build_config(const inv_options *o, const inv_app *app)
 {
     tw_config *cfg = tw_config_new();
 
@@ -34,8 +34,16 @@ static tw_config *build_config(const inv_options *o, inv_revocations *rev)
                     tw_config_error(cfg));
             goto err;
         }
-    if (rev != NULL && inv_revocations_apply(rev, cfg) < 0) {
+    if (app->revocations != NULL &&
+        inv_revocations_apply(app->revocations, cfg) < 0) {
         fprintf(stderr, "invoice-server: --revocations: %s\n",
+                tw_config_error(cfg));
+        goto err;
+    }
+    /* The file's keys give way to the database's (sealed with its key). */
+    if (app->ticket_keys != NULL && o->ticket_keys != NULL &&
+        inv_ticket_keys_apply(app->ticket_keys, cfg) < 0) {
+        fprintf(stderr, "invoice-server: ticket keys: %s\n",
                 tw_config_error(cfg));
         goto err;
     }
@@ -99,7 +107,7 @@ static tw_config *reconfigure(void *arg, tw_err *err)
     int done, rc;
 
     if (app->opt->conf.path == NULL) {
-        if ((cfg = build_config(app->opt, app->revocations)) == NULL)
+        if ((cfg = build_config(app->opt, app)) == NULL)
             twu_err(err, TW_ERR_USAGE, "the configuration cannot be used "
                     "(said above)");
         return cfg;
@@ -111,7 +119,7 @@ static tw_config *reconfigure(void *arg, tw_err *err)
                 app->opt->conf.path);
         goto out;
     }
-    if ((cfg = build_config(&next, app->revocations)) == NULL) {
+    if ((cfg = build_config(&next, app)) == NULL) {
         twu_err(err, TW_ERR_USAGE, "the configuration from %s cannot be used "
                 "(said above)", app->opt->conf.path);
         goto out;
@@ -149,6 +157,8 @@ static void metrics(void *arg, twu_buf *b)
     inv_renewal_metrics(app, b);
     if (app->revocations != NULL)
         inv_revocations_metrics(app->revocations, b);
+    if (app->ticket_keys != NULL)
+        inv_ticket_keys_metrics(app->ticket_keys, b);
 }
 
 /* The main thread's tick: reload for what the renewal and the revocations
@@ -160,6 +170,8 @@ static void tick(void *arg)
     unsigned fresh;
 
     inv_renewal_tick(app);
+    if (app->ticket_keys != NULL && inv_ticket_keys_take(app->ticket_keys))
+        (void)httpd_reload(app->h, "ticket keys rotated");
     if (app->revocations == NULL ||
         (fresh = inv_revocations_take(app->revocations, serial,
                                       sizeof(serial))) == 0)
@@ -224,7 +236,16 @@ int inv_run(const inv_options *o)
         rc = err.cls == TW_ERR_USAGE ? 2 : 1;
         goto out;
     }
-    if ((cfg = build_config(o, app.revocations)) == NULL)
+    /* Ticket keys shared through PostgreSQL, sealed with the file's key. */
+    if (twu_pg_is_url(o->db) && o->ticket_keys != NULL && o->tickets > 0 &&
+        (app.ticket_keys = inv_ticket_keys_open(o->db, o->ticket_keys,
+                                                o->ticket_rotate, db_log,
+                                                &app, &err)) == NULL) {
+        fprintf(stderr, "invoice-server: --ticket-keys: %s\n", err.msg);
+        rc = err.cls == TW_ERR_USAGE ? 2 : 1;
+        goto out;
+    }
+    if ((cfg = build_config(o, &app)) == NULL)
         goto out;
     /* The address and the TLS files first: a server that cannot start
      * leaves no new database behind. */
@@ -253,7 +274,8 @@ int inv_run(const inv_options *o)
     }
     snprintf(banner, sizeof(banner), "%s", db_describe(app.db));
     httpd_set_metrics(h, metrics);
-    if (o->conf.path != NULL || app.revocations != NULL)
+    if (o->conf.path != NULL || app.revocations != NULL ||
+        app.ticket_keys != NULL)
         httpd_set_reconfigure(h, reconfigure);
     httpd_set_tick(h, tick, 250);
     httpd_set_banner(h, banner, "no policy given: any certificate the CA "
@@ -261,8 +283,10 @@ int inv_run(const inv_options *o)
                      "'read O=...' or --policy FILE)");
     if ((rc = inv_renewal_start(&app)) != 0)
         goto out;
-    if (app.revocations != NULL &&
-        inv_revocations_run(app.revocations, &err) < 0) {
+    if ((app.revocations != NULL &&
+         inv_revocations_run(app.revocations, &err) < 0) ||
+        (app.ticket_keys != NULL &&
+         inv_ticket_keys_run(app.ticket_keys, &err) < 0)) {
         fprintf(stderr, "invoice-server: %s\n", err.msg);
         rc = 1;
         goto out;
@@ -271,6 +295,8 @@ int inv_run(const inv_options *o)
     inv_renewal_stop(&app);
     inv_revocations_stop(app.revocations);
     app.revocations = NULL;
+    inv_ticket_keys_stop(app.ticket_keys);
+    app.ticket_keys = NULL;
     db_stop(app.db);
     app.db = NULL;
     if (rc == 0)
@@ -278,6 +304,7 @@ int inv_run(const inv_options *o)
 out:
     inv_renewal_stop(&app);
     inv_revocations_stop(app.revocations);
+    inv_ticket_keys_stop(app.ticket_keys);
     db_stop(app.db);
     httpd_free(h);
     tw_config_free(cfg);

@@ -101,6 +101,31 @@ done:
     return rc;
 }
 
+int tw_ticket_keys_read(const char *path, unsigned char *keys, size_t max,
+                        size_t *n, tw_err *err)
+{
+    tw__ticket_key found[TW__TICKET_KEYS_MAX];
+    size_t count = 0;
+
+    if (tw__ticket_keys_load(path, found, &count, err) < 0)
+        return -1;
+    if (count > max) {
+        OPENSSL_cleanse(found, sizeof(found));
+        return twu_err(err, TW_ERR_USAGE, "%s holds %zu keys, room was given "
+                       "for %zu", path, count, max);
+    }
+    for (size_t i = 0; i < count; i++) {
+        unsigned char *k = keys + i * TW_TICKET_KEY_BYTES;
+
+        memcpy(k, found[i].name, 16);
+        memcpy(k + 16, found[i].aes, 32);
+        memcpy(k + 48, found[i].hmac, 32);
+    }
+    OPENSSL_cleanse(found, sizeof(found));
+    *n = count;
+    return 0;
+}
+
 int tw__ticket_keys_random(tw__ticket_key *key, tw_err *err)
 {
     if (RAND_bytes((unsigned char *)key, sizeof(*key)) != 1)

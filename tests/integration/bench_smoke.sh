@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Smoke test for bench/loadgen: one second in each mode against a real
 # invoice-server.  Every run must answer requests and count no error, and a
-# client the server refuses must be counted as errors, not requests.  No
-# timing is judged here: the benchmark is bench/compare, a separate command.
+# client the server refuses must be counted as errors, not requests.  Then
+# POST /invoices (--body), CPU over two process trees (--server-pid A,B),
+# and bench/compare's PostgreSQL rows at the tiniest size (--postgres-only,
+# one window of 0.3 s each; skipped without PostgreSQL, nginx or 2 CPUs).
+# No timing is judged here: the benchmark is bench/compare.
 #
 #   usage: bench_smoke.sh BUILD_DIR
 #
@@ -23,6 +26,9 @@ for b in "$LOADGEN" "$INVOICE" "$TWCA"; do
     fi
 done
 read -ra WRAP <<<"${TW_WRAP:-}"
+# The interpreter itself: a version manager's python3 (pyenv's shim) costs
+# a second a call, and this test calls it 60 times.
+PYTHON=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null) || PYTHON=python3
 IDLE=20
 [ -n "${TW_QUICK:-}" ] && IDLE=5
 
@@ -48,7 +54,7 @@ cd "$TMP" || exit 1
 
 "$INVOICE" --cert server/cert.pem --key server/key.pem --ca ca/ca.cert.pem \
     --listen 127.0.0.1:0 --workers 1 --db "$TMP/invoices.db" \
-    --allow 'read O=MailServer' 2>"$TMP/server.log" &
+    --allow 'read O=MailServer' --allow 'write O=MailServer' 2>"$TMP/server.log" &
 SERVER=$!
 PORT=
 for _ in $(seq 100); do
@@ -73,7 +79,7 @@ loadgen() {
 # expect_json NAME PYTHON-EXPR: EXPR is true of the JSON line (as d) in $OUT.
 expect_json() {
     local got
-    got=$(python3 -c 'import json, sys
+    got=$("$PYTHON" -c 'import json, sys
 try:
     d = json.loads(open(sys.argv[1]).read())
     print("yes" if eval(sys.argv[2]) else "no: " + open(sys.argv[1]).read().strip())
@@ -126,5 +132,71 @@ loadgen --mode keepalive --cert client/cert.pem --key client/key.pem --path /inv
     expect_json "a 404 counts as an HTTP error" \
         'd["requests"] == 0 and d["error_kinds"]["http"] > 0'
 
+# ---- POST, and a server of two process trees ----------------------------------
+
+# The tests' invoice (invoice_test.py), its number new each request.
+body() { # NUMBER-PREFIX
+    printf '{"invoice_number":"%s-{n}","firstname":"Ann","lastname":"Lee",' "$1"
+    printf '"email":"ann@example.com","amount_minor":1050,"currency":"USD"}'
+}
+LABEL="POST"
+loadgen --mode keepalive --cert client/cert.pem --key client/key.pem --body "$(body p1)" && {
+    expect_json "POST --body: requests > 0 (each a 201)" 'd["requests"] > 0'
+    expect_json "POST --body: errors == 0" 'd["errors"] == 0'
+}
+LABEL="POST again"
+loadgen --mode keepalive --cert client/cert.pem --key client/key.pem --body "$(body p1)" &&
+    expect_json "POST of numbers stored already (200, not 201) counts HTTP errors" \
+        'd["requests"] == 0 and d["error_kinds"]["http"] > 0'
+# This shell's tree holds loadgen itself: some CPU in each tree.
+LABEL="two trees"
+loadgen --mode keepalive --cert client/cert.pem --key client/key.pem --server-pid "$$" &&
+    expect_json "--server-pid given twice: CPU per tree, and their sum" \
+        'len(d["server_cpu_us_per_op_each"]) == 2 and abs(sum(d["server_cpu_us_per_op_each"]) - d["server_cpu_us_per_op"]) < 0.2'
+expect_exit 2 "--server-pid given twice is a usage error" -- "$LOADGEN" --mode keepalive \
+    --port "$PORT" --cert x --key x --ca x --server-pid "$SERVER,$SERVER" &&
+    expect_stderr_contains "is given twice" "... saying so"
+expect_exit 2 "--server-pid that is no number is a usage error" -- "$LOADGEN" --mode full \
+    --port 1 --cert x --key x --ca x --server-pid 12x &&
+    expect_stderr_contains "--server-pid takes process ids" "... saying what it takes"
 stop_server
+
+# ---- bench/compare's PostgreSQL rows ---------------------------------------------
+
+# Only where compare would install nothing (it runs scripts/install-deps.sh
+# when nginx or Node.js is missing) and can pin servers and load apart.
+COMPARE=$(dirname "$0")/../../bench/compare
+if ! PATH=$PATH:/usr/sbin command -v nginx >/dev/null || ! command -v node >/dev/null ||
+    ! command -v taskset >/dev/null || [ "$(nproc)" -lt 2 ]; then
+    echo "skip bench/compare: it needs nginx, Node.js, taskset and 2 CPUs"
+    finish
+fi
+expect_exit 1 "compare --postgres-only without PostgreSQL stops, in one line" -- \
+    env TW_PG_ROOT="$TMP/none" "$COMPARE" --build "$BUILD" --postgres-only &&
+    expect_stderr_contains "no PostgreSQL server is installed" "... saying so"
+if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+    echo "skip compare --postgres-only: no PostgreSQL server is installed"
+    finish
+fi
+expect_exit 0 "compare --postgres-only, one window of 0.3 s a figure" -- \
+    "$COMPARE" --build "$BUILD" --postgres-only --window 0.3 --warmup 0.1 \
+    --repeat 1 --concurrency 4 --results "$TMP/compare.jsonl" &&
+    expect_stdout_contains "| Keep-alive \`GET /invoices/{n}\` ⁴ |" "compare: the PostgreSQL table"
+OUT=$TMP/window.json
+for check in "keepalive twoway" "keepalive nginx" "keepalive twoway_pg" "post twoway" \
+    "post twoway_pg"; do
+    read -r row srv <<<"$check"
+    grep "\"server\":\"$srv\",\"row\":\"$row\"" "$TMP/compare.jsonl" >"$OUT"
+    expect_json "compare: $row on $srv answered, no error" \
+        'd["requests"] > 0 and d["errors"] == 0'
+    [ "$srv" = twoway_pg ] &&
+        expect_json "compare: $row on $srv counts invoice-server and PostgreSQL" \
+            'len(d["server_cpu_us_per_op_each"]) == 2'
+done
+expect_json "compare: POST costs PostgreSQL CPU" 'd["server_cpu_us_per_op_each"][1] > 0'
+if pgrep -f "postgres -D ${TMPDIR:-/tmp}/twoway-bench-pg" >/dev/null; then
+    fail "compare stops its PostgreSQL" "a postmaster in twoway-bench-pg.* still runs"
+else
+    ok "compare stops its PostgreSQL"
+fi
 finish
