@@ -15,6 +15,7 @@
 
 #include <libpq-fe.h>
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 /* The channel every commit that adds invoices notifies, so that each
@@ -92,6 +93,22 @@ PGresult *pg_exec_prepared(PGconn *c, const char *name, int nparams,
 /* The same for `sql` with $1... `params` (text), unprepared. */
 PGresult *pg_exec_params(PGconn *c, const char *sql, int nparams,
                          const char *const *params, int timeout_ms, int *late);
+
+/* ---- pg_thread.c: a thread of its own, stopped through an eventfd ---- */
+
+typedef struct pg_thread {
+    pthread_t thread;
+    int wake;    /* eventfd, written to stop; -1 before pg_thread_init */
+    int running;
+} pg_thread;
+int pg_thread_init(pg_thread *t, tw_err *err);
+int pg_thread_start(pg_thread *t, void *(*fn)(void *), void *arg,
+                    const char *what, tw_err *err);
+/* Wait at most `ms` for `fd` to be readable (-1: none) or for the stop;
+ * 1 when the thread must stop. */
+int pg_thread_wait(pg_thread *t, int fd, int ms);
+/* Stop the thread (if started) and close the eventfd. */
+void pg_thread_stop(pg_thread *t);
 
 /* ---- pg_reader.c: one thread, one pipelined connection, every worker ---- */
 

@@ -21,16 +21,12 @@
 #include "revocations.h"
 #include "util.h"
 
-#include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/eventfd.h>
 #include <time.h>
-#include <unistd.h>
 
 /* The channel of src/ca (CA_REVOCATION_CHANNEL): the payload is a serial. */
 #define CA_CHANNEL "twoway_revocations"
@@ -48,8 +44,7 @@ typedef struct held {
 struct inv_revocations {
     pg_link link;
     PGconn *c;             /* NULL while the connection is down */
-    pthread_t thread;
-    int running, wake;     /* wake: eventfd, written to stop */
+    pg_thread thread;
     int caught_up;         /* the first catch-up is done */
     pthread_mutex_t mu;    /* the fields below */
     held *list;
@@ -224,17 +219,6 @@ static int drain(inv_revocations *r)
     return 0;
 }
 
-/* Wait for the connection or the stop, at most `ms`; 1 when stopping. */
-static int wait_for(inv_revocations *r, int ms)
-{
-    struct pollfd p[2] = {{.fd = r->wake, .events = POLLIN},
-                          {.fd = r->c ? PQsocket(r->c) : -1, .events = POLLIN}};
-
-    if (poll(p, 2, ms) < 0 && errno != EINTR)
-        return 1;
-    return (p[0].revents & POLLIN) != 0;
-}
-
 static void *run(void *arg)
 {
     inv_revocations *r = arg;
@@ -242,7 +226,8 @@ static void *run(void *arg)
     for (;;) {
         if (r->c == NULL && (r->c = pg_link_retry(&r->link)) != NULL)
             atomic_store(&r->up, 1);
-        if (wait_for(r, r->c != NULL ? 1000 : 100))
+        if (pg_thread_wait(&r->thread, r->c != NULL ? PQsocket(r->c) : -1,
+                           r->c != NULL ? 1000 : 100))
             break;
         if (r->c != NULL && drain(r) < 0) {
             atomic_store(&r->up, 0);
@@ -263,7 +248,7 @@ inv_revocations *inv_revocations_open(const char *url, pg_log_fn *log,
         return NULL;
     }
     pthread_mutex_init(&r->mu, NULL);
-    r->wake = -1;
+    r->thread.wake = -1;
     if (!twu_pg_is_url(url)) {
         twu_err(err, TW_ERR_USAGE, "'%s' is not a PostgreSQL URL: give the "
                 "CA index's database, postgresql://...", url);
@@ -273,11 +258,8 @@ inv_revocations *inv_revocations_open(const char *url, pg_log_fn *log,
                      "revocations", setup, r, log, log_ctx, err) < 0)
         goto fail;
     r->link.outage = "the CRL alone refuses revoked clients until it is back";
-    if ((r->wake = eventfd(0, EFD_CLOEXEC)) < 0) {
-        twu_err(err, TW_ERR_INTERNAL, "eventfd: %s", strerror(errno));
-        goto fail;
-    }
-    if ((r->c = pg_link_first(&r->link, err)) == NULL)
+    if (pg_thread_init(&r->thread, err) < 0 ||
+        (r->c = pg_link_first(&r->link, err)) == NULL)
         goto fail;
     atomic_store(&r->up, 1);
     r->fresh = 0; /* at start, the first configuration has them */
@@ -289,30 +271,16 @@ fail:
 
 int inv_revocations_run(inv_revocations *r, tw_err *err)
 {
-    int rc = pthread_create(&r->thread, NULL, run, r);
-
-    if (rc != 0)
-        return twu_err(err, TW_ERR_INTERNAL, "cannot start the revocations "
-                       "thread: %s", strerror(rc));
-    r->running = 1;
-    return 0;
+    return pg_thread_start(&r->thread, run, r, "revocations", err);
 }
 
 void inv_revocations_stop(inv_revocations *r)
 {
-    uint64_t one = 1;
-
     if (r == NULL)
         return;
-    if (r->running) {
-        if (write(r->wake, &one, sizeof(one)) < 0)
-            (void)0; /* an eventfd write fails only on overflow */
-        pthread_join(r->thread, NULL);
-    }
+    pg_thread_stop(&r->thread);
     if (r->c != NULL)
         PQfinish(r->c);
-    if (r->wake >= 0)
-        close(r->wake);
     pg_link_free(&r->link);
     pthread_mutex_destroy(&r->mu);
     twu_free(r->list);

@@ -28,15 +28,11 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <time.h>
-#include <unistd.h>
 
 #define KEEP 4                  /* keys kept in the table */
 #define DEADLINE_MS (TWU_PG_STATEMENT_TIMEOUT_MS + 2000)
@@ -56,8 +52,7 @@ typedef struct key_row {
 struct inv_ticket_keys {
     pg_link link;
     PGconn *c;
-    pthread_t thread;
-    int running, wake;
+    pg_thread thread;
     long rotate_s, poll_s;
     unsigned char seal[32];       /* derived from the file's first key */
     int warned_unsealed;
@@ -352,17 +347,14 @@ static void *run(void *arg)
     long long next = pg_now_ms() + t->poll_s * 1000;
 
     for (;;) {
-        struct pollfd p = {.fd = t->wake, .events = POLLIN};
         long long left = next - pg_now_ms();
         tw_err err;
 
-        if (left > 0 && poll(&p, 1, left > 60000 ? 60000 : (int)left) != 0) {
-            if (p.revents & POLLIN)
+        if (left > 0) {
+            if (pg_thread_wait(&t->thread, -1, left > 60000 ? 60000 : (int)left))
                 break;
             continue;
         }
-        if (left > 0)
-            continue;
         next = pg_now_ms() + (t->c != NULL ? t->poll_s * 1000 : 100);
         if (t->c == NULL && (t->c = pg_link_retry(&t->link)) == NULL)
             continue;
@@ -392,7 +384,7 @@ inv_ticket_keys *inv_ticket_keys_open(const char *url, const char *file,
         return NULL;
     }
     pthread_mutex_init(&t->mu, NULL);
-    t->wake = -1;
+    t->thread.wake = -1;
     t->rotate_s = rotate_s;
     t->poll_s = rotate_s / 12 < 1 ? 1 : rotate_s / 12 > 60 ? 60 : rotate_s / 12;
     if (derive_seal(t, file, err) < 0 ||
@@ -400,11 +392,8 @@ inv_ticket_keys *inv_ticket_keys_open(const char *url, const char *file,
                      "ticket keys", setup, t, log, log_ctx, err) < 0)
         goto fail;
     t->link.outage = "the ticket keys in use stay until it is back";
-    if ((t->wake = eventfd(0, EFD_CLOEXEC)) < 0) {
-        twu_err(err, TW_ERR_INTERNAL, "eventfd: %s", strerror(errno));
-        goto fail;
-    }
-    if ((t->c = pg_link_first(&t->link, err)) == NULL || look(t, err) < 0)
+    if (pg_thread_init(&t->thread, err) < 0 ||
+        (t->c = pg_link_first(&t->link, err)) == NULL || look(t, err) < 0)
         goto fail;
     atomic_store(&t->up, 1);
     t->changed = 0; /* the first configuration has them */
@@ -416,30 +405,16 @@ fail:
 
 int inv_ticket_keys_run(inv_ticket_keys *t, tw_err *err)
 {
-    int rc = pthread_create(&t->thread, NULL, run, t);
-
-    if (rc != 0)
-        return twu_err(err, TW_ERR_INTERNAL, "cannot start the ticket keys "
-                       "thread: %s", strerror(rc));
-    t->running = 1;
-    return 0;
+    return pg_thread_start(&t->thread, run, t, "ticket keys", err);
 }
 
 void inv_ticket_keys_stop(inv_ticket_keys *t)
 {
-    uint64_t one = 1;
-
     if (t == NULL)
         return;
-    if (t->running) {
-        if (write(t->wake, &one, sizeof(one)) < 0)
-            (void)0; /* an eventfd write fails only on overflow */
-        pthread_join(t->thread, NULL);
-    }
+    pg_thread_stop(&t->thread);
     if (t->c != NULL)
         PQfinish(t->c);
-    if (t->wake >= 0)
-        close(t->wake);
     pg_link_free(&t->link);
     pthread_mutex_destroy(&t->mu);
     OPENSSL_cleanse(t, sizeof(*t));

@@ -30,16 +30,14 @@ Environment: TW_WRAP, TW_QUICK, TW_KEEP as in invoice_test.py.
 
 import json
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import invoice_test as it  # noqa: E402
-import pgserver  # noqa: E402
+import pgtest  # noqa: E402
 
 ok, fail, check, expect_eq = it.ok, it.fail, it.check, it.expect_eq
 SLOW = it.SLOW
@@ -394,54 +392,27 @@ def section_kill(tmp, p, pg, url):
         b.stop()
 
 
-def main():
-    if len(sys.argv) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    build = os.path.abspath(sys.argv[1])
-    it.SERVER = os.path.join(build, "src/invoice/invoice-server")
-    it.TWCA = os.path.join(build, "src/ca/twoway-ca")
-    tmp = tempfile.mkdtemp(prefix="twoway-pgtest.")
-    pg = None
-    started = time.monotonic()
-    try:
-        p = it.make_pki(tmp)
-        p.keys = os.path.join(tmp, "ticket.keys")
-        with open(os.open(p.keys, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-            f.write(os.urandom(80).hex() + "\n")
-        pg = pgserver.PgServer().start()
-        pg.createdb("twoway")
-        url = pg.url("twoway") + "&password=" + SECRET
-        ok("setup: a private PostgreSQL %s" % pg.psql("twoway", "SHOW server_version"))
-        sections = [("start", section_start), ("shared", section_shared),
-                    ("outage", section_outage), ("freeze", section_freeze),
-                    ("kill", section_kill)]
-        for name, fn in sections:
-            try:
-                fn(tmp, p, pg, url)
-            except Exception as e:  # noqa: BLE001 - report, go on
-                fail("%s: the section stopped on an unexpected error" % name,
-                     "%s: %s" % (type(e).__name__, e))
-            finally:
-                it.cleanup_servers()
-                if pg and not pg.running:
-                    pg.start()
-        print("# %.0f s" % (time.monotonic() - started), file=sys.stderr, flush=True)
-    except (it.SetupError, pgserver.PgError) as e:
-        fail("setup", e)
-    finally:
-        it.cleanup_servers()
-        if pg:
-            if it._failed:
-                print("# PostgreSQL log tail:\n" + pg.log()[-1500:], file=sys.stderr)
-            pg.cleanup()
-        if it.KEEP:
-            print("# TW_KEEP: the files are in %s" % tmp, file=sys.stderr, flush=True)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-        print("%d passed, %d failed" % (it._passed, it._failed), flush=True)
-    return 1 if it._failed else 0
+def checks(tmp, pg):
+    p = it.make_pki(tmp)
+    p.keys = os.path.join(tmp, "ticket.keys")
+    with open(os.open(p.keys, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+        f.write(os.urandom(80).hex() + "\n")
+    url = pg.url("twoway") + "&password=" + SECRET
+    ok("setup: a private PostgreSQL %s" % pg.psql("twoway", "SHOW server_version"))
+    sections = [("start", section_start), ("shared", section_shared),
+                ("outage", section_outage), ("freeze", section_freeze),
+                ("kill", section_kill)]
+    for name, fn in sections:
+        try:
+            fn(tmp, p, pg, url)
+        except Exception as e:  # noqa: BLE001 - report, go on
+            fail("%s: the section stopped on an unexpected error" % name,
+                 "%s: %s" % (type(e).__name__, e))
+        finally:
+            it.cleanup_servers()
+            if not pg.running:
+                pg.start()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(pgtest.run(__doc__, "twoway-pgtest.", checks))

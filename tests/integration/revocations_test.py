@@ -28,15 +28,14 @@ Environment: TW_WRAP, TW_QUICK, TW_KEEP as in invoice_test.py.
 
 import os
 import re
-import shutil
 import ssl
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import invoice_test as it  # noqa: E402
 import pgserver  # noqa: E402
+import pgtest  # noqa: E402
 
 ok, fail, check, expect_eq = it.ok, it.fail, it.check, it.expect_eq
 SLOW = it.SLOW
@@ -201,57 +200,28 @@ def section_restart(tmp, p, url, listen_url):
           r.returncode == 1 and "holds no twoway-ca index" in r.stderr, r.stderr[-300:])
 
 
-def main():
-    if len(sys.argv) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    build = os.path.abspath(sys.argv[1])
-    it.SERVER = os.path.join(build, "src/invoice/invoice-server")
-    it.TWCA = os.path.join(build, "src/ca/twoway-ca")
-    tmp = tempfile.mkdtemp(prefix="twoway-revtest.")
-    pg = None
-    started = time.monotonic()
-    try:
-        pg = pgserver.PgServer().start()
-        pg.createdb("twoway")
-        url = pg.url("twoway")
-        p = it.PKI(tmp)
-        p.tw("init", "abc", "--subject", "/O=ABC Inc.", "--db", url)
-        p.abc_ca = p.path("abc", "ca.cert.pem")
-        p.issue("srv", "/CN=localhost/O=InvoiceServer", "--server")
-        for name in ("mail", "mail2", "mail3"):
-            p.issue(name, "/CN=%s/O=MailServer" % name, "--client")
-        p.issue("ops", "/CN=ops/O=ABC Inc.", "--client")
-        p.keys = os.path.join(tmp, "ticket.keys")
-        with open(os.open(p.keys, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-            f.write(os.urandom(80).hex() + "\n")
-        # The listener reads the CA's certificates and nothing else.
-        pg.psql("twoway", "CREATE ROLE %s LOGIN; GRANT USAGE ON SCHEMA twoway_ca TO %s;"
-                          " GRANT SELECT ON twoway_ca.certs TO %s"
-                % (LISTENER, LISTENER, LISTENER))
-        listen_url = url.replace("user=" + pgserver.SUPERUSER, "user=" + LISTENER)
-        ok("setup: a private PostgreSQL with the CA index and a listener role")
-        a, b = section_pushed(tmp, p, pg, url, listen_url)
-        section_catch_up(p, pg, a, b)
-        section_restart(tmp, p, url, listen_url)
-        print("# %.0f s" % (time.monotonic() - started), file=sys.stderr, flush=True)
-    except (it.SetupError, pgserver.PgError) as e:
-        fail("setup", e)
-    except Exception as e:  # noqa: BLE001 - report
-        fail("the test stopped on an unexpected error", "%s: %s" % (type(e).__name__, e))
-    finally:
-        it.cleanup_servers()
-        if pg:
-            if it._failed:
-                print("# PostgreSQL log tail:\n" + pg.log()[-1500:], file=sys.stderr)
-            pg.cleanup()
-        if it.KEEP:
-            print("# TW_KEEP: the files are in %s" % tmp, file=sys.stderr, flush=True)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-        print("%d passed, %d failed" % (it._passed, it._failed), flush=True)
-    return 1 if it._failed else 0
+def checks(tmp, pg):
+    url = pg.url("twoway")
+    p = it.PKI(tmp)
+    p.tw("init", "abc", "--subject", "/O=ABC Inc.", "--db", url)
+    p.abc_ca = p.path("abc", "ca.cert.pem")
+    p.issue("srv", "/CN=localhost/O=InvoiceServer", "--server")
+    for name in ("mail", "mail2", "mail3"):
+        p.issue(name, "/CN=%s/O=MailServer" % name, "--client")
+    p.issue("ops", "/CN=ops/O=ABC Inc.", "--client")
+    p.keys = os.path.join(tmp, "ticket.keys")
+    with open(os.open(p.keys, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+        f.write(os.urandom(80).hex() + "\n")
+    # The listener reads the CA's certificates and nothing else.
+    pg.psql("twoway", "CREATE ROLE %s LOGIN; GRANT USAGE ON SCHEMA twoway_ca TO %s;"
+                      " GRANT SELECT ON twoway_ca.certs TO %s"
+            % (LISTENER, LISTENER, LISTENER))
+    listen_url = url.replace("user=" + pgserver.SUPERUSER, "user=" + LISTENER)
+    ok("setup: a private PostgreSQL with the CA index and a listener role")
+    a, b = section_pushed(tmp, p, pg, url, listen_url)
+    section_catch_up(p, pg, a, b)
+    section_restart(tmp, p, url, listen_url)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(pgtest.run(__doc__, "twoway-revtest.", checks))

@@ -24,14 +24,12 @@ Helpers come from invoice_test.py.  Environment: TW_WRAP, TW_KEEP.
 
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import invoice_test as it  # noqa: E402
-import pgserver  # noqa: E402
+import pgtest  # noqa: E402
 
 ok, fail, check, expect_eq = it.ok, it.fail, it.check, it.expect_eq
 SLOW = it.SLOW
@@ -150,45 +148,16 @@ def run_checks(tmp, p, pg, url):
           "exit %s: %s" % (res.returncode, res.stderr[-300:]))
 
 
-def main():
-    if len(sys.argv) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    build = os.path.abspath(sys.argv[1])
-    it.SERVER = os.path.join(build, "src/invoice/invoice-server")
-    it.TWCA = os.path.join(build, "src/ca/twoway-ca")
-    tmp = tempfile.mkdtemp(prefix="twoway-tktest.")
-    pg = None
-    started = time.monotonic()
-    try:
-        p = it.PKI(tmp)
-        p.tw("init", "abc", "--subject", "/O=ABC Inc.")
-        p.abc_ca = p.path("abc", "ca.cert.pem")
-        p.issue("srv", "/CN=localhost/O=InvoiceServer", "--server")
-        p.issue("mail", "/CN=mail/O=MailServer", "--client")
-        p.issue("ops", "/CN=ops/O=ABC Inc.", "--client")
-        pg = pgserver.PgServer().start()
-        pg.createdb("twoway")
-        ok("setup: a private PostgreSQL")
-        run_checks(tmp, p, pg, pg.url("twoway"))
-        print("# %.0f s" % (time.monotonic() - started), file=sys.stderr, flush=True)
-    except (it.SetupError, pgserver.PgError) as e:
-        fail("setup", e)
-    except Exception as e:  # noqa: BLE001 - report
-        fail("the test stopped on an unexpected error", "%s: %s" % (type(e).__name__, e))
-    finally:
-        it.cleanup_servers()
-        if pg:
-            if it._failed:
-                print("# PostgreSQL log tail:\n" + pg.log()[-1500:], file=sys.stderr)
-            pg.cleanup()
-        if it.KEEP:
-            print("# TW_KEEP: the files are in %s" % tmp, file=sys.stderr, flush=True)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-        print("%d passed, %d failed" % (it._passed, it._failed), flush=True)
-    return 1 if it._failed else 0
+def checks(tmp, pg):
+    p = it.PKI(tmp)
+    p.tw("init", "abc", "--subject", "/O=ABC Inc.")
+    p.abc_ca = p.path("abc", "ca.cert.pem")
+    p.issue("srv", "/CN=localhost/O=InvoiceServer", "--server")
+    p.issue("mail", "/CN=mail/O=MailServer", "--client")
+    p.issue("ops", "/CN=ops/O=ABC Inc.", "--client")
+    ok("setup: a private PostgreSQL")
+    run_checks(tmp, p, pg, pg.url("twoway"))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(pgtest.run(__doc__, "twoway-tktest.", checks))
