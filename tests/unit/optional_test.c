@@ -14,12 +14,7 @@
 #include "unit_helpers.h"
 #include "tls_internal.h"
 
-#include <openssl/core_names.h>
-#include <openssl/param_build.h>
-
-#include <errno.h>
-#include <fcntl.h>
-#include <sys/socket.h>
+#include "tls_pair.h"
 
 static const unsigned char good_serial[] = {0x0b, 0, 0, 0, 0, 0, 0, 0x01};
 static const unsigned char revoked_serial[] = {0x0b, 0, 0, 0, 0, 0, 0, 0x02};
@@ -49,8 +44,8 @@ static const char *const rules[] = {
     "no certificate was presented: the peer must send one (give it a "       \
     "certificate and key issued by the CA)"
 
-static void write_pair(struct fx *f, enum who w, const char *name,
-                       const tw_cert *cert, const tw_key *key)
+static void write_client_pair(struct fx *f, enum who w, const char *name,
+                              const tw_cert *cert, const tw_key *key)
 {
     char file[64];
     tw_err err;
@@ -115,11 +110,11 @@ static int group_setup(void **state)
     th_path(f->server_key, f->dir, "server.key");
     assert_int_equal(tw_cert_write_file(server, f->server_cert, &err), 0);
     assert_int_equal(tw_key_write_file(sk, f->server_key, NULL, &err), 0);
-    write_pair(f, GOOD, "good", f->good, f->good_key);
-    write_pair(f, REVOKED, "revoked", f->revoked, rk);
-    write_pair(f, EXPIRED, "expired", expired, ek);
-    write_pair(f, UNKNOWN_CA, "stranger", stranger, ok);
-    write_pair(f, WRONG_USAGE, "usage", usage, uk);
+    write_client_pair(f, GOOD, "good", f->good, f->good_key);
+    write_client_pair(f, REVOKED, "revoked", f->revoked, rk);
+    write_client_pair(f, EXPIRED, "expired", expired, ek);
+    write_client_pair(f, UNKNOWN_CA, "stranger", stranger, ok);
+    write_client_pair(f, WRONG_USAGE, "usage", usage, uk);
     /* The CA's CRL, revoking "revoked"; and one revoking nothing. */
     assert_non_null(id = tw_identity_from_cert(f->revoked, NULL));
     r = (tw_revoked){.serial_hex = tw_identity_serial(id),
@@ -163,15 +158,14 @@ static int group_teardown(void **state)
 
 /* ------------------------------------------------- servers and clients */
 
-static tw_config *server_config(const struct fx *f, int mode, const char *crl,
-                                int with_rules)
+/* A server asking for client certificates in `mode`, with the CRL `crl`
+ * and, with_rules, the rules above. */
+static tw_config *server_config_in_mode(const struct fx *f, int mode,
+                                        const char *crl, int with_rules)
 {
-    tw_config *cfg = tw_config_new();
+    tw_config *cfg = config_with_files(f->ca_file, f->server_cert,
+                                       f->server_key);
 
-    assert_non_null(cfg);
-    assert_int_equal(tw_config_set_ca_file(cfg, f->ca_file), 0);
-    assert_int_equal(tw_config_set_keypair_file(cfg, f->server_cert,
-                                                f->server_key), 0);
     assert_int_equal(tw_config_set_crl_file(cfg, crl), 0);
     assert_int_equal(tw_config_set_client_cert(cfg, mode), 0);
     for (size_t i = 0; with_rules && i < sizeof(rules) / sizeof(rules[0]); i++)
@@ -179,103 +173,28 @@ static tw_config *server_config(const struct fx *f, int mode, const char *crl,
     return cfg;
 }
 
-static tw_server *server_new(const struct fx *f, int mode, const char *crl,
-                             int with_rules, const char *ticket_keys)
+static tw_server *server_in_mode(const struct fx *f, int mode, const char *crl,
+                                 int with_rules, const char *ticket_keys)
 {
-    tw_config *cfg = server_config(f, mode, crl, with_rules);
+    tw_config *cfg = server_config_in_mode(f, mode, crl, with_rules);
     tw_server *srv;
-    tw_err err;
 
     if (ticket_keys != NULL)
         assert_int_equal(tw_config_set_ticket_keys_file(cfg, ticket_keys), 0);
-    if ((srv = tw_server_new(cfg, &err)) == NULL)
-        fail_msg("server: %s", err.msg);
+    srv = server_from(cfg);
     tw_config_free(cfg);
     return srv;
 }
 
-static tw_client *client_new(const struct fx *f, enum who w, int version)
+/* The client `w`, speaking `version` only. */
+static tw_client *client_as(const struct fx *f, enum who w, int version)
 {
-    tw_config *cfg = tw_config_new();
-    tw_client *cli;
-    tw_err err;
+    tw_config *cfg = client_config(f->ca_file, w == NOBODY ? NULL : f->cert[w],
+                                   f->key[w], version, version);
+    tw_client *cli = client_from(cfg);
 
-    assert_non_null(cfg);
-    assert_int_equal(tw_config_set_ca_file(cfg, f->ca_file), 0);
-    if (w != NOBODY)
-        assert_int_equal(tw_config_set_keypair_file(cfg, f->cert[w],
-                                                    f->key[w]), 0);
-    assert_int_equal(tw_config_set_protocols(cfg, version, version), 0);
-    if ((cli = tw_client_new(cfg, &err)) == NULL)
-        fail_msg("client: %s", err.msg);
     tw_config_free(cfg);
     return cli;
-}
-
-struct pair {
-    int fds[2];
-    tw_conn *s, *c;
-    int s_rc, c_rc;
-};
-
-static int pending(int rc)
-{
-    return rc == TW_WANT_READ || rc == TW_WANT_WRITE;
-}
-
-/* Both handshakes; when both succeed, a request and an answer (a TLS 1.3
- * client finishes before the server has read its certificate, and learns
- * of a refusal only when it reads). */
-static void pair_run(struct pair *pr, tw_server *srv, tw_client *cli)
-{
-    char buf[64];
-    long n = -1;
-    tw_err err;
-
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, pr->fds), 0);
-    assert_int_equal(fcntl(pr->fds[0], F_SETFL, O_NONBLOCK), 0);
-    assert_int_equal(fcntl(pr->fds[1], F_SETFL, O_NONBLOCK), 0);
-    assert_non_null(pr->s = tw_server_accept(srv, pr->fds[0], &err));
-    assert_non_null(pr->c = tw_client_connect(cli, pr->fds[1], "localhost",
-                                              &err));
-    pr->s_rc = pr->c_rc = TW_WANT_READ;
-    for (int i = 0; i < 100 && (pending(pr->s_rc) || pending(pr->c_rc)); i++) {
-        if (pending(pr->c_rc))
-            pr->c_rc = tw_conn_handshake(pr->c);
-        if (pending(pr->s_rc))
-            pr->s_rc = tw_conn_handshake(pr->s);
-    }
-    if (pr->c_rc != 0)
-        return;
-    if (pr->s_rc != 0) {
-        for (int i = 0; i < 50 && (n = tw_conn_read(pr->c, buf,
-                                                    sizeof(buf))) == TW_WANT_READ;)
-            i++;
-        pr->c_rc = (int)n;
-        return;
-    }
-    assert_int_equal(tw_conn_write(pr->c, "ping", 4), 4);
-    for (int i = 0; i < 50 && (n = tw_conn_read(pr->s, buf, sizeof(buf))) < 0;)
-        i++;
-    assert_int_equal(n, 4);
-    assert_int_equal(tw_conn_write(pr->s, "pong", 4), 4);
-    for (int i = 0; i < 50 && (n = tw_conn_read(pr->c, buf, sizeof(buf))) < 0;)
-        i++;
-    assert_int_equal(n, 4);
-    /* TLS 1.3 tickets arrive behind the data; read them too. */
-    n = tw_conn_read(pr->c, buf, sizeof(buf));
-    assert_true(n == TW_WANT_READ || n > 0);
-}
-
-/* Close both ends with close_notify, so that OpenSSL keeps the sessions. */
-static void pair_close(struct pair *pr)
-{
-    (void)tw_conn_shutdown(pr->s);
-    (void)tw_conn_shutdown(pr->c);
-    tw_conn_free(pr->s);
-    tw_conn_free(pr->c);
-    close(pr->fds[0]);
-    close(pr->fds[1]);
 }
 
 /* One connection of client `w` to a fresh server; the server's result. */
@@ -283,9 +202,9 @@ static int connect_once(const struct fx *f, int mode, int with_rules,
                         enum who w, int version, struct pair *pr,
                         tw_server **srv, tw_client **cli)
 {
-    *srv = server_new(f, mode, f->crl, with_rules, NULL);
-    *cli = client_new(f, w, version);
-    pair_run(pr, *srv, *cli);
+    *srv = server_in_mode(f, mode, f->crl, with_rules, NULL);
+    *cli = client_as(f, w, version);
+    pair_settle(pr, *srv, *cli, "localhost");
     return pr->s_rc;
 }
 
@@ -491,71 +410,6 @@ static void refused_certificates_connect_unverified_with_the_reason(
 
 /* -------------------------------------- a handshake signed with another key */
 
-/* A key with `pub`'s public half and `priv`'s private half (both EC P-256):
- * its signatures do not verify with `pub`'s certificate (refusal_test.c
- * explains why OpenSSL takes it). */
-static EVP_PKEY *mismatched_key(const tw_key *pub, const tw_key *priv)
-{
-    unsigned char point[256];
-    size_t len = 0;
-    BIGNUM *scalar = NULL;
-    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
-    OSSL_PARAM *params;
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-    EVP_PKEY *key = NULL;
-
-    assert_non_null(bld);
-    assert_non_null(ctx);
-    assert_int_equal(EVP_PKEY_get_octet_string_param(pub->pkey,
-                                                     OSSL_PKEY_PARAM_PUB_KEY,
-                                                     point, sizeof(point),
-                                                     &len), 1);
-    assert_int_equal(EVP_PKEY_get_bn_param(priv->pkey, OSSL_PKEY_PARAM_PRIV_KEY,
-                                           &scalar), 1);
-    assert_int_equal(OSSL_PARAM_BLD_push_utf8_string(
-                         bld, OSSL_PKEY_PARAM_GROUP_NAME, "P-256", 0), 1);
-    assert_int_equal(OSSL_PARAM_BLD_push_octet_string(
-                         bld, OSSL_PKEY_PARAM_PUB_KEY, point, len), 1);
-    assert_int_equal(OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY,
-                                            scalar), 1);
-    assert_non_null(params = OSSL_PARAM_BLD_to_param(bld));
-    assert_int_equal(EVP_PKEY_fromdata_init(ctx), 1);
-    assert_int_equal(EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_KEYPAIR, params), 1);
-    OSSL_PARAM_free(params);
-    OSSL_PARAM_BLD_free(bld);
-    BN_clear_free(scalar);
-    EVP_PKEY_CTX_free(ctx);
-    return key;
-}
-
-/* Drive an OpenSSL client and our server until neither moves; the client
- * reads once after its handshake, to receive the alert.  Returns the alert
- * it received (the SSL_R_ reason), or 0. */
-static unsigned long drive(SSL *raw, tw_conn *tw, int *tw_rc)
-{
-    int raw_rc = -1;
-    char buf[16];
-
-    *tw_rc = TW_WANT_READ;
-    for (int i = 0; i < 100; i++) {
-        if (raw_rc != 1) {
-            ERR_clear_error();
-            raw_rc = SSL_do_handshake(raw);
-            if (raw_rc != 1 && SSL_get_error(raw, raw_rc) == SSL_ERROR_SSL)
-                return ERR_GET_REASON(ERR_peek_last_error());
-        }
-        if (pending(*tw_rc))
-            *tw_rc = tw_conn_handshake(tw);
-        if (raw_rc == 1 && !pending(*tw_rc)) {
-            ERR_clear_error();
-            if (SSL_read(raw, buf, sizeof(buf)) <= 0 &&
-                ERR_peek_last_error() != 0)
-                return ERR_GET_REASON(ERR_peek_last_error());
-        }
-    }
-    return 0;
-}
-
 /* The proof of the key stays a condition of the connection: a client that
  * signs with a key that is not its certificate's (a stolen certificate) is
  * refused in the handshake, whether its certificate verifies or not. */
@@ -571,8 +425,8 @@ static void client_signing_with_another_key_gets_no_connection(void **state)
     revoked_key = mismatched_key(rk, f->stranger_key);
     for (int v = 0; v < 2; v++) {
         for (int k = 0; k < 2; k++) {
-            tw_server *srv = server_new(f, TW_CLIENT_CERT_OPTIONAL, f->crl, 1,
-                                        NULL);
+            tw_server *srv = server_in_mode(f, TW_CLIENT_CERT_OPTIONAL,
+                                            f->crl, 1, NULL);
             const tw_cert *cert = k == 0 ? f->good : f->revoked;
             SSL_CTX *ctx;
             SSL *raw;
@@ -582,22 +436,10 @@ static void client_signing_with_another_key_gets_no_connection(void **state)
             char expected[512];
             tw_err err;
 
-            assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-            assert_int_equal(fcntl(fds[0], F_SETFL, O_NONBLOCK), 0);
-            assert_int_equal(fcntl(fds[1], F_SETFL, O_NONBLOCK), 0);
+            pair_sockets(fds);
             assert_non_null(s = tw_server_accept(srv, fds[0], &err));
-            assert_non_null(ctx = SSL_CTX_new(TLS_client_method()));
-            assert_int_equal(SSL_CTX_set_min_proto_version(ctx,
-                                                           raw_versions[v]), 1);
-            assert_int_equal(SSL_CTX_set_max_proto_version(ctx,
-                                                           raw_versions[v]), 1);
-            assert_int_equal(SSL_CTX_use_certificate(ctx, cert->x509), 1);
-            assert_int_equal(SSL_CTX_use_PrivateKey(ctx, k == 0 ? key
-                                                                : revoked_key),
-                             1);
-            assert_non_null(raw = SSL_new(ctx));
-            assert_int_equal(SSL_set_fd(raw, fds[1]), 1);
-            SSL_set_connect_state(raw);
+            raw = raw_peer(&ctx, 0, raw_versions[v], fds[1], cert->x509,
+                           k == 0 ? key : revoked_key);
             assert_int_equal(drive(raw, s, &s_rc),
                              SSL_R_TLSV1_ALERT_DECRYPT_ERROR);
             assert_int_equal(s_rc, -1);
@@ -662,16 +504,17 @@ static void unverified_sessions_are_not_resumed(void **state)
     for (int tickets = 0; tickets < 2; tickets++) {
         for (int v = 0; v < 2; v++) {
             for (size_t k = 0; k < sizeof(clients) / sizeof(clients[0]); k++) {
-                tw_server *srv = server_new(f, TW_CLIENT_CERT_OPTIONAL, f->crl,
-                                            1, tickets ? keys : NULL);
-                tw_client *cli = client_new(f, clients[k].w, versions[v]);
+                tw_server *srv = server_in_mode(f, TW_CLIENT_CERT_OPTIONAL,
+                                                f->crl, 1,
+                                                tickets ? keys : NULL);
+                tw_client *cli = client_as(f, clients[k].w, versions[v]);
                 int good = clients[k].w == GOOD;
 
                 for (int round = 0; round < 2; round++) {
                     struct pair pr;
                     tw_err why;
 
-                    pair_run(&pr, srv, cli);
+                    pair_settle(&pr, srv, cli, "localhost");
                     assert_int_equal(pr.s_rc, 0);
                     assert_int_equal(pr.c_rc, 0);
                     if (tw_conn_resumed(pr.s) != (good && round > 0))
@@ -744,19 +587,15 @@ static void resumed_session_of_an_expired_certificate_is_unverified(
     /* First connections, verified, while the certificate is valid. */
     for (int tickets = 0; tickets < 2; tickets++) {
         for (int v = 0; v < 2; v++) {
-            tw_config *cc = tw_config_new();
+            tw_config *cc = client_config(f->ca_file, cert, key, versions[v],
+                                          versions[v]);
             struct pair pr;
 
-            srv[tickets][v] = server_new(f, TW_CLIENT_CERT_OPTIONAL, f->crl, 0,
-                                         tickets ? keys : NULL);
-            assert_non_null(cc);
-            assert_int_equal(tw_config_set_ca_file(cc, f->ca_file), 0);
-            assert_int_equal(tw_config_set_keypair_file(cc, cert, key), 0);
-            assert_int_equal(tw_config_set_protocols(cc, versions[v],
-                                                     versions[v]), 0);
+            srv[tickets][v] = server_in_mode(f, TW_CLIENT_CERT_OPTIONAL, f->crl,
+                                             0, tickets ? keys : NULL);
             assert_non_null(cli[tickets][v] = tw_client_new(cc, &err));
             tw_config_free(cc);
-            pair_run(&pr, srv[tickets][v], cli[tickets][v]);
+            pair_settle(&pr, srv[tickets][v], cli[tickets][v], "localhost");
             assert_int_equal(pr.s_rc, 0);
             assert_int_equal(tw_conn_peer_verified(pr.s, NULL), 1);
             pair_close(&pr);
@@ -768,7 +607,7 @@ static void resumed_session_of_an_expired_certificate_is_unverified(
             struct pair pr;
             tw_err why;
 
-            pair_run(&pr, srv[tickets][v], cli[tickets][v]);
+            pair_settle(&pr, srv[tickets][v], cli[tickets][v], "localhost");
             assert_int_equal(pr.s_rc, 0);
             assert_int_equal(pr.c_rc, 0);
             assert_int_equal(tw_conn_resumed(pr.s), !tickets);
@@ -804,19 +643,19 @@ static void refresh_decides_again_without_failing_the_connection(
     struct fx *f = *state;
 
     for (int v = 0; v < 2; v++) {
-        tw_config *revoking = server_config(f, TW_CLIENT_CERT_OPTIONAL,
-                                            f->crl, 1);
-        tw_config *lifting = server_config(f, TW_CLIENT_CERT_OPTIONAL,
-                                           f->empty_crl, 1);
-        tw_server *srv = server_new(f, TW_CLIENT_CERT_OPTIONAL, f->empty_crl,
-                                    1, NULL);
-        tw_client *cli = client_new(f, REVOKED, versions[v]);
-        tw_client *anon = client_new(f, NOBODY, versions[v]);
+        tw_config *revoking = server_config_in_mode(
+            f, TW_CLIENT_CERT_OPTIONAL, f->crl, 1);
+        tw_config *lifting = server_config_in_mode(
+            f, TW_CLIENT_CERT_OPTIONAL, f->empty_crl, 1);
+        tw_server *srv = server_in_mode(f, TW_CLIENT_CERT_OPTIONAL,
+                                        f->empty_crl, 1, NULL);
+        tw_client *cli = client_as(f, REVOKED, versions[v]);
+        tw_client *anon = client_as(f, NOBODY, versions[v]);
         struct pair pr, none;
         tw_err why;
 
-        pair_run(&pr, srv, cli);
-        pair_run(&none, srv, anon);
+        pair_settle(&pr, srv, cli, "localhost");
+        pair_settle(&none, srv, anon, "localhost");
         assert_int_equal(pr.s_rc, 0);
         assert_int_equal(none.s_rc, 0);
         assert_int_equal(tw_conn_peer_verified(pr.s, NULL), 1);
@@ -856,14 +695,15 @@ static void refresh_decides_again_without_failing_the_connection(
 static void required_refresh_still_fails_and_grants_nothing(void **state)
 {
     struct fx *f = *state;
-    tw_config *revoking = server_config(f, TW_CLIENT_CERT_REQUIRED, f->crl, 1);
-    tw_server *srv = server_new(f, TW_CLIENT_CERT_REQUIRED, f->empty_crl, 1,
-                                NULL);
-    tw_client *cli = client_new(f, REVOKED, TW_TLS_1_3);
+    tw_config *revoking = server_config_in_mode(f, TW_CLIENT_CERT_REQUIRED,
+                                                f->crl, 1);
+    tw_server *srv = server_in_mode(f, TW_CLIENT_CERT_REQUIRED, f->empty_crl,
+                                    1, NULL);
+    tw_client *cli = client_as(f, REVOKED, TW_TLS_1_3);
     struct pair pr;
     tw_err why;
 
-    pair_run(&pr, srv, cli);
+    pair_settle(&pr, srv, cli, "localhost");
     assert_int_equal(pr.s_rc, 0);
     assert_int_equal(tw_conn_peer_verified(pr.s, NULL), 1);
     assert_int_equal(tw_server_reload(srv, revoking, &why), 0);
@@ -912,7 +752,7 @@ static void client_cert_mode_errors(void **state)
     assert_int_equal(cfg->client_cert, TW_CLIENT_CERT_OPTIONAL);
     tw_config_free(cfg);
     /* Before the handshake there is no peer to speak of. */
-    srv = server_new(f, TW_CLIENT_CERT_OPTIONAL, NULL, 0, NULL);
+    srv = server_in_mode(f, TW_CLIENT_CERT_OPTIONAL, NULL, 0, NULL);
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
     assert_non_null(s = tw_server_accept(srv, fds[0], &err));
     assert_int_equal(tw_conn_peer_verified(s, &err), 0);

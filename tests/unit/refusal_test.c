@@ -15,13 +15,9 @@
  */
 #include "unit_helpers.h"
 
-#include <openssl/core_names.h>
-#include <openssl/param_build.h>
-#include <openssl/ssl.h>
+#include "tls_pair.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <sys/socket.h>
 
 struct fx {
     char *dir;
@@ -173,72 +169,29 @@ static int group_teardown(void **state)
 
 /* ------------------------------------------------- servers and clients */
 
-static tw_server *server_new(const struct fx *f, const char *crl)
+/* A server that trusts the root alone, with the CRL `crl` (NULL: none). */
+static tw_server *server_trusting_root(const struct fx *f, const char *crl)
 {
-    tw_config *cfg = tw_config_new();
+    tw_config *cfg = config_with_files(f->root, f->server_cert, f->server_key);
     tw_server *srv;
-    tw_err err;
 
-    assert_non_null(cfg);
-    assert_int_equal(tw_config_set_ca_file(cfg, f->root), 0);
-    assert_int_equal(tw_config_set_keypair_file(cfg, f->server_cert,
-                                                f->server_key), 0);
     if (crl != NULL)
         assert_int_equal(tw_config_set_crl_file(cfg, crl), 0);
-    if ((srv = tw_server_new(cfg, &err)) == NULL)
-        fail_msg("server: %s", err.msg);
+    srv = server_from(cfg);
     tw_config_free(cfg);
     return srv;
 }
 
-static tw_client *client_new(const struct fx *f, const char *cert,
-                             const char *key, int max_version)
+/* A client presenting `cert` with `key`, TLS 1.2 up to max_version. */
+static tw_client *client_presenting(const struct fx *f, const char *cert,
+                                    const char *key, int max_version)
 {
-    tw_config *cfg = tw_config_new();
-    tw_client *cli;
-    tw_err err;
+    tw_config *cfg = client_config(f->root, cert, key, TW_TLS_1_2,
+                                   max_version);
+    tw_client *cli = client_from(cfg);
 
-    assert_non_null(cfg);
-    assert_int_equal(tw_config_set_ca_file(cfg, f->root), 0);
-    assert_int_equal(tw_config_set_keypair_file(cfg, cert, key), 0);
-    assert_int_equal(tw_config_set_protocols(cfg, TW_TLS_1_2, max_version), 0);
-    if ((cli = tw_client_new(cfg, &err)) == NULL)
-        fail_msg("client: %s", err.msg);
     tw_config_free(cfg);
     return cli;
-}
-
-static void socket_pair(int fds[2])
-{
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-    assert_int_equal(fcntl(fds[0], F_SETFL, O_NONBLOCK), 0);
-    assert_int_equal(fcntl(fds[1], F_SETFL, O_NONBLOCK), 0);
-}
-
-static int pending(int rc)
-{
-    return rc == TW_WANT_READ || rc == TW_WANT_WRITE;
-}
-
-/* Both handshakes to their end; a TLS 1.3 client whose certificate is
- * refused learns of it only when it reads, so it reads once. */
-static void handshake(tw_conn *s, tw_conn *c, int *s_rc, int *c_rc)
-{
-    char buf[16];
-
-    *s_rc = *c_rc = TW_WANT_READ;
-    for (int i = 0; i < 100 && (pending(*s_rc) || pending(*c_rc)); i++) {
-        if (pending(*c_rc))
-            *c_rc = tw_conn_handshake(c);
-        if (pending(*s_rc))
-            *s_rc = tw_conn_handshake(s);
-    }
-    for (int i = 0; i < 100 && *c_rc == 0 && *s_rc != 0; i++) {
-        long n = tw_conn_read(c, buf, sizeof(buf));
-
-        if (n != TW_WANT_READ)
-            *c_rc = (int)n;
-    }
 }
 
 /* -------------------------------------- 1. an intermediate we don't have */
@@ -252,28 +205,21 @@ static int orphan_handshake(const struct fx *f, const char *cert,
                             const char *crl, int max_version, tw_err *s_err,
                             tw_err *c_err, tw_identity **refused)
 {
-    tw_server *srv = server_new(f, crl);
-    tw_client *cli = client_new(f, cert, f->orphan_key, max_version);
-    tw_conn *s, *c;
-    int fds[2], s_rc, c_rc;
-    tw_err err;
+    tw_server *srv = server_trusting_root(f, crl);
+    tw_client *cli = client_presenting(f, cert, f->orphan_key, max_version);
+    struct pair pr;
 
-    socket_pair(fds);
-    assert_non_null(s = tw_server_accept(srv, fds[0], &err));
-    assert_non_null(c = tw_client_connect(cli, fds[1], "localhost", &err));
-    handshake(s, c, &s_rc, &c_rc);
-    *s_err = *tw_conn_err(s);
-    *c_err = *tw_conn_err(c);
-    *refused = tw_conn_refused_identity(s);
-    if (s_rc == -1)
-        assert_int_equal(c_rc, -1);
-    tw_conn_free(s);
-    tw_conn_free(c);
-    close(fds[0]);
-    close(fds[1]);
+    pair_try(&pr, srv, cli);
+    pair_hear_refusal(&pr);
+    *s_err = *tw_conn_err(pr.s);
+    *c_err = *tw_conn_err(pr.c);
+    *refused = tw_conn_refused_identity(pr.s);
+    if (pr.s_rc == -1)
+        assert_int_equal(pr.c_rc, -1);
+    pair_free(&pr);
     tw_client_free(cli);
     tw_server_free(srv);
-    return s_rc;
+    return pr.s_rc;
 }
 
 static void assert_orphan_refused(const tw_err *s_err, const tw_err *c_err,
@@ -346,37 +292,28 @@ static void unknown_intermediate_after_a_reload_adding_a_crl_is_unknown_ca(
     void **state)
 {
     struct fx *f = *state;
-    tw_server *srv = server_new(f, NULL);
-    tw_client *cli = client_new(f, f->orphan_chain, f->orphan_key, TW_TLS_1_3);
-    tw_config *cfg = tw_config_new();
-    tw_conn *s, *c;
+    tw_server *srv = server_trusting_root(f, NULL);
+    tw_client *cli = client_presenting(f, f->orphan_chain, f->orphan_key,
+                                       TW_TLS_1_3);
+    tw_config *cfg = config_with_files(f->root, f->server_cert, f->server_key);
     tw_identity *refused;
-    int fds[2], s_rc, c_rc;
+    struct pair pr;
     tw_err err;
 
-    socket_pair(fds);
-    assert_non_null(s = tw_server_accept(srv, fds[0], &err));
-    assert_non_null(c = tw_client_connect(cli, fds[1], "localhost", &err));
-    handshake(s, c, &s_rc, &c_rc);
-    assert_int_equal(s_rc, 0);
-    assert_int_equal(tw_conn_refresh(s), 0);
-    assert_non_null(cfg);
-    assert_int_equal(tw_config_set_ca_file(cfg, f->root), 0);
-    assert_int_equal(tw_config_set_keypair_file(cfg, f->server_cert,
-                                                f->server_key), 0);
+    pair_try(&pr, srv, cli);
+    assert_int_equal(pr.s_rc, 0);
+    assert_int_equal(tw_conn_refresh(pr.s), 0);
     assert_int_equal(tw_config_set_crl_file(cfg, f->crl), 0);
     assert_int_equal(tw_server_reload(srv, cfg, &err), 0);
-    assert_int_equal(tw_conn_refresh(s), -1);
-    th_assert_rejected(*tw_conn_err(s), TW_REASON_UNKNOWN_CA, ORPHAN_REFUSED);
-    refused = tw_conn_refused_identity(s);
+    assert_int_equal(tw_conn_refresh(pr.s), -1);
+    th_assert_rejected(*tw_conn_err(pr.s), TW_REASON_UNKNOWN_CA,
+                       ORPHAN_REFUSED);
+    refused = tw_conn_refused_identity(pr.s);
     assert_non_null(refused);
     assert_string_equal(tw_identity_serial(refused), "0A00000000000001");
     tw_identity_free(refused);
     tw_config_free(cfg);
-    tw_conn_free(s);
-    tw_conn_free(c);
-    close(fds[0]);
-    close(fds[1]);
+    pair_free(&pr);
     tw_client_free(cli);
     tw_server_free(srv);
 }
@@ -391,131 +328,27 @@ static void unknown_intermediate_after_a_reload_adding_a_crl_is_unknown_ca(
 static void refreshed_connection_keeps_its_generation_until_freed(void **state)
 {
     struct fx *f = *state;
-    tw_server *srv = server_new(f, NULL);
-    tw_client *cli = client_new(f, f->client_cert, f->client_key, TW_TLS_1_2);
-    tw_config *cfg = tw_config_new();
-    tw_conn *s, *c;
-    int fds[2], s_rc, c_rc;
+    tw_server *srv = server_trusting_root(f, NULL);
+    tw_client *cli = client_presenting(f, f->client_cert, f->client_key,
+                                       TW_TLS_1_2);
+    tw_config *cfg = config_with_files(f->root, f->server_cert, f->server_key);
+    struct pair pr;
     tw_err err;
 
-    assert_non_null(cfg);
-    assert_int_equal(tw_config_set_ca_file(cfg, f->root), 0);
-    assert_int_equal(tw_config_set_keypair_file(cfg, f->server_cert,
-                                                f->server_key), 0);
-    socket_pair(fds);
-    assert_non_null(s = tw_server_accept(srv, fds[0], &err));
-    assert_non_null(c = tw_client_connect(cli, fds[1], "localhost", &err));
-    handshake(s, c, &s_rc, &c_rc);
-    assert_int_equal(s_rc, 0);
+    pair_try(&pr, srv, cli);
+    assert_int_equal(pr.s_rc, 0);
     for (unsigned gen = 2; gen <= 3; gen++) {
         assert_int_equal(tw_server_reload(srv, cfg, &err), 0);
-        assert_int_equal(tw_conn_refresh(s), 0);
-        assert_int_equal(tw_conn_generation(s), gen);
+        assert_int_equal(tw_conn_refresh(pr.s), 0);
+        assert_int_equal(tw_conn_generation(pr.s), gen);
     }
-    tw_server_free(srv); /* generations 1 and 3 live on in s alone */
-    tw_conn_free(s);
-    tw_conn_free(c);
-    close(fds[0]);
-    close(fds[1]);
+    tw_server_free(srv); /* generations 1 and 3 live on in pr.s alone */
+    pair_free(&pr); /* no close_notify: SSL_free drops the session */
     tw_config_free(cfg);
     tw_client_free(cli);
 }
 
 /* ------------------------------- 2. a handshake signed with another key */
-
-/*
- * A key whose public half is `pub`'s and whose private half is `priv`'s
- * (both EC P-256).  OpenSSL will not pair a certificate with another
- * certificate's key: SSL_CTX_use_PrivateKey and SSL_use_cert_and_key (even
- * with override = 1) refuse it ("private key mismatch").  They compare the
- * public halves only, so this key passes, and every signature made with it
- * is `priv`'s: a CertificateVerify that does not verify with the
- * certificate, as a client holding a stolen certificate would send.
- */
-static EVP_PKEY *mismatched_key(const tw_key *pub, const tw_key *priv)
-{
-    unsigned char point[256];
-    size_t len = 0;
-    BIGNUM *scalar = NULL;
-    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
-    OSSL_PARAM *params;
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-    EVP_PKEY *key = NULL;
-
-    assert_non_null(bld);
-    assert_non_null(ctx);
-    assert_int_equal(EVP_PKEY_get_octet_string_param(pub->pkey,
-                                                     OSSL_PKEY_PARAM_PUB_KEY,
-                                                     point, sizeof(point),
-                                                     &len), 1);
-    assert_int_equal(EVP_PKEY_get_bn_param(priv->pkey, OSSL_PKEY_PARAM_PRIV_KEY,
-                                           &scalar), 1);
-    assert_int_equal(OSSL_PARAM_BLD_push_utf8_string(
-                         bld, OSSL_PKEY_PARAM_GROUP_NAME, "P-256", 0), 1);
-    assert_int_equal(OSSL_PARAM_BLD_push_octet_string(
-                         bld, OSSL_PKEY_PARAM_PUB_KEY, point, len), 1);
-    assert_int_equal(OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY,
-                                            scalar), 1);
-    assert_non_null(params = OSSL_PARAM_BLD_to_param(bld));
-    assert_int_equal(EVP_PKEY_fromdata_init(ctx), 1);
-    assert_int_equal(EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_KEYPAIR, params), 1);
-    OSSL_PARAM_free(params);
-    OSSL_PARAM_BLD_free(bld);
-    BN_clear_free(scalar);
-    EVP_PKEY_CTX_free(ctx);
-    return key;
-}
-
-/* An OpenSSL client (or server) presenting `cert` with `key`. */
-static SSL *raw_peer(SSL_CTX **ctx, int is_server, int version, int fd,
-                     X509 *cert, EVP_PKEY *key)
-{
-    SSL *ssl;
-
-    *ctx = SSL_CTX_new(is_server ? TLS_server_method() : TLS_client_method());
-    assert_non_null(*ctx);
-    assert_int_equal(SSL_CTX_set_min_proto_version(*ctx, version), 1);
-    assert_int_equal(SSL_CTX_set_max_proto_version(*ctx, version), 1);
-    if (is_server)
-        SSL_CTX_set_verify(*ctx, SSL_VERIFY_PEER, NULL);
-    assert_int_equal(SSL_CTX_use_certificate(*ctx, cert), 1);
-    assert_int_equal(SSL_CTX_use_PrivateKey(*ctx, key), 1);
-    assert_non_null(ssl = SSL_new(*ctx));
-    assert_int_equal(SSL_set_fd(ssl, fd), 1);
-    if (is_server)
-        SSL_set_accept_state(ssl);
-    else
-        SSL_set_connect_state(ssl);
-    return ssl;
-}
-
-/* Drive `raw` and `tw` until neither moves; `raw` reads once more after its
- * handshake, to receive the alert.  Returns the alert `raw` received (the
- * SSL_R_ reason), or 0. */
-static unsigned long drive(SSL *raw, tw_conn *tw, int *tw_rc)
-{
-    int raw_rc = -1;
-    char buf[16];
-
-    *tw_rc = TW_WANT_READ;
-    for (int i = 0; i < 100; i++) {
-        if (raw_rc != 1) {
-            ERR_clear_error();
-            raw_rc = SSL_do_handshake(raw);
-            if (raw_rc != 1 && SSL_get_error(raw, raw_rc) == SSL_ERROR_SSL)
-                return ERR_GET_REASON(ERR_peek_last_error());
-        }
-        if (pending(*tw_rc))
-            *tw_rc = tw_conn_handshake(tw);
-        if (raw_rc == 1 && !pending(*tw_rc)) {
-            ERR_clear_error();
-            if (SSL_read(raw, buf, sizeof(buf)) <= 0 &&
-                ERR_peek_last_error() != 0)
-                return ERR_GET_REASON(ERR_peek_last_error());
-        }
-    }
-    return 0;
-}
 
 /*
  * The bug: a client whose handshake signature does not match its
@@ -532,7 +365,7 @@ static void client_signing_with_another_key_is_named_bad_certificate(
     EVP_PKEY *key = mismatched_key(f->client_key_pair, f->stranger_key);
 
     for (int v = 0; v < 2; v++) {
-        tw_server *srv = server_new(f, f->crl);
+        tw_server *srv = server_trusting_root(f, f->crl);
         SSL_CTX *ctx;
         SSL *raw;
         tw_conn *s;
@@ -540,7 +373,7 @@ static void client_signing_with_another_key_is_named_bad_certificate(
         int fds[2], s_rc;
         tw_err err;
 
-        socket_pair(fds);
+        pair_sockets(fds);
         assert_non_null(s = tw_server_accept(srv, fds[0], &err));
         raw = raw_peer(&ctx, 0, versions[v], fds[1], f->client->x509, key);
         assert_int_equal(drive(raw, s, &s_rc),
@@ -594,7 +427,7 @@ static void server_signing_with_another_key_is_named_bad_certificate(
              tw_identity_serial(id));
     tw_identity_free(id);
     for (int v = 0; v < 2; v++) {
-        tw_client *cli = client_new(f, f->client_cert, f->client_key,
+        tw_client *cli = client_presenting(f, f->client_cert, f->client_key,
                                     tw_versions[v]);
         SSL_CTX *ctx;
         SSL *raw;
@@ -602,7 +435,7 @@ static void server_signing_with_another_key_is_named_bad_certificate(
         int fds[2], c_rc;
         tw_err err;
 
-        socket_pair(fds);
+        pair_sockets(fds);
         assert_non_null(c = tw_client_connect(cli, fds[1], "localhost", &err));
         raw = raw_peer(&ctx, 1, versions[v], fds[0], server->x509, key);
         assert_int_equal(drive(raw, c, &c_rc),
@@ -703,7 +536,7 @@ static size_t send_malformed_certificate(const struct fx *f,
                                          unsigned char *answer, size_t cap,
                                          tw_err *err)
 {
-    tw_server *srv = server_new(f, NULL);
+    tw_server *srv = server_trusting_root(f, NULL);
     unsigned char flight[16384], msg[4096], *der = NULL;
     int der_len = i2d_X509(f->client->x509, &der);
     size_t flight_len = 0, entry, list, body, got;
@@ -711,7 +544,7 @@ static size_t send_malformed_certificate(const struct fx *f,
     int fds[2];
 
     assert_true(der_len > 0 && (size_t)der_len + 15 <= sizeof(msg));
-    socket_pair(fds);
+    pair_sockets(fds);
     assert_non_null(s = tw_server_accept(srv, fds[0], err));
     send_all(fds[1], client_hello, sizeof(client_hello));
     for (int i = 0; i < 20 && !has_server_hello_done(flight, flight_len); i++) {

@@ -6,173 +6,36 @@
 #include "unit_helpers.h"
 #include "tls_internal.h"
 
-#include <fcntl.h>
+#include "tls_pair.h"
+
 #include <poll.h>
-#include <sys/socket.h>
 
-struct pki {
-    char *dir;
-    char ca[4096], server_cert[4096], server_key[4096];
-    char client_cert[4096], client_key[4096];
-    char other_cert[4096], other_key[4096]; /* from another CA */
-    char crl[4096];
-    tw_cert *ca_cert, *client;
-    tw_key *ca_key;
-};
-
-static void write_pair(struct pki *p, const char *name, const tw_cert *cert,
-                       const tw_key *key, char *cert_path, char *key_path)
-{
-    tw_err err;
-    char file[256];
-
-    snprintf(file, sizeof(file), "%s.cert.pem", name);
-    th_path(cert_path, p->dir, file);
-    snprintf(file, sizeof(file), "%s.key.pem", name);
-    th_path(key_path, p->dir, file);
-    assert_int_equal(tw_cert_write_file(cert, cert_path, &err), 0);
-    assert_int_equal(tw_key_write_file(key, key_path, NULL, &err), 0);
-}
-
+/* The PKI of tls_pair.h, and a client of another CA (/O=ZXC Inc./CN=zxc.com)
+ * with the same subject, in other.cert.pem and other.key.pem. */
 static int setup(void **state)
 {
-    struct pki *p = calloc(1, sizeof(*p));
-    tw_key *sk = th_key("ec-p256"), *ck = th_key("ec-p256");
     tw_key *ok = th_key("ec-p256"), *zk = th_key("ec-p256");
-    tw_cert *server, *zxc, *other;
-    tw_err err;
+    tw_cert *zxc, *other;
+    char cert[4096], key[4096];
 
-    p->dir = th_mkdtemp();
-    p->ca_key = th_key("ec-p256");
-    p->ca_cert = th_ca("/O=ABC Inc.", p->ca_key);
-    server = th_sign(&(struct th_spec){.subject = "/CN=localhost/O=InvoiceServer",
-                                       .purposes = TW_PURPOSE_SERVER,
-                                       .sans = {"dns:localhost"}},
-                     sk, p->ca_cert, p->ca_key);
-    p->client = th_sign(&(struct th_spec){.subject = "/CN=localhost/O=MailServer",
-                                          .purposes = TW_PURPOSE_CLIENT},
-                        ck, p->ca_cert, p->ca_key);
+    pki_setup(state);
     zxc = th_ca("/O=ZXC Inc./CN=zxc.com", zk);
     other = th_sign(&(struct th_spec){.subject = "/CN=localhost/O=MailServer",
                                       .purposes = TW_PURPOSE_CLIENT},
                     ok, zxc, zk);
-    th_path(p->ca, p->dir, "ca.cert.pem");
-    assert_int_equal(tw_cert_write_file(p->ca_cert, p->ca, &err), 0);
-    write_pair(p, "server", server, sk, p->server_cert, p->server_key);
-    write_pair(p, "client", p->client, ck, p->client_cert, p->client_key);
-    write_pair(p, "other", other, ok, p->other_cert, p->other_key);
-    th_path(p->crl, p->dir, "crl.pem");
-    tw_cert_free(server);
+    write_pair(*state, "other", other, ok, cert, key);
     tw_cert_free(zxc);
     tw_cert_free(other);
-    tw_key_free(sk);
-    tw_key_free(ck);
     tw_key_free(ok);
     tw_key_free(zk);
-    *state = p;
     return 0;
 }
 
-static int teardown(void **state)
+/* The PKI's client, speaking TLS 1.2 up to max_version. */
+static tw_config *client_config_up_to(const struct pki *p, int max_version)
 {
-    struct pki *p = *state;
-
-    tw_cert_free(p->ca_cert);
-    tw_cert_free(p->client);
-    tw_key_free(p->ca_key);
-    th_rmdir(p->dir);
-    free(p);
-    return 0;
-}
-
-static tw_config *server_config(const struct pki *p, const char *rule)
-{
-    tw_config *cfg = tw_config_new();
-
-    assert_non_null(cfg);
-    assert_int_equal(tw_config_set_ca_file(cfg, p->ca), 0);
-    assert_int_equal(tw_config_set_keypair_file(cfg, p->server_cert,
-                                                p->server_key), 0);
-    if (rule != NULL && tw_config_add_policy_rule(cfg, rule) != 0)
-        fail_msg("rule %s: %s", rule, tw_config_error(cfg));
-    return cfg;
-}
-
-static tw_config *client_config(const struct pki *p, const char *cert,
-                                const char *key, int max_version)
-{
-    tw_config *cfg = tw_config_new();
-
-    assert_non_null(cfg);
-    assert_int_equal(tw_config_set_ca_file(cfg, p->ca), 0);
-    if (cert != NULL)
-        assert_int_equal(tw_config_set_keypair_file(cfg, cert, key), 0);
-    assert_int_equal(tw_config_set_protocols(cfg, TW_TLS_1_2, max_version), 0);
-    return cfg;
-}
-
-/* A server and a client connection over a socketpair. */
-struct pair {
-    int fds[2];
-    tw_conn *s, *c;
-    int s_rc, c_rc;
-};
-
-static void pair_open(struct pair *pr, tw_server *srv, tw_client *cli,
-                      const char *host)
-{
-    tw_err err;
-
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, pr->fds), 0);
-    fcntl(pr->fds[0], F_SETFL, O_NONBLOCK);
-    fcntl(pr->fds[1], F_SETFL, O_NONBLOCK);
-    pr->s = tw_server_accept(srv, pr->fds[0], &err);
-    pr->c = tw_client_connect(cli, pr->fds[1], host, &err);
-    assert_non_null(pr->s);
-    assert_non_null(pr->c);
-}
-
-static void pair_close(struct pair *pr)
-{
-    tw_conn_free(pr->s);
-    tw_conn_free(pr->c);
-    close(pr->fds[0]);
-    close(pr->fds[1]);
-}
-
-/* Drive both handshakes until neither wants more; then, as a TLS 1.3 client
- * learns of a refusal only when it reads, exchange one message. */
-static void pump(struct pair *pr)
-{
-    char buf[64];
-    long n;
-
-    pr->s_rc = pr->c_rc = TW_WANT_READ;
-    for (int i = 0; i < 100; i++) {
-        if (pr->c_rc == TW_WANT_READ || pr->c_rc == TW_WANT_WRITE)
-            pr->c_rc = tw_conn_handshake(pr->c);
-        if (pr->s_rc == TW_WANT_READ || pr->s_rc == TW_WANT_WRITE)
-            pr->s_rc = tw_conn_handshake(pr->s);
-    }
-    if (pr->c_rc == 0 && pr->s_rc == 0) {
-        assert_int_equal(tw_conn_write(pr->c, "ping", 4), 4);
-        for (int i = 0; i < 50 && (n = tw_conn_read(pr->s, buf, sizeof(buf))) < 0;)
-            i++;
-        assert_int_equal(tw_conn_write(pr->s, "pong", 4), 4);
-        for (int i = 0; i < 50 && (n = tw_conn_read(pr->c, buf, sizeof(buf))) < 0;)
-            i++;
-        assert_int_equal(n, 4);
-        /* TLS 1.3 tickets arrive behind the data; read them too. */
-        n = tw_conn_read(pr->c, buf, sizeof(buf));
-        assert_true(n == TW_WANT_READ || n > 0);
-    } else if (pr->c_rc == 0) {
-        for (int i = 0; i < 50; i++) {
-            n = tw_conn_read(pr->c, buf, sizeof(buf));
-            if (n != TW_WANT_READ)
-                break;
-        }
-        pr->c_rc = (int)n;
-    }
+    return client_config(p->ca, p->client_cert, p->client_key, TW_TLS_1_2,
+                         max_version);
 }
 
 static void good_handshake(int max_version, const char *version)
@@ -186,12 +49,11 @@ static void good_handshake(int max_version, const char *version)
     tw_err err;
 
     setup((void **)&p);
-    sc = server_config(p, NULL);
-    cc = client_config(p, p->client_cert, p->client_key, max_version);
+    sc = server_config_with_rule(p, NULL);
+    cc = client_config_up_to(p, max_version);
     assert_non_null(srv = tw_server_new(sc, &err));
     assert_non_null(cli = tw_client_new(cc, &err));
-    pair_open(&pr, srv, cli, "localhost");
-    pump(&pr);
+    pair_settle(&pr, srv, cli, "localhost");
     assert_int_equal(pr.s_rc, 0);
     assert_int_equal(pr.c_rc, 0);
     assert_string_equal(tw_conn_version(pr.s), version);
@@ -203,12 +65,12 @@ static void good_handshake(int max_version, const char *version)
     assert_int_equal(tw_conn_roles(pr.s, roles, sizeof(roles)), 1);
     assert_string_equal(roles, "*");
     assert_int_equal(tw_server_has_policy(srv), 0);
-    pair_close(&pr);
+    pair_free(&pr);
     tw_client_free(cli);
     tw_server_free(srv);
     tw_config_free(sc);
     tw_config_free(cc);
-    teardown((void **)&p);
+    pki_teardown((void **)&p);
 }
 
 static void handshake_tls13(void **state)
@@ -223,28 +85,28 @@ static void handshake_tls12(void **state)
     good_handshake(TW_TLS_1_2, "TLSv1.2");
 }
 
-/* Run one handshake with the given client files and server rule. */
+/* Run one handshake with the given client files, host name and
+ * expectation. */
 static void refused(struct pki *p, const char *cert, const char *key,
                     int max_version, const char *host, const char *expect,
                     struct pair *pr, tw_server **srv, tw_client **cli)
 {
-    tw_config *sc = server_config(p, NULL);
-    tw_config *cc = client_config(p, cert, key, max_version);
+    tw_config *sc = server_config_with_rule(p, NULL);
+    tw_config *cc = client_config(p->ca, cert, key, TW_TLS_1_2, max_version);
     tw_err err;
 
     if (expect != NULL)
         assert_int_equal(tw_config_add_expectation(cc, expect), 0);
     assert_non_null(*srv = tw_server_new(sc, &err));
     assert_non_null(*cli = tw_client_new(cc, &err));
-    pair_open(pr, *srv, *cli, host);
-    pump(pr);
+    pair_settle(pr, *srv, *cli, host);
     tw_config_free(sc);
     tw_config_free(cc);
 }
 
 static void done(struct pair *pr, tw_server *srv, tw_client *cli)
 {
-    pair_close(pr);
+    pair_free(pr);
     tw_client_free(cli);
     tw_server_free(srv);
 }
@@ -260,9 +122,11 @@ static void unknown_ca_both_sides(void **state)
         tw_client *cli;
         const tw_err *se, *ce;
         tw_identity *id;
+        char cert[4096], key[4096];
 
-        refused(p, p->other_cert, p->other_key, versions[i], "localhost", NULL,
-                &pr, &srv, &cli);
+        refused(p, th_path(cert, p->dir, "other.cert.pem"),
+                th_path(key, p->dir, "other.key.pem"), versions[i],
+                "localhost", NULL, &pr, &srv, &cli);
         assert_int_equal(pr.s_rc, -1);
         se = tw_conn_err(pr.s);
         assert_string_equal(tw_error_class_name(se->cls), "peer_rejected");
@@ -338,8 +202,8 @@ static void client_refuses_server(void **state)
 static void policy_roles(void **state)
 {
     struct pki *p = *state;
-    tw_config *sc = server_config(p, "read O=MailServer");
-    tw_config *cc = client_config(p, p->client_cert, p->client_key, TW_TLS_1_3);
+    tw_config *sc = server_config(p);
+    tw_config *cc = client_config_up_to(p, TW_TLS_1_3);
     tw_server *srv;
     tw_client *cli;
     struct pair pr;
@@ -352,8 +216,7 @@ static void policy_roles(void **state)
     assert_non_null(srv = tw_server_new(sc, &err));
     assert_non_null(cli = tw_client_new(cc, &err));
     assert_int_equal(tw_server_has_policy(srv), 1);
-    pair_open(&pr, srv, cli, "localhost");
-    pump(&pr);
+    pair_settle(&pr, srv, cli, "localhost");
     assert_int_equal(pr.s_rc, 0);
     assert_int_equal(tw_conn_allows(pr.s, "read", &why), 1);
     assert_string_equal(why, "read O=MailServer");
@@ -379,8 +242,8 @@ static void policy_roles(void **state)
 static void pending_after_read_ahead(void **state)
 {
     struct pki *p = *state;
-    tw_config *sc = server_config(p, NULL);
-    tw_config *cc = client_config(p, p->client_cert, p->client_key, TW_TLS_1_3);
+    tw_config *sc = server_config_with_rule(p, NULL);
+    tw_config *cc = client_config_up_to(p, TW_TLS_1_3);
     tw_server *srv;
     tw_client *cli;
     struct pair pr;
@@ -390,8 +253,7 @@ static void pending_after_read_ahead(void **state)
 
     assert_non_null(srv = tw_server_new(sc, &err));
     assert_non_null(cli = tw_client_new(cc, &err));
-    pair_open(&pr, srv, cli, "localhost");
-    pump(&pr);
+    pair_settle(&pr, srv, cli, "localhost");
     assert_int_equal(pr.s_rc, 0);
     assert_int_equal(tw_conn_pending(pr.s), 0);
     assert_int_equal(tw_conn_write(pr.c, "first", 5), 5);
@@ -468,9 +330,8 @@ static void reload_and_resumption(void **state)
                    "303132333435363738393a3b3c3d3e3f"
                    "404142434445464748494a4b4c4d4e4f\n", 161);
     for (int v = 0; v < 4; v++) {
-        tw_config *sc = server_config(p, NULL);
-        tw_config *cc = client_config(p, p->client_cert, p->client_key,
-                                      versions[v]);
+        tw_config *sc = server_config_with_rule(p, NULL);
+        tw_config *cc = client_config_up_to(p, versions[v]);
         tw_server *srv;
         tw_client *cli;
         struct pair first, second, third;
@@ -481,12 +342,10 @@ static void reload_and_resumption(void **state)
         assert_non_null(srv = tw_server_new(sc, &err));
         assert_non_null(cli = tw_client_new(cc, &err));
         assert_int_equal(tw_server_generation(srv), 1);
-        pair_open(&first, srv, cli, "localhost");
-        pump(&first);
+        pair_settle(&first, srv, cli, "localhost");
         assert_int_equal(first.s_rc, 0);
         assert_int_equal(tw_conn_resumed(first.s), 0);
-        pair_open(&second, srv, cli, "localhost");
-        pump(&second);
+        pair_settle(&second, srv, cli, "localhost");
         assert_int_equal(second.s_rc, 0);
         assert_int_equal(tw_conn_resumed(second.s), 1);
         /* A reload with a bad CRL is refused and changes nothing. */
@@ -509,17 +368,16 @@ static void reload_and_resumption(void **state)
         assert_string_equal(tw_reason_name(tw_conn_err(first.s)->reason),
                             "revoked");
         assert_int_equal(tw_conn_generation(first.s), 2);
-        pair_open(&third, srv, cli, "localhost");
-        pump(&third);
+        pair_settle(&third, srv, cli, "localhost");
         assert_int_equal(third.s_rc, -1);
         assert_string_equal(tw_reason_name(tw_conn_err(third.s)->reason),
                             "revoked");
         assert_int_equal(third.c_rc, -1);
         assert_string_equal(tw_reason_name(tw_conn_err(third.c)->reason),
                             "revoked");
-        pair_close(&first);
-        pair_close(&second);
-        pair_close(&third);
+        pair_free(&first);
+        pair_free(&second);
+        pair_free(&third);
         unlink(p->crl);
         tw_client_free(cli);
         tw_server_free(srv);
@@ -528,17 +386,10 @@ static void reload_and_resumption(void **state)
     }
 }
 
-/* Close both ends cleanly (close_notify), as invoice-server does: OpenSSL
- * forgets the session of a connection freed without it. */
-static void pair_close_clean(struct pair *pr)
-{
-    (void)tw_conn_shutdown(pr->s);
-    (void)tw_conn_shutdown(pr->c);
-    pair_close(pr);
-}
-
-/* One handshake; `fresh`: the client offers no session. Returns whether the
- * server resumed one. */
+/* One handshake and exchange; `fresh`: the client offers no session.  The
+ * connection is closed cleanly (close_notify), as invoice-server does:
+ * OpenSSL forgets the session of one freed without it.  Returns whether
+ * the server resumed a session. */
 static int connect_once(tw_server *srv, tw_client *cli, int fresh)
 {
     struct pair pr;
@@ -547,20 +398,20 @@ static int connect_once(tw_server *srv, tw_client *cli, int fresh)
     pair_open(&pr, srv, cli, "localhost");
     if (fresh)
         assert_int_equal(SSL_set_session(pr.c->ssl, NULL), 1);
-    pump(&pr);
+    pair_handshake(&pr);
     assert_int_equal(pr.s_rc, 0);
     assert_int_equal(pr.c_rc, 0);
+    pair_exchange(&pr);
     resumed = tw_conn_resumed(pr.s);
-    pair_close_clean(&pr);
+    pair_close(&pr);
     return resumed;
 }
 
 static void cache_setup(const struct pki *p, int max_version, size_t bytes,
                         tw_server **srv, tw_client **cli)
 {
-    tw_config *sc = server_config(p, NULL);
-    tw_config *cc = client_config(p, p->client_cert, p->client_key,
-                                  max_version);
+    tw_config *sc = server_config_with_rule(p, NULL);
+    tw_config *cc = client_config_up_to(p, max_version);
     tw_err err;
 
     assert_int_equal(tw_config_set_session_cache_size(sc, bytes), 0);
@@ -644,7 +495,7 @@ static void session_cache_off_means_no_resumption(void **state)
 static void session_cache_survived_reload(void **state)
 {
     struct pki *p = *state;
-    tw_config *sc = server_config(p, NULL);
+    tw_config *sc = server_config_with_rule(p, NULL);
     tw_server *srv;
     tw_client *cli;
     size_t empty;
@@ -763,7 +614,7 @@ static void weak_signature_algorithms_accepted(void **state)
         {TLS1_2_VERSION, "ECDSA+SHA1:RSA+SHA1:DSA+SHA256:DSA+SHA1"},
     }; /* TLS 1.3: OpenSSL's client will not send a hello with SHA-224
         * only; what our server asks for there is checked below */
-    tw_config *sc = server_config(p, NULL);
+    tw_config *sc = server_config_with_rule(p, NULL);
     tw_server *srv;
     tw_err err;
 
@@ -773,9 +624,7 @@ static void weak_signature_algorithms_accepted(void **state)
         tw_conn *s;
         SSL *c;
 
-        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-        fcntl(fds[0], F_SETFL, O_NONBLOCK);
-        fcntl(fds[1], F_SETFL, O_NONBLOCK);
+        pair_sockets(fds);
         assert_non_null(s = tw_server_accept(srv, fds[0], &err));
         c = raw_client(p, cases[i].version, cases[i].sigalgs, fds[1]);
         assert_int_equal(raw_handshake(s, c), -1);
@@ -816,23 +665,20 @@ static void weak_signature_algorithms_advertised(void **state)
 {
     struct pki *p = *state;
     int versions[] = {TW_TLS_1_2, TW_TLS_1_3};
-    tw_config *sc = server_config(p, NULL);
+    tw_config *sc = server_config_with_rule(p, NULL);
     tw_server *srv;
     tw_err err;
 
     assert_non_null(srv = tw_server_new(sc, &err));
     for (int v = 0; v < 2; v++) {
-        tw_config *cc = client_config(p, p->client_cert, p->client_key,
-                                      versions[v]);
+        tw_config *cc = client_config_up_to(p, versions[v]);
         tw_client *cli;
         struct pair pr;
         int fds[2];
         tw_conn *s;
         SSL *c;
 
-        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-        fcntl(fds[0], F_SETFL, O_NONBLOCK);
-        fcntl(fds[1], F_SETFL, O_NONBLOCK);
+        pair_sockets(fds);
         assert_non_null(s = tw_server_accept(srv, fds[0], &err));
         c = raw_client(p, versions[v], NULL, fds[1]);
         assert_int_equal(raw_handshake(s, c), 0);
@@ -843,11 +689,10 @@ static void weak_signature_algorithms_advertised(void **state)
         close(fds[1]);
 
         assert_non_null(cli = tw_client_new(cc, &err));
-        pair_open(&pr, srv, cli, "localhost");
-        pump(&pr);
+        pair_settle(&pr, srv, cli, "localhost");
         assert_int_equal(pr.s_rc, 0);
         assert_strong_sigalgs(pr.s->ssl, "the client's ClientHello");
-        pair_close(&pr);
+        pair_free(&pr);
         tw_client_free(cli);
         tw_config_free(cc);
     }
@@ -895,25 +740,20 @@ static void seed_rsa_certificates_with_strong_sigalgs(void **state)
     tw_key_free(sk);
     tw_key_free(ck);
     for (int v = 0; v < 2; v++) {
-        tw_config *sc = tw_config_new(), *cc = tw_config_new();
+        tw_config *sc = config_with_files(ca_path, s_cert, s_key);
+        tw_config *cc = client_config(ca_path, c_cert, c_key, TW_TLS_1_2,
+                                      versions[v]);
         tw_server *srv;
         tw_client *cli;
         struct pair pr;
 
-        assert_int_equal(tw_config_set_ca_file(sc, ca_path), 0);
-        assert_int_equal(tw_config_set_keypair_file(sc, s_cert, s_key), 0);
-        assert_int_equal(tw_config_set_ca_file(cc, ca_path), 0);
-        assert_int_equal(tw_config_set_keypair_file(cc, c_cert, c_key), 0);
-        assert_int_equal(tw_config_set_protocols(cc, TW_TLS_1_2, versions[v]),
-                         0);
         assert_non_null(srv = tw_server_new(sc, &err));
         assert_non_null(cli = tw_client_new(cc, &err));
-        pair_open(&pr, srv, cli, "localhost");
-        pump(&pr);
+        pair_settle(&pr, srv, cli, "localhost");
         if (pr.s_rc != 0 || pr.c_rc != 0)
             fail_msg("TLS 1.%d: server: %s; client: %s", 2 + v,
                      tw_conn_err(pr.s)->msg, tw_conn_err(pr.c)->msg);
-        pair_close(&pr);
+        pair_free(&pr);
         tw_client_free(cli);
         tw_server_free(srv);
         tw_config_free(sc);
@@ -926,31 +766,34 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(handshake_tls13),
         cmocka_unit_test(handshake_tls12),
-        cmocka_unit_test_setup_teardown(unknown_ca_both_sides, setup, teardown),
-        cmocka_unit_test_setup_teardown(no_certificate, setup, teardown),
-        cmocka_unit_test_setup_teardown(client_refuses_server, setup, teardown),
-        cmocka_unit_test_setup_teardown(policy_roles, setup, teardown),
+        cmocka_unit_test_setup_teardown(unknown_ca_both_sides, setup,
+                                        pki_teardown),
+        cmocka_unit_test_setup_teardown(no_certificate, setup, pki_teardown),
+        cmocka_unit_test_setup_teardown(client_refuses_server, setup,
+                                        pki_teardown),
+        cmocka_unit_test_setup_teardown(policy_roles, setup, pki_teardown),
         cmocka_unit_test_setup_teardown(pending_after_read_ahead, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(config_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(reload_and_resumption, setup, teardown),
+                                        pki_teardown),
+        cmocka_unit_test_setup_teardown(config_errors, setup, pki_teardown),
+        cmocka_unit_test_setup_teardown(reload_and_resumption, setup,
+                                        pki_teardown),
         cmocka_unit_test_setup_teardown(session_cache_grew_without_bound,
-                                        setup, teardown),
+                                        setup, pki_teardown),
         cmocka_unit_test_setup_teardown(session_cache_resumes, setup,
-                                        teardown),
+                                        pki_teardown),
         cmocka_unit_test_setup_teardown(session_cache_off_means_no_resumption,
-                                        setup, teardown),
+                                        setup, pki_teardown),
         cmocka_unit_test_setup_teardown(session_cache_survived_reload, setup,
-                                        teardown),
+                                        pki_teardown),
         cmocka_unit_test_setup_teardown(session_cache_resumed_expired_session,
-                                        setup, teardown),
+                                        setup, pki_teardown),
         cmocka_unit_test(session_cache_size_errors),
         cmocka_unit_test_setup_teardown(weak_signature_algorithms_accepted,
-                                        setup, teardown),
+                                        setup, pki_teardown),
         cmocka_unit_test_setup_teardown(weak_signature_algorithms_advertised,
-                                        setup, teardown),
+                                        setup, pki_teardown),
         cmocka_unit_test_setup_teardown(
-            seed_rsa_certificates_with_strong_sigalgs, setup, teardown),
+            seed_rsa_certificates_with_strong_sigalgs, setup, pki_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
