@@ -51,9 +51,11 @@ test-asan:
 	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j$(JOBS)
 
 # Every test again (the integration path above all: invoice-server's
-# workers, writer and reloads), built with ThreadSanitizer, one test at a
-# time.  Reports go to files in $(TSAN_BUILD)/tsan-reports, so that a server
-# a test kills still leaves its report, and any report fails the run.
+# workers, writer and reloads), built with ThreadSanitizer, $(JOBS) at a
+# time (the renewal test's two minutes overlap the rest: 261 s instead of
+# 470 s on 2 cores).  Reports go to files in $(TSAN_BUILD)/tsan-reports, so
+# that a server a test kills still leaves its report, and any report fails
+# the run.
 # tests/tsan.supp holds only false positives from the uninstrumented OpenSSL,
 # each with its reason; a race of ours is never suppressed.  TW_QUICK: TSan
 # makes programs 5-10 times slower.
@@ -63,7 +65,7 @@ test-tsan:
 	cmake --build $(TSAN_BUILD) -j$(JOBS)
 	rm -rf $(TSAN_REPORTS) && mkdir -p $(TSAN_REPORTS)
 	TSAN_OPTIONS="log_path=$(TSAN_REPORTS)/tsan halt_on_error=0 exitcode=66 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
-	TW_QUICK=1 ctest --test-dir $(TSAN_BUILD) --output-on-failure; \
+	TW_QUICK=1 ctest --test-dir $(TSAN_BUILD) --output-on-failure -j$(JOBS); \
 	rc=$$?; \
 	if [ -n "$$(ls -A $(TSAN_REPORTS))" ]; then \
 	  cat $(TSAN_REPORTS)/*; \
