@@ -572,10 +572,37 @@ static int nothing_in_flight(const lg_run *run)
     return run->inflight == 0;
 }
 
+/* The measured window of idle and sessions: the server's RSS (*rss0) and
+ * CPU at its start, connections opened until `done`, then none in flight
+ * (at most `timeout_ns`); the CPU and seconds go into res. */
+static int open_window(const options *o, lg_run *run,
+                       int (*done)(const lg_run *), uint64_t timeout_ns,
+                       uint64_t *rss0, result *res)
+{
+    uint64_t t0, t1, cpu0[LG_SERVER_PIDS_MAX] = {0};
+
+    if (read_rss(o, rss0) < 0 || read_cpu(o, cpu0) < 0)
+        return -1;
+    t0 = lg_now_ns();
+    run->measuring = 1;
+    run->opening = 1;
+    if (loop_until(run, UINT64_MAX, done) < 0)
+        return -1;
+    run->opening = 0;
+    if (loop_until(run, lg_now_ns() + timeout_ns, nothing_in_flight) < 0)
+        return -1;
+    run->measuring = 0;
+    t1 = lg_now_ns();
+    if (end_window(o, cpu0, res) < 0)
+        return -1;
+    res->seconds = (double)(t1 - t0) / NS_PER_S;
+    return 0;
+}
+
 /* idle: warm the server up with full handshakes, then open and hold. */
 static int measure_idle(const options *o, lg_run *run, result *res)
 {
-    uint64_t t0, t1, cpu0[LG_SERVER_PIDS_MAX] = {0}, rss0 = 0, rss1 = 0;
+    uint64_t rss0 = 0, rss1 = 0;
     uint64_t timeout;
     size_t held;
 
@@ -596,23 +623,8 @@ static int measure_idle(const options *o, lg_run *run, result *res)
         if (loop_until(run, lg_now_ns() + 200000000u, NULL) < 0)
             return -1;
     }
-    if (read_rss(o, &rss0) < 0)
+    if (open_window(o, run, all_held, timeout, &rss0, res) < 0)
         return -1;
-    if (read_cpu(o, cpu0) < 0)
-        return -1;
-    t0 = lg_now_ns();
-    run->measuring = 1;
-    run->opening = 1;
-    if (loop_until(run, UINT64_MAX, all_held) < 0)
-        return -1;
-    run->opening = 0;
-    if (loop_until(run, lg_now_ns() + timeout, nothing_in_flight) < 0)
-        return -1;
-    run->measuring = 0;
-    t1 = lg_now_ns();
-    if (end_window(o, cpu0, res) < 0)
-        return -1;
-    res->seconds = (double)(t1 - t0) / NS_PER_S;
     /* Hold: any connection the server drops now is an error. */
     if (loop_until(run, lg_now_ns() + (uint64_t)(o->duration * NS_PER_S), NULL) < 0)
         return -1;
@@ -635,7 +647,7 @@ static int all_made(const lg_run *run)
  * (or, with stateless tickets, none), and RSS growth over them is that. */
 static int measure_sessions(const options *o, lg_run *run, result *res)
 {
-    uint64_t t0, t1, cpu0[LG_SERVER_PIDS_MAX] = {0}, rss0 = 0, rss1 = 0;
+    uint64_t rss0 = 0, rss1 = 0;
     uint64_t timeout;
 
     run->idle_target = o->connections;
@@ -647,23 +659,8 @@ static int measure_sessions(const options *o, lg_run *run, result *res)
     if (loop_until(run, lg_now_ns() + timeout, nothing_in_flight) < 0 ||
         loop_until(run, lg_now_ns() + 200000000u, NULL) < 0)
         return -1;
-    if (read_rss(o, &rss0) < 0)
+    if (open_window(o, run, all_made, timeout, &rss0, res) < 0)
         return -1;
-    if (read_cpu(o, cpu0) < 0)
-        return -1;
-    t0 = lg_now_ns();
-    run->measuring = 1;
-    run->opening = 1;
-    if (loop_until(run, UINT64_MAX, all_made) < 0)
-        return -1;
-    run->opening = 0;
-    if (loop_until(run, lg_now_ns() + timeout, nothing_in_flight) < 0)
-        return -1;
-    run->measuring = 0;
-    t1 = lg_now_ns();
-    if (end_window(o, cpu0, res) < 0)
-        return -1;
-    res->seconds = (double)(t1 - t0) / NS_PER_S;
     /* Let the server see the closes and free the connections, then wait
      * --duration before reading what stayed. */
     if (loop_until(run, lg_now_ns() + (uint64_t)(o->duration * NS_PER_S), NULL) < 0)

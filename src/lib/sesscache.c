@@ -497,7 +497,7 @@ void tw__sesscache_conn_closed(tw_conn *c)
         struct facts f;
         unsigned int id_len;
         unsigned char id[SSL_MAX_SSL_SESSION_ID_LENGTH];
-    } todo[OWNED_MAX];
+    } pending[OWNED_MAX];
     struct tw__cache_entry *e;
     struct dropped d = {NULL, NULL};
     /* The sessions c made hold OpenSSL's certificate, sent with this. */
@@ -511,9 +511,9 @@ void tw__sesscache_conn_closed(tw_conn *c)
     c->resumed = NULL;
     while ((e = c->cache_entries) != NULL) {
         if (n < OWNED_MAX && SSL_SESSION_up_ref(e->sess) == 1) {
-            todo[n].live = e->sess;
-            todo[n].id_len = e->id_len;
-            memcpy(todo[n].id, e->id, e->id_len);
+            pending[n].live = e->sess;
+            pending[n].id_len = e->id_len;
+            memcpy(pending[n].id, e->id, e->id_len);
             n++;
         }
         disown(e);
@@ -521,30 +521,31 @@ void tw__sesscache_conn_closed(tw_conn *c)
     pthread_mutex_unlock(&sc->lock);
     free_dropped(&d);
     for (size_t i = 0; i < n; i++) {
-        X509 *cert = SSL_SESSION_get0_peer(todo[i].live);
+        X509 *cert = SSL_SESSION_get0_peer(pending[i].live);
 
-        todo[i].fresh = NULL;
-        todo[i].copy = NULL;
-        if (cert != NULL && facts_of(cert, &todo[i].f) &&
-            (todo[i].fresh = twu_calloc(1, sizeof(*todo[i].fresh))) != NULL)
-            todo[i].copy = without_peer(todo[i].live);
+        pending[i].fresh = NULL;
+        pending[i].copy = NULL;
+        if (cert != NULL && facts_of(cert, &pending[i].f) &&
+            (pending[i].fresh = twu_calloc(1, sizeof(*pending[i].fresh))) !=
+                NULL)
+            pending[i].copy = without_peer(pending[i].live);
     }
     pthread_mutex_lock(&sc->lock);
     for (size_t i = 0; i < n; i++) {
-        if (todo[i].copy == NULL ||
-            (e = find(sc, todo[i].id, todo[i].id_len)) == NULL ||
-            e->sess != todo[i].live || e->peer != NULL)
+        if (pending[i].copy == NULL ||
+            (e = find(sc, pending[i].id, pending[i].id_len)) == NULL ||
+            e->sess != pending[i].live || e->peer != NULL)
             continue;
-        e->peer = peer_get(sc, SSL_SESSION_get0_peer(todo[i].live), chain,
-                           &todo[i].f, &todo[i].fresh);
-        e->sess = todo[i].copy;
-        todo[i].copy = todo[i].live; /* the cache's reference, to drop */
+        e->peer = peer_get(sc, SSL_SESSION_get0_peer(pending[i].live), chain,
+                           &pending[i].f, &pending[i].fresh);
+        e->sess = pending[i].copy;
+        pending[i].copy = pending[i].live; /* the cache's reference, to drop */
     }
     pthread_mutex_unlock(&sc->lock);
     for (size_t i = 0; i < n; i++) {
-        SSL_SESSION_free(todo[i].copy);
-        SSL_SESSION_free(todo[i].live);
-        twu_free(todo[i].fresh);
+        SSL_SESSION_free(pending[i].copy);
+        SSL_SESSION_free(pending[i].live);
+        twu_free(pending[i].fresh);
     }
 }
 

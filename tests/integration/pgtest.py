@@ -6,10 +6,13 @@ PostgreSQL stopped, whatever happens.
 
     sys.exit(pgtest.run(__doc__, "twoway-xxtest.", body))   # body(tmp, pg)
 
+and the small requests they share: metric(), session_of().
+
 Environment: TW_KEEP=1 keeps the scratch directory (invoice_test.py).
 """
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -18,6 +21,22 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import invoice_test as it  # noqa: E402
 import pgserver  # noqa: E402
+
+
+def metric(srv, ctx, name):
+    """The value of the metric line `name` of srv's GET /metrics, or None."""
+    body = it.request(srv.port, ctx, "GET", "/metrics").body.decode()
+    m = re.search(r"^%s (\d+)$" % re.escape(name), body, re.M)
+    return int(m.group(1)) if m else None
+
+
+def session_of(port, ctx, path="/"):
+    """The TLS session of a connection that asked `path` once."""
+    c = it.HttpConn(port, ctx)
+    c.request("GET", path)
+    sess = c.sock.session
+    c.close()
+    return sess
 
 
 def run(doc, prefix, body):

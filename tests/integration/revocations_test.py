@@ -50,12 +50,6 @@ def start_pair(tmp, p, url, listen_url):
     return it.Server(tmp, "A", common).start(), it.Server(tmp, "B", common).start()
 
 
-def metric(srv, ctx, name):
-    body = it.request(srv.port, ctx, "GET", "/metrics").body.decode()
-    m = re.search(r"^%s (\d+)$" % re.escape(name), body, re.M)
-    return int(m.group(1)) if m else None
-
-
 def revoke(p, name):
     p.tw("revoke", "--ca", "abc", "--cert", p.c[name]["cert"])
     return time.monotonic()
@@ -75,14 +69,6 @@ def refused_within(conn, t0, limit):
     return None
 
 
-def session_of(port, ctx):
-    c = it.HttpConn(port, ctx)
-    c.request("GET", "/whoami")
-    sess = c.sock.session
-    c.close()
-    return sess
-
-
 def section_pushed(tmp, p, pg, url, listen_url):
     a, b = start_pair(tmp, p, url, listen_url)
     mail, ops = p.ctx("mail", version=it.V13), p.ctx("ops")
@@ -90,12 +76,12 @@ def section_pushed(tmp, p, pg, url, listen_url):
         check("start: no warning about the revocations",
               "revocation" not in a.log() and "revocation" not in b.log(), a.log()[-300:])
         expect_eq("metrics: twoway_revocations_up 1", 1,
-                  metric(a, ops, "twoway_revocations_up"))
+                  pgtest.metric(a, ops, "twoway_revocations_up"))
         open_conns = {s.name: it.HttpConn(s.port, mail) for s in (a, b)}
         for s in (a, b):
             expect_eq("before: %s answers the client on a keep-alive connection" % s.name,
                       200, open_conns[s.name].request("GET", "/").status)
-        sess = session_of(a.port, mail)
+        sess = pgtest.session_of(a.port, mail)
         c = it.HttpConn(b.port, mail, session=sess)
         c.request("GET", "/")
         check("before: A's session resumes on B", c.sock.session_reused, "")
@@ -125,9 +111,9 @@ def section_pushed(tmp, p, pg, url, listen_url):
                   re.search(r"reloaded \(revocation pushed: serial %s\)" % facts["serial"],
                             log, re.I), log[-600:])
         expect_eq("metrics: twoway_revocations_pushed_total 1", 1,
-                  metric(b, ops, "twoway_revocations_pushed_total"))
+                  pgtest.metric(b, ops, "twoway_revocations_pushed_total"))
         expect_eq("metrics: twoway_revocations_held 1", 1,
-                  metric(b, ops, "twoway_revocations_held"))
+                  pgtest.metric(b, ops, "twoway_revocations_held"))
         return a, b
     except BaseException:
         a.stop()
@@ -150,7 +136,7 @@ def section_catch_up(p, pg, a, b):
                            r"revoked clients until it is back", marks[s.name], timeout=5 * SLOW)
             check("outage: %s says the CRL alone refuses meanwhile" % s.name, m is not None,
                   s.since(marks[s.name])[-400:])
-        expect_eq("outage: twoway_revocations_up 0", 0, metric(a, ops, "twoway_revocations_up"))
+        expect_eq("outage: twoway_revocations_up 0", 0, pgtest.metric(a, ops, "twoway_revocations_up"))
         conn = it.HttpConn(a.port, p.ctx("mail3"))
         expect_eq("outage: mail3 is served before its revocation", 200,
                   conn.request("GET", "/").status)
@@ -185,7 +171,7 @@ def section_restart(tmp, p, url, listen_url):
         it.expect_refused("restart: a client revoked before the start", a, p.ctx("mail"),
                           "revoked", it.cert_facts(p.c["mail"]["cert"]))
         expect_eq("restart: the revocations held at start", 2,
-                  metric(a, p.ctx("ops"), "twoway_revocations_held"))
+                  pgtest.metric(a, p.ctx("ops"), "twoway_revocations_held"))
     finally:
         a.stop()
         b.stop()

@@ -50,14 +50,6 @@ def server_args(p, db, keys):
             "--allow", "read O=MailServer", "--allow", "metrics CN=ops"]
 
 
-def session_on(port, ctx):
-    c = it.HttpConn(port, ctx)
-    c.request("GET", "/")
-    sess = c.sock.session
-    c.close()
-    return sess
-
-
 def resumes(port, ctx, sess):
     c = it.HttpConn(port, ctx, session=sess)
     r = c.request("GET", "/")
@@ -70,12 +62,6 @@ def rows(pg):
     out = pg.psql("twoway", "SELECT id, created_at, sealed FROM "
                             "twoway_invoices.ticket_keys ORDER BY id")
     return [line.split("|") for line in out.splitlines() if line]
-
-
-def metric(srv, ctx, name):
-    body = it.request(srv.port, ctx, "GET", "/metrics").body.decode()
-    m = re.search(r"^%s (\d+)$" % re.escape(name), body, re.M)
-    return int(m.group(1)) if m else None
 
 
 def run_checks(tmp, p, pg, url):
@@ -92,18 +78,18 @@ def run_checks(tmp, p, pg, url):
               all(file_key[i:i + 32] not in row[2] for row in r for i in range(0, 160, 32)),
               "")
         for name, ctx in (("TLS 1.3", v13), ("TLS 1.2", v12)):
-            sess = session_on(a.port, ctx)
+            sess = pgtest.session_of(a.port, ctx)
             check("shared: a %s session made on A resumes on B" % name,
                   resumes(b.port, ctx, sess), "")
         c = it.Server(tmp, "C", server_args(p, os.path.join(tmp, "c.db"), keys)).start()
         try:
             check("shared: an instance on SQLite with the same file does not resume it "
                   "(the file's key is only the seal)",
-                  not resumes(c.port, v13, session_on(a.port, v13)), "")
+                  not resumes(c.port, v13, pgtest.session_of(a.port, v13)), "")
         finally:
             c.stop()
 
-        before = session_on(a.port, v13)
+        before = pgtest.session_of(a.port, v13)
         marks = {s.name: s.mark() for s in (a, b)}
         first = rows(pg)[0]
         deadline = time.monotonic() + ROTATE + 6 * SLOW
@@ -123,12 +109,12 @@ def run_checks(tmp, p, pg, url):
         check("rotation: a session made before it still resumes on B",
               resumes(b.port, v13, before), "")
         time.sleep(3)  # the new key makes tickets once every instance has it
-        after = session_on(b.port, v13)
+        after = pgtest.session_of(b.port, v13)
         check("rotation: a session made on B after it resumes on A", resumes(a.port, v13, after), "")
         ops = p.ctx("ops")
         check("metrics: twoway_ticket_keys counts the keys accepted",
-              metric(a, ops, "twoway_ticket_keys") == 2, "")
-        made_total = sum(metric(s, ops, "twoway_ticket_key_rotations_total") for s in (a, b))
+              pgtest.metric(a, ops, "twoway_ticket_keys") == 2, "")
+        made_total = sum(pgtest.metric(s, ops, "twoway_ticket_key_rotations_total") for s in (a, b))
         expect_eq("metrics: the rotations of A and B add up to the keys made", 2, made_total)
         if not it.QUICK:
             deadline = time.monotonic() + 4 * ROTATE + 8
