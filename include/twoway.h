@@ -448,10 +448,11 @@ TW_API int tw_config_set_tickets(tw_config *cfg, int count) TW_MUST_CHECK;
 /*
  * Server: the most memory, in bytes, the session cache may hold (default
  * 10 MiB; 0 turns it off, and then sessions are not resumed by session id
- * or TLS 1.3 stateful ticket).  Each session is charged what it takes in
- * memory (about 6.5 KiB with an ECDSA P-256 client certificate, 8.3 KiB
- * with RSA-4096) and kept until the session lifetime (one hour) ends or
- * newer sessions need the room, oldest first.
+ * or TLS 1.3 stateful ticket).  The cache is charged what it holds: about
+ * 0.4 KiB per stored session, and each client's certificate once (about
+ * 6 KiB with ECDSA P-256, 8.3 KiB with RSA-4096) while any of its sessions
+ * or connections uses it.  A session is kept until the session lifetime
+ * (one hour) ends or newer sessions need the room, oldest first.
  * The cache is per generation: a reload starts an empty one.  With a ticket
  * keys file, sessions live in tickets and this cache is not used.  Sizes
  * from 1 to 16383 are refused (TW_ERR_USAGE).

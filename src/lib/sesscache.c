@@ -7,25 +7,36 @@
  * with RSA-4096: 2,000 clients reconnecting grew invoice-server by 186 MB.
  * This cache holds at most a given number of bytes instead.
  *
- * What it keeps of a session (issue 15): the live SSL_SESSION, so that a
- * resumption costs a reference and no parse, but without the client's
- * certificate, which it keeps once per client (tw__cache_peer, keyed by
- * the certificate's SHA-256) and lends to each connection that resumes.
- * Sessions of one client share it: 1.4 KB per stored session instead of
- * 6.4 KB (heap, glibc; docs/benchmarks.md).
- * OpenSSL 3.0 has no call that takes the certificate out of a session, so
- * the copy is parsed from the session's DER with element [3] (the
- * certificate) cut out; a DER without the certificate parses in about
- * 24,000 instructions.  The copy is made when the connection that made the
- * session closes (tw__sesscache_conn_closed), not at once: until then the
- * entry is that connection's own session, which shares the certificate
- * with it, and an idle connection costs no more than before.
+ * What it keeps of a session (issue 15), in three forms:
  *
- * Why not the DER itself (0.5 KB a session): parsing it on each
- * resumption cost 5 % more instructions per resumed TLS 1.2 handshake
- * (d2i_SSL_SESSION), and the whole DER with the certificate 2.5 times the
- * CPU (OpenSSL 3.0 decodes the certificate's key through its provider
- * decoders; TLS 1.2: 112 us -> 274 us, client and server together).
+ *  - owned: while the connection that made it in a full handshake is open,
+ *    the session as OpenSSL made it, which shares the client's certificate
+ *    with the connection (an idle connection costs nothing more);
+ *  - compact: when that connection closes (tw__sesscache_conn_closed), the
+ *    session's DER with element [3], the certificate, cut out (about 150
+ *    bytes), and the certificate once per client (tw__cache_peer, keyed by
+ *    its SHA-256, lent to each connection that resumes one of its
+ *    sessions).  A stored session costs about 0.4 KB;
+ *  - hot: a live SSL_SESSION without the certificate, so that resuming it
+ *    costs a reference and no parse: the TLS 1.3 ticket a resumed
+ *    connection makes (the next one that client will offer), and a TLS 1.2
+ *    session once it has been resumed (d2i, about 24,000 instructions,
+ *    then kept parsed).  At most a quarter of the bound is hot; beyond it
+ *    the least recently used hot session is made compact again (cool()).
+ *
+ * So a client that keeps coming back resumes from a live object, as
+ * before, and the many sessions that are made and never resumed, or
+ * resumed once, cost a compact DER each: 1.3 KB per stored session before
+ * (a live copy without the certificate, 928 bytes of SSL_SESSION and its
+ * lock), 0.4 KB now (docs/benchmarks.md).  A full handshake pays the DER
+ * (i2d, about 34,000 instructions) when its connection closes, and no
+ * longer the parse back that the live copy needed.
+ *
+ * Charges: an owned session as if its certificate were its own (the
+ * connection holds one), a compact or hot one for what it holds, and each
+ * client's certificate once, while any session or connection uses it.
+ * Evicting the oldest sessions frees their certificates, so the bound holds
+ * for any mix of clients.
  *
  * A session resumed from here has no peer certificate inside OpenSSL:
  * get_cb lends the connection the client's certificate and the chain it
@@ -51,7 +62,9 @@
  * The cache belongs to a generation: a reload starts an empty one, so no
  * session outlives a change of CA or CRL.  Worker threads share the
  * generation's SSL_CTX, hence the mutex; it is held for table and list
- * work only, and what is dropped is freed after it is let go.
+ * work only: DER is made and parsed outside it, and what is dropped is
+ * freed after it is let go.  A DER holds the master secret: it is wiped
+ * when freed.
  */
 #include "tls_internal.h"
 
@@ -63,27 +76,33 @@
 struct tw__cache_entry {
     struct tw__cache_entry *hnext;         /* the hash chain */
     struct tw__cache_entry *older, *newer; /* the list in order of making */
-    /* While the connection that made it is open, the entry is that
-     * connection's session as OpenSSL made it, certificate included (they
-     * share it); tw_conn_free hands it over (tw__sesscache_conn_closed)
-     * and it becomes a copy without the certificate. */
+    /* Hot entries, by last use (the cache's hot_oldest ... hot_newest). */
+    struct tw__cache_entry *hot_older, *hot_newer;
+    /* An owned entry: the connection that made it, which shares the
+     * session and its certificate until tw_conn_free hands it over
+     * (tw__sesscache_conn_closed). */
     tw_conn *owner;
     struct tw__cache_entry *onext, **oprev; /* the owner's entries */
-    SSL_SESSION *sess; /* ours; with a certificate only while owned */
+    SSL_SESSION *sess;  /* owned or hot, else NULL */
+    unsigned char *der; /* compact (and a hot one parsed from it), else NULL */
     tw__cache_peer *peer; /* the certificate of a session without one */
     time_t expires;
-    size_t cost; /* bytes charged: the entry, its session, its certificate */
-    unsigned int id_len;
+    size_t cost; /* bytes charged: the entry, its session, its DER */
+    unsigned short der_len;
+    unsigned char hot; /* on the hot list */
+    unsigned char id_len;
     unsigned char id[SSL_MAX_SSL_SESSION_ID_LENGTH];
 };
 
 struct tw__sesscache {
     pthread_mutex_t lock;
     size_t max_bytes, bytes, count;
+    size_t hot, hot_max; /* hot entries, and how many may be */
     size_t nbuckets; /* a power of two, for entries and peers alike */
     struct tw__cache_entry **buckets;
     tw__cache_peer **peers;
     struct tw__cache_entry *oldest, *newest;
+    struct tw__cache_entry *hot_oldest, *hot_newest;
 };
 
 /* What is dropped under the lock, to be freed after it. */
@@ -98,18 +117,20 @@ struct dropped {
  * OpenSSL 3.0 (DER length of the session in brackets): Ed25519 4.4 KB
  * (526), ECDSA P-256 6.2 KB (571), RSA-2048 6.3 KB (776), RSA-4096 7.9 KB
  * (1032).  4 KiB + 4 x DER is at or above each: the bound errs on the safe
- * side.  Each session is charged it, shared or not (new_cb says why).
+ * side.
  */
 #define PEER_COST(der_len) (4096 + 4 * (size_t)(der_len))
-/* An entry and its session without a certificate: OpenSSL 3.0's
- * SSL_SESSION is 928 bytes, its lock 56, then the SNI name, and what the
- * allocator adds (1.2 KB in all, measured: docs/benchmarks.md). */
-#define ENTRY_COST(host_len)                                                   \
-    (sizeof(struct tw__cache_entry) + 1024 + (size_t)(host_len))
-/* The longest DER made on the way: a session is about 200 bytes without
- * the certificate (ids, master key, times, SNI and ALPN at most 255 each);
- * a longer one stays as OpenSSL made it. */
+/* A live session without a certificate: OpenSSL 3.0's SSL_SESSION is 928
+ * bytes, its lock 56, then the SNI name (measured: docs/benchmarks.md). */
+#define LIVE_COST(host_len) (1024 + (size_t)(host_len))
+/* A block the cache allocates, with what the allocator adds to it. */
+#define BLOCK_COST(len) ((size_t)(len) + 16)
+/* The longest DER made on the way: without the certificate a session is
+ * about 150 bytes with a short SNI name, at most about 600 (ids, master
+ * key, times, SNI and ALPN at most 255 each); a longer one stays live. */
 #define DER_MAX 2048
+/* At most this share of the bound holds hot (live) sessions. */
+#define HOT_SHARE 4
 /* One bucket per 8 KiB of the bound: chains stay about one entry long. */
 #define BYTES_PER_BUCKET 8192
 #define BUCKETS_MIN 16
@@ -138,6 +159,10 @@ tw__sesscache *tw__sesscache_new(size_t max_bytes, tw_err *err)
     if (sc == NULL)
         goto nomem;
     sc->max_bytes = max_bytes;
+    sc->hot_max = max_bytes / HOT_SHARE /
+                  (BLOCK_COST(sizeof(struct tw__cache_entry)) + LIVE_COST(0));
+    if (sc->hot_max == 0)
+        sc->hot_max = 1;
     sc->nbuckets = BUCKETS_MIN;
     while (sc->nbuckets < BUCKETS_MAX &&
            sc->nbuckets < max_bytes / BYTES_PER_BUCKET)
@@ -169,6 +194,7 @@ static void peer_free(tw__cache_peer *p)
 static void entry_free(struct tw__cache_entry *e)
 {
     SSL_SESSION_free(e->sess); /* wipes the master secret */
+    OPENSSL_clear_free(e->der, e->der_len);
     twu_free(e);
 }
 
@@ -201,6 +227,7 @@ static void peer_release(tw__sesscache *sc, tw__cache_peer *p,
     while (*pp != p)
         pp = &(*pp)->hnext;
     *pp = p->hnext;
+    sc->bytes -= p->cost;
     p->hnext = d->peers;
     d->peers = p;
 }
@@ -218,7 +245,63 @@ static void disown(struct tw__cache_entry *e)
     e->oprev = NULL;
 }
 
-/* Take e out of the table and the list, onto d (lock held). */
+/* Take e off the hot list (lock held). */
+static void unhot(tw__sesscache *sc, struct tw__cache_entry *e)
+{
+    if (!e->hot)
+        return;
+    if (e->hot_older != NULL)
+        e->hot_older->hot_newer = e->hot_newer;
+    else
+        sc->hot_oldest = e->hot_newer;
+    if (e->hot_newer != NULL)
+        e->hot_newer->hot_older = e->hot_older;
+    else
+        sc->hot_newest = e->hot_older;
+    e->hot_older = e->hot_newer = NULL;
+    e->hot = 0;
+    sc->hot--;
+}
+
+/* Put e at the hot list's newest end, or move it there (lock held). */
+static void make_hot(tw__sesscache *sc, struct tw__cache_entry *e)
+{
+    unhot(sc, e);
+    e->hot_older = sc->hot_newest;
+    if (sc->hot_newest != NULL)
+        sc->hot_newest->hot_newer = e;
+    else
+        sc->hot_oldest = e;
+    sc->hot_newest = e;
+    e->hot = 1;
+    sc->hot++;
+}
+
+/* Charge e `cost` bytes from now on (lock held). */
+static void set_cost(tw__sesscache *sc, struct tw__cache_entry *e, size_t cost)
+{
+    sc->bytes = sc->bytes - e->cost + cost;
+    e->cost = cost;
+}
+
+/* What an entry costs with what it holds now: a compact one its DER, a live
+ * one its session too (an owned one its certificate on top, added by the
+ * caller). */
+static size_t entry_cost(const struct tw__cache_entry *e)
+{
+    size_t cost = BLOCK_COST(sizeof(*e));
+    const char *host;
+
+    if (e->der != NULL)
+        cost += BLOCK_COST(e->der_len);
+    if (e->sess != NULL) {
+        host = SSL_SESSION_get0_hostname(e->sess);
+        cost += LIVE_COST(host != NULL ? strlen(host) : 0);
+    }
+    return cost;
+}
+
+/* Take e out of the table and the lists, onto d (lock held). */
 static void unlink_entry(tw__sesscache *sc, struct tw__cache_entry *e,
                          struct dropped *d)
 {
@@ -237,6 +320,7 @@ static void unlink_entry(tw__sesscache *sc, struct tw__cache_entry *e,
         sc->newest = e->older;
     sc->bytes -= e->cost;
     sc->count--;
+    unhot(sc, e);
     disown(e);
     peer_release(sc, e->peer, d);
     e->hnext = d->entries;
@@ -298,22 +382,20 @@ static tw__sesscache *cache_of_ctx(SSL_CTX *ctx)
 
 /*
  * A session's DER without element [3], the peer certificate (RFC 5280
- * DER inside OpenSSL's SSL_SESSION_ASN1 sequence), into out (DER_MAX
- * bytes), starting at *start (within the first 4 bytes of out: the header
- * goes right before the elements, which are not moved).  The length, or 0
- * when it does not fit or does not parse.
+ * DER inside OpenSSL's SSL_SESSION_ASN1 sequence), in a block of its own
+ * length (*len), or NULL when it does not fit DER_MAX or does not parse.
  */
-static size_t der_without_peer(SSL_SESSION *sess, unsigned char *out,
-                               const unsigned char **start)
+static unsigned char *compact(SSL_SESSION *sess, unsigned short *len)
 {
-    unsigned char *der = NULL, *w;
+    unsigned char *der = NULL, *w, *out = NULL;
+    unsigned char buf[DER_MAX];
     const unsigned char *p, *end, *elem;
-    long len, inner;
+    long elem_len, inner;
     int tag, xclass, n, der_len;
-    size_t total = 0, body = 0;
+    size_t body = 0;
 
     if ((der_len = i2d_SSL_SESSION(sess, &der)) <= 0)
-        return 0;
+        return NULL;
     p = der;
     if (ASN1_get_object(&p, &inner, &tag, &xclass, der_len) !=
             V_ASN1_CONSTRUCTED ||
@@ -321,12 +403,12 @@ static size_t der_without_peer(SSL_SESSION *sess, unsigned char *out,
         goto done;
     end = p + inner;
     /* First the elements kept, after room for the longest header (4). */
-    w = out + 4;
+    w = buf + 4;
     while (p < end) {
         elem = p;
-        if (ASN1_get_object(&p, &len, &tag, &xclass, end - p) & 0x80)
+        if (ASN1_get_object(&p, &elem_len, &tag, &xclass, end - p) & 0x80)
             goto done;
-        p += len;
+        p += elem_len;
         if (tag == 3 && xclass == V_ASN1_CONTEXT_SPECIFIC)
             continue; /* the peer's certificate */
         if ((size_t)(p - elem) > DER_MAX - 4 - body)
@@ -337,28 +419,16 @@ static size_t der_without_peer(SSL_SESSION *sess, unsigned char *out,
     }
     /* Then the sequence's header, right before them. */
     n = ASN1_object_size(1, (int)body, V_ASN1_SEQUENCE) - (int)body;
-    if (n <= 0 || n > 4)
+    if (n <= 0 || n > 4 || (out = twu_malloc((size_t)n + body)) == NULL)
         goto done;
-    w = out + 4 - n;
+    w = buf + 4 - n;
     ASN1_put_object(&w, 1, (int)body, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL);
-    *start = out + 4 - n;
-    total = (size_t)n + body;
+    memcpy(out, buf + 4 - n, (size_t)n + body);
+    *len = (unsigned short)((size_t)n + body);
 done:
+    OPENSSL_cleanse(buf, sizeof(buf));
     OPENSSL_clear_free(der, (size_t)der_len);
-    return total;
-}
-
-/* A copy of sess without the peer's certificate (parsed from its DER
- * without the certificate), or NULL. */
-static SSL_SESSION *without_peer(SSL_SESSION *sess)
-{
-    unsigned char der[DER_MAX];
-    const unsigned char *p = der;
-    size_t len = der_without_peer(sess, der, &p);
-    SSL_SESSION *copy = len > 0 ? d2i_SSL_SESSION(NULL, &p, (long)len) : NULL;
-
-    OPENSSL_cleanse(der, sizeof(der));
-    return copy;
+    return out;
 }
 
 /* What the table keeps of a certificate besides it. */
@@ -378,7 +448,7 @@ static int facts_of(X509 *cert, struct facts *f)
 }
 
 /* The table's certificate equal to cert, one user more; made from *fresh
- * (then NULL) when it is not there (lock held). */
+ * (then NULL) and charged when it is not there (lock held). */
 static tw__cache_peer *peer_get(tw__sesscache *sc, X509 *cert,
                                 STACK_OF(X509) *chain, const struct facts *f,
                                 tw__cache_peer **fresh)
@@ -398,10 +468,64 @@ static tw__cache_peer *peer_get(tw__sesscache *sc, X509 *cert,
     memcpy(p->fp, f->fp, sizeof(p->fp));
     p->not_after = f->not_after;
     p->refs = 1;
+    p->cost = BLOCK_COST(sizeof(*p)) + PEER_COST(i2d_X509(cert, NULL));
     b = bucket_of(sc, f->fp, sizeof(f->fp));
     p->hnext = sc->peers[b];
     sc->peers[b] = p;
+    sc->bytes += p->cost;
     return p;
+}
+
+/* The hot sessions beyond hot_max become compact again, least recently
+ * used first, their DER made outside the lock.  A few per call: each
+ * caller added at most one. */
+static void cool(tw__sesscache *sc)
+{
+    for (int round = 0; round < 4; round++) {
+        struct dropped d = {NULL, NULL};
+        struct tw__cache_entry *e;
+        SSL_SESSION *live, *drop = NULL;
+        unsigned char *der = NULL, id[SSL_MAX_SSL_SESSION_ID_LENGTH];
+        unsigned short der_len = 0;
+        unsigned int id_len;
+
+        pthread_mutex_lock(&sc->lock);
+        if (sc->hot <= sc->hot_max) {
+            pthread_mutex_unlock(&sc->lock);
+            return;
+        }
+        e = sc->hot_oldest;
+        unhot(sc, e);
+        live = e->sess;
+        if (e->der != NULL) { /* parsed from it: dropping it is enough */
+            e->sess = NULL;
+            set_cost(sc, e, entry_cost(e));
+            pthread_mutex_unlock(&sc->lock);
+            SSL_SESSION_free(live);
+            continue;
+        }
+        SSL_SESSION_up_ref(live);
+        id_len = e->id_len;
+        memcpy(id, e->id, id_len);
+        pthread_mutex_unlock(&sc->lock);
+        der = compact(live, &der_len);
+        pthread_mutex_lock(&sc->lock);
+        if (der != NULL && (e = find(sc, id, id_len)) != NULL &&
+            e->sess == live && e->der == NULL && !e->hot && e->owner == NULL) {
+            e->der = der;
+            e->der_len = der_len;
+            e->sess = NULL;
+            der = NULL;
+            drop = live; /* the cache's reference */
+            set_cost(sc, e, entry_cost(e));
+        }
+        make_room(sc, 0, time(NULL), &d);
+        pthread_mutex_unlock(&sc->lock);
+        free_dropped(&d);
+        OPENSSL_clear_free(der, der_len);
+        SSL_SESSION_free(drop);
+        SSL_SESSION_free(live);
+    }
 }
 
 /*
@@ -409,10 +533,10 @@ static tw__cache_peer *peer_get(tw__sesscache *sc, X509 *cert,
  * 1.3) made a session.  Returns 1: the cache keeps OpenSSL's reference.
  * A full handshake's session is the connection's own (OpenSSL hands the
  * first TLS 1.3 ticket's session over as it is), with the certificate
- * parsed from the client: while the connection is open they share it, and
- * the entry is the connection's (e->owner) until it closes.  A ticket of a
- * resumed TLS 1.3 connection comes from the resumed session, already
- * without a certificate: its certificate is the one this cache lent.
+ * parsed from the client: the entry is owned by the connection until it
+ * closes.  A ticket of a resumed TLS 1.3 connection comes from the resumed
+ * session, already without a certificate (its certificate is the one this
+ * cache lent): hot, since that client is likely to offer it next.
  */
 static int new_cb(SSL *ssl, SSL_SESSION *sess)
 {
@@ -422,28 +546,25 @@ static int new_cb(SSL *ssl, SSL_SESSION *sess)
     struct tw__cache_entry *e, *old;
     tw__cache_peer *lent = NULL;
     const unsigned char *id;
-    const char *host;
     unsigned int id_len;
     X509 *cert = SSL_SESSION_get0_peer(sess);
-    size_t need, bucket;
+    size_t bucket;
 
     id = SSL_SESSION_get_id(sess, &id_len);
-    if (sc == NULL || c == NULL || id_len == 0 || id_len > sizeof(e->id))
-        return 0;
+    if (sc == NULL || c == NULL || id_len == 0 || id_len > sizeof(e->id) ||
+        (e = twu_calloc(1, sizeof(*e))) == NULL)
+        return 0; /* out of memory: not resumable */
     if (cert == NULL && SSL_session_reused(ssl))
         lent = c->resumed; /* in the table while c holds it */
-    host = SSL_SESSION_get0_hostname(sess);
-    need = ENTRY_COST(host != NULL ? strlen(host) : 0);
-    /* Charged to each session as if the certificate were its own, so the
-     * bound holds whatever the mix of clients. */
-    if (cert != NULL || lent != NULL)
-        need += PEER_COST(i2d_X509(cert != NULL ? cert : lent->cert, NULL));
-    if (fixed_bytes(sc) + need > sc->max_bytes ||
-        (e = twu_calloc(1, sizeof(*e))) == NULL)
-        return 0; /* never fits, or out of memory: not resumable */
     e->sess = sess;
-    e->cost = need;
-    e->id_len = id_len;
+    e->cost = entry_cost(e);
+    if (cert != NULL) /* the connection's, charged as if it were e's */
+        e->cost += PEER_COST(i2d_X509(cert, NULL));
+    if (fixed_bytes(sc) + e->cost > sc->max_bytes) {
+        twu_free(e);
+        return 0; /* never fits */
+    }
+    e->id_len = (unsigned char)id_len;
     memcpy(e->id, id, id_len);
     e->expires = (time_t)SSL_SESSION_get_time(sess) +
                  (time_t)SSL_SESSION_get_timeout(sess);
@@ -462,6 +583,8 @@ static int new_cb(SSL *ssl, SSL_SESSION *sess)
             e->onext->oprev = &e->onext;
         e->oprev = &c->cache_entries;
         c->cache_entries = e;
+    } else {
+        make_hot(sc, e);
     }
     e->hnext = sc->buckets[bucket];
     sc->buckets[bucket] = e;
@@ -475,6 +598,8 @@ static int new_cb(SSL *ssl, SSL_SESSION *sess)
     sc->count++;
     pthread_mutex_unlock(&sc->lock);
     free_dropped(&d);
+    if (cert == NULL)
+        cool(sc);
     return 1;
 }
 
@@ -482,17 +607,19 @@ static int new_cb(SSL *ssl, SSL_SESSION *sess)
 #define OWNED_MAX 9
 
 /*
- * c is closing: its entries become copies without the certificate, which
- * goes to the table (once per client).  Made outside the lock: 89,000
- * instructions (the certificate's SHA-256, i2d and d2i of the session),
- * 1.8 % of a full handshake; an entry that changed meanwhile (used,
+ * c is closing: its entries become compact (their DER without the
+ * certificate), and the certificate goes to the table (once per client).
+ * Made outside the lock: about 65,000 instructions (the certificate's
+ * SHA-256 and the session's DER); an entry that changed meanwhile (used,
  * dropped) is left as it is.  The certificate c borrowed goes back.
  */
 void tw__sesscache_conn_closed(tw_conn *c)
 {
     tw__sesscache *sc = cache_of_ctx(SSL_get_SSL_CTX(c->ssl));
     struct {
-        SSL_SESSION *live, *copy;
+        SSL_SESSION *live;
+        unsigned char *der;
+        unsigned short der_len;
         tw__cache_peer *fresh;
         struct facts f;
         unsigned int id_len;
@@ -524,26 +651,33 @@ void tw__sesscache_conn_closed(tw_conn *c)
         X509 *cert = SSL_SESSION_get0_peer(pending[i].live);
 
         pending[i].fresh = NULL;
-        pending[i].copy = NULL;
+        pending[i].der = NULL;
+        pending[i].der_len = 0;
         if (cert != NULL && facts_of(cert, &pending[i].f) &&
             (pending[i].fresh = twu_calloc(1, sizeof(*pending[i].fresh))) !=
                 NULL)
-            pending[i].copy = without_peer(pending[i].live);
+            pending[i].der = compact(pending[i].live, &pending[i].der_len);
     }
     pthread_mutex_lock(&sc->lock);
     for (size_t i = 0; i < n; i++) {
-        if (pending[i].copy == NULL ||
+        if (pending[i].der == NULL ||
             (e = find(sc, pending[i].id, pending[i].id_len)) == NULL ||
-            e->sess != pending[i].live || e->peer != NULL)
+            e->sess != pending[i].live || e->peer != NULL || e->der != NULL)
             continue;
         e->peer = peer_get(sc, SSL_SESSION_get0_peer(pending[i].live), chain,
                            &pending[i].f, &pending[i].fresh);
-        e->sess = pending[i].copy;
-        pending[i].copy = pending[i].live; /* the cache's reference, to drop */
+        e->der = pending[i].der;
+        e->der_len = pending[i].der_len;
+        e->sess = NULL;
+        pending[i].der = NULL;
+        set_cost(sc, e, entry_cost(e));
+        SSL_SESSION_free(pending[i].live); /* the cache's reference */
     }
+    make_room(sc, 0, time(NULL), &d);
     pthread_mutex_unlock(&sc->lock);
+    free_dropped(&d);
     for (size_t i = 0; i < n; i++) {
-        SSL_SESSION_free(pending[i].copy);
+        OPENSSL_clear_free(pending[i].der, pending[i].der_len);
         SSL_SESSION_free(pending[i].live);
         twu_free(pending[i].fresh);
     }
@@ -560,6 +694,38 @@ static void lend_peer(tw__sesscache *sc, tw_conn *c, tw__cache_peer *p,
         p->refs++;
 }
 
+/* A compact entry's session, parsed outside the lock; a TLS 1.2 one is kept
+ * parsed (hot) for the next resumption, when the entry is still compact.
+ * (A TLS 1.3 ticket is used once: OpenSSL removes it, remove_cb.) */
+static SSL_SESSION *parse(tw__sesscache *sc, const unsigned char *der,
+                          unsigned short der_len, const unsigned char *id,
+                          unsigned int id_len, const unsigned char *was)
+{
+    const unsigned char *p = der;
+    SSL_SESSION *sess = d2i_SSL_SESSION(NULL, &p, der_len);
+    struct tw__cache_entry *e;
+    struct dropped d = {NULL, NULL};
+    int kept = 0;
+
+    if (sess == NULL ||
+        SSL_SESSION_get_protocol_version(sess) >= TLS1_3_VERSION)
+        return sess;
+    pthread_mutex_lock(&sc->lock);
+    if ((e = find(sc, id, id_len)) != NULL && e->der == was &&
+        e->sess == NULL && SSL_SESSION_up_ref(sess) == 1) {
+        e->sess = sess;
+        set_cost(sc, e, entry_cost(e));
+        make_hot(sc, e);
+        make_room(sc, 0, time(NULL), &d);
+        kept = 1;
+    }
+    pthread_mutex_unlock(&sc->lock);
+    free_dropped(&d);
+    if (kept)
+        cool(sc);
+    return sess;
+}
+
 /* SSL_CTX_sess_set_get_cb: a client offers a session id (TLS 1.2) or a
  * stateful ticket (TLS 1.3).  Expired sessions are dropped first, so one
  * is never handed out. */
@@ -571,6 +737,9 @@ static SSL_SESSION *get_cb(SSL *ssl, const unsigned char *id, int id_len,
     struct dropped d = {NULL, NULL};
     struct tw__cache_entry *e;
     SSL_SESSION *sess = NULL;
+    unsigned char der[DER_MAX];
+    const unsigned char *was = NULL;
+    unsigned short der_len = 0;
 
     *copy = 0; /* the reference we return is the caller's */
     if (sc == NULL || c == NULL || id_len <= 0 ||
@@ -578,13 +747,25 @@ static SSL_SESSION *get_cb(SSL *ssl, const unsigned char *id, int id_len,
         return NULL;
     pthread_mutex_lock(&sc->lock);
     make_room(sc, 0, time(NULL), &d); /* expired ones only */
-    if ((e = find(sc, id, (unsigned int)id_len)) != NULL &&
-        SSL_SESSION_up_ref(e->sess) == 1) {
-        sess = e->sess;
-        lend_peer(sc, c, e->peer, &d);
+    if ((e = find(sc, id, (unsigned int)id_len)) != NULL) {
+        if (e->sess != NULL && SSL_SESSION_up_ref(e->sess) == 1) {
+            sess = e->sess;
+            if (e->hot)
+                make_hot(sc, e); /* the most recently used */
+            lend_peer(sc, c, e->peer, &d);
+        } else if (e->sess == NULL && e->der_len <= sizeof(der)) {
+            memcpy(der, e->der, e->der_len);
+            der_len = e->der_len;
+            was = e->der;
+            lend_peer(sc, c, e->peer, &d);
+        }
     }
     pthread_mutex_unlock(&sc->lock);
     free_dropped(&d);
+    if (was != NULL) {
+        sess = parse(sc, der, der_len, id, (unsigned int)id_len, was);
+        OPENSSL_cleanse(der, der_len);
+    }
     return sess;
 }
 

@@ -65,6 +65,7 @@ typedef struct tw__cache_peer {
     X509 *cert;                   /* a reference */
     STACK_OF(X509) *chain;        /* what else the client sent; may be NULL */
     size_t refs;                  /* entries and connections (cache lock) */
+    size_t cost;                  /* bytes charged to the cache, once */
     time_t not_after;             /* the certificate's, read once */
     unsigned char fp[32];         /* its SHA-256 */
 } tw__cache_peer;

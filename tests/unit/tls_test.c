@@ -439,8 +439,10 @@ static void session_cache_grew_without_bound(void **state)
             assert_true(tw_server_session_cache_bytes(srv) <= 16384);
             assert_true(tw_server_session_cache_count(srv) >= 1);
         }
-        /* A few ECDSA sessions fit, not a hundred. */
-        assert_in_range(tw_server_session_cache_count(srv), 1, 4);
+        /* A few sessions fit, not a hundred: the certificate (charged
+         * once, about 6 KB), room for the next connection's own (7 KB),
+         * and the rest in compact sessions (0.4 KB each). */
+        assert_in_range(tw_server_session_cache_count(srv), 5, 20);
         /* The newest session is still there, and resumes. */
         assert_int_equal(connect_once(srv, cli, 0), 1);
         tw_client_free(cli);
