@@ -625,6 +625,11 @@ TW_API size_t tw_conn_roles(const tw_conn *c, char *buf, size_t len);
 TW_API const char *tw_conn_version(const tw_conn *c);
 /* Whether the session was resumed. */
 TW_API int tw_conn_resumed(const tw_conn *c);
+/* Server: nonzero when the client's first bytes were those of a plain
+ * HTTP/1 request (an upper-case method and a space, or upper-case letters
+ * only, so far), which never begin TLS: the handshake fails, or waits for
+ * nothing.  The caller may answer in plain text; the bytes were read. */
+TW_API int tw_conn_plain_http(const tw_conn *c);
 /* The generation the connection was accepted under. */
 TW_API unsigned tw_conn_generation(const tw_conn *c);
 

@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -69,7 +68,9 @@ void httpd__conn_close(httpd_conn *c)
     if ((c->state == CONN_ACTIVE || c->state == CONN_CLOSING) &&
         c->out_off >= c->out.len)
         (void)tw_conn_shutdown(c->tls); /* best effort close_notify */
-    httpd_loop_del_fd(c->w->loop, c->fd, HTTPD_LOOP_READABLE | HTTPD_LOOP_WRITABLE);
+    /* close(2) takes the socket out of the epoll set (it is never
+     * duplicated, and accepted with SOCK_CLOEXEC): no epoll_ctl first. */
+    httpd_loop_forget_fd(c->w->loop, c->fd);
     close(c->fd);
     c->fd = -1;
     unlink_conn(c);
@@ -85,7 +86,6 @@ void httpd__conn_accept(httpd_worker *w, int fd, const struct sockaddr *sa)
     httpd *srv = w->srv;
     httpd_conn *c;
     tw_err err;
-    int one = 1;
     char host[INET6_ADDRSTRLEN] = "?";
 
     if (w->nconns >= w->max_conns) {
@@ -93,7 +93,6 @@ void httpd__conn_accept(httpd_worker *w, int fd, const struct sockaddr *sa)
         atomic_fetch_add(&w->srv->metrics.over_limit, 1);
         return;
     }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if ((c = calloc(1, sizeof(*c))) == NULL) {
         close(fd);
         return;
@@ -187,32 +186,6 @@ static void linger(httpd_conn *c)
         httpd__conn_close(c);
         return;
     }
-}
-
-/* What the first bytes of a connection are. */
-enum first_bytes { FIRST_WAIT, FIRST_TLS, FIRST_HTTP };
-
-/*
- * Look at the first bytes without taking them.  TLS begins with a record
- * whose first byte is its content type (RFC 8446 section 5.1: 20 to 24;
- * an SSLv2-style hello has the high bit set); an HTTP/1 request begins
- * with its method, upper-case letters (RFC 9110 section 9) and a space.
- * Anything else goes to the handshake, which refuses it as it always did.
- */
-static enum first_bytes sniff(const httpd_conn *c)
-{
-    char buf[8];
-    ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_PEEK), i = 0;
-
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        return FIRST_WAIT;
-    if (n <= 0)
-        return FIRST_TLS; /* closed, or an error the handshake reports */
-    while (i < n && buf[i] >= 'A' && buf[i] <= 'Z')
-        i++;
-    /* "GET " or, when only part of it came, "GE": no TLS record starts
-     * with a letter, so waiting for the rest would tell nothing more. */
-    return i > 0 && (i == n || buf[i] == ' ') ? FIRST_HTTP : FIRST_TLS;
 }
 
 /*
@@ -408,22 +381,15 @@ static void conn_drive(httpd_conn *c)
         linger(c);
         return;
     }
-    if (c->state == CONN_HANDSHAKE && !c->first_seen) {
-        enum first_bytes first = sniff(c);
-
-        if (first == FIRST_WAIT) {
-            set_mask(c, HTTPD_LOOP_READABLE);
-            return;
-        }
-        c->first_seen = 1;
-        if (first == FIRST_HTTP) {
-            answer_plain_http(c);
-            return;
-        }
-    }
     if (c->state == CONN_HANDSHAKE) {
         int rc = tw_conn_handshake(c->tls);
 
+        /* Plain HTTP: answered at its first bytes, whatever the handshake
+         * made of them (it fails, or waits for a record that never comes). */
+        if (tw_conn_plain_http(c->tls)) {
+            answer_plain_http(c);
+            return;
+        }
         if (rc == TW_WANT_READ || rc == TW_WANT_WRITE) {
             set_mask(c, rc == TW_WANT_READ ? HTTPD_LOOP_READABLE
                                            : HTTPD_LOOP_WRITABLE);

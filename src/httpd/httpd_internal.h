@@ -205,7 +205,6 @@ struct httpd_conn {
     int fd;
     tw_conn *tls;
     enum httpd_conn_state state;
-    int first_seen;      /* its first bytes were looked at: TLS, not HTTP */
     char peer[INET6_ADDRSTRLEN + 8];
     httpd_request req;
     twu_buf out;

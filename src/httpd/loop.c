@@ -230,6 +230,20 @@ int httpd_loop_add_fd(httpd_loop *loop, int fd, int mask, httpd_loop_file_fn *fn
     return 0;
 }
 
+/* The table's side of watching fd for `left` only. */
+static void forget(struct httpd_loop_file *f, int left)
+{
+    f->mask = left;
+    if (!(left & HTTPD_LOOP_READABLE))
+        f->rfn = NULL;
+    if (!(left & HTTPD_LOOP_WRITABLE))
+        f->wfn = NULL;
+    if (left == HTTPD_LOOP_NONE) {
+        f->data = NULL;
+        f->gen++;
+    }
+}
+
 void httpd_loop_del_fd(httpd_loop *loop, int fd, int mask)
 {
     struct httpd_loop_file *f;
@@ -245,15 +259,14 @@ void httpd_loop_del_fd(httpd_loop *loop, int fd, int mask)
      * closed (which epoll forgets by itself) or a programming error, and the
      * table must forget the fd either way. */
     (void)epoll_update(loop, fd, f->mask, left);
-    f->mask = left;
-    if (!(left & HTTPD_LOOP_READABLE))
-        f->rfn = NULL;
-    if (!(left & HTTPD_LOOP_WRITABLE))
-        f->wfn = NULL;
-    if (left == HTTPD_LOOP_NONE) {
-        f->data = NULL;
-        f->gen++;
-    }
+    forget(f, left);
+}
+
+void httpd_loop_forget_fd(httpd_loop *loop, int fd)
+{
+    if (fd >= 0 && fd < loop->setsize &&
+        loop->files[fd].mask != HTTPD_LOOP_NONE)
+        forget(&loop->files[fd], HTTPD_LOOP_NONE);
 }
 
 int httpd_loop_fd_mask(const httpd_loop *loop, int fd)

@@ -35,6 +35,11 @@ int httpd_loop_add_fd(httpd_loop *loop, int fd, int mask, httpd_loop_file_fn *fn
 /* Stop watching fd for `mask`; with HTTPD_LOOP_READABLE|HTTPD_LOOP_WRITABLE the
  * fd is forgotten (call before close()). */
 void httpd_loop_del_fd(httpd_loop *loop, int fd, int mask);
+/* Forget fd, about to be closed, without telling epoll: close(2) takes it
+ * out of the epoll set when no other descriptor shares its file (never
+ * duplicated, no fork between its making and its close), one system call
+ * fewer than httpd_loop_del_fd. */
+void httpd_loop_forget_fd(httpd_loop *loop, int fd);
 /* What fd is watched for. */
 int httpd_loop_fd_mask(const httpd_loop *loop, int fd);
 

@@ -10,6 +10,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -210,6 +212,9 @@ static int listen_socket(httpd_worker *w)
         return -1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        /* Accepted sockets inherit it (Linux): no setsockopt per
+         * connection.  Responses go out whole, in one write. */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
         bind(fd, (struct sockaddr *)&srv->addr, srv->addrlen) != 0 ||
         listen(fd, 1024) != 0) {
         int e = errno;

@@ -12,6 +12,39 @@
 #include <string.h>
 #include <time.h>
 
+/*
+ * A server's first read, seen as OpenSSL makes it (a peek of our own would
+ * cost a system call per connection): an HTTP/1 request begins with its
+ * method, upper-case letters (RFC 9110 section 9), and a space; a TLS record
+ * with its content type (RFC 8446 section 5.1: 20 to 24), an SSLv2-style
+ * hello with the high bit set.  "GE" alone is enough: no TLS record starts
+ * with a letter.  The callback then takes itself off the BIO.
+ */
+static long first_read_cb(BIO *b, int oper, const char *argp, size_t len,
+                          int argi, long argl, int ret, size_t *processed)
+{
+    tw_conn *c = (tw_conn *)BIO_get_callback_arg(b);
+    size_t n, i = 0;
+
+    (void)len;
+    (void)argi;
+    (void)argl;
+    if (oper != (BIO_CB_READ | BIO_CB_RETURN) || ret <= 0 ||
+        processed == NULL || *processed == 0)
+        return ret;
+    n = *processed < 8 ? *processed : 8;
+    while (i < n && argp[i] >= 'A' && argp[i] <= 'Z')
+        i++;
+    c->plain_http = i > 0 && (i == n || argp[i] == ' ');
+    BIO_set_callback_ex(b, NULL);
+    return ret;
+}
+
+int tw_conn_plain_http(const tw_conn *c)
+{
+    return c->plain_http;
+}
+
 tw_conn *tw__conn_new(tw__gen *g, int fd, int is_server, const char *host,
                       tw_err *err)
 {
@@ -33,6 +66,10 @@ tw_conn *tw__conn_new(tw__gen *g, int fd, int is_server, const char *host,
         goto err;
     }
     if (is_server) {
+        BIO *bio = SSL_get_rbio(c->ssl);
+
+        BIO_set_callback_arg(bio, (char *)c);
+        BIO_set_callback_ex(bio, first_read_cb);
         SSL_set_accept_state(c->ssl);
         return c;
     }

@@ -150,6 +150,7 @@ struct tw_conn {
     struct tw__cache_peer *resumed;
     struct tw__cache_entry *cache_entries;
     int expectation_failed;
+    int plain_http; /* server: the first bytes read were plain HTTP */
     char *host;
     struct tw_client *client; /* client connections: where sessions go */
     struct tw_server *server; /* server connections: for tw_conn_refresh */

@@ -388,6 +388,38 @@ static void reused_fd_number_gets_no_stale_event(void **state)
     forget_the_other(1);
 }
 
+/* httpd_loop_forget_fd then close(2): epoll drops the file by itself, so
+ * a new file under the same number is added (no EEXIST) and served, and
+ * the old one's handler is never called again. */
+static void forgotten_fd_is_left_to_close(void **state)
+{
+    httpd_loop *loop = httpd_loop_new(SETSIZE);
+    struct hits old_hits = {0}, new_hits = {0};
+    int p[2], q[2];
+
+    (void)state;
+    make_pipe(p);
+    put(p[1], "x");
+    assert_int_equal(httpd_loop_add_fd(loop, p[0], HTTPD_LOOP_READABLE, on_read,
+                                    &old_hits), 0);
+    httpd_loop_forget_fd(loop, p[0]);
+    assert_int_equal(httpd_loop_fd_mask(loop, p[0]), HTTPD_LOOP_NONE);
+    close(p[0]);
+    make_pipe(q);
+    assert_int_equal(q[0], p[0]); /* the lowest free number: the same */
+    put(q[1], "y");
+    assert_int_equal(httpd_loop_add_fd(loop, q[0], HTTPD_LOOP_READABLE, on_read,
+                                    &new_hits), 0);
+    assert_int_equal(httpd_loop_process(loop, WAIT_MS), 1);
+    assert_int_equal(new_hits.count, 1);
+    assert_int_equal(old_hits.count, 0);
+    httpd_loop_forget_fd(loop, q[0]);
+    close(q[0]);
+    close(q[1]);
+    close(p[1]);
+    httpd_loop_free(loop);
+}
+
 static void masks_are_kept_per_fd(void **state)
 {
     httpd_loop *loop = httpd_loop_new(SETSIZE);
@@ -657,6 +689,7 @@ int main(void)
         cmocka_unit_test(handler_deletes_its_own_fd),
         cmocka_unit_test(handler_deletes_another_ready_fd),
         cmocka_unit_test(reused_fd_number_gets_no_stale_event),
+        cmocka_unit_test(forgotten_fd_is_left_to_close),
         cmocka_unit_test(masks_are_kept_per_fd),
         cmocka_unit_test(bad_fds_and_masks_are_refused),
         cmocka_unit_test(before_sleep_runs_before_each_wait),
