@@ -98,7 +98,7 @@ struct tw__sesscache {
     pthread_mutex_t lock;
     size_t max_bytes, bytes, count;
     size_t hot, hot_max; /* hot entries, and how many may be */
-    size_t nbuckets; /* a power of two, for entries and peers alike */
+    size_t nbuckets, npeers; /* the tables' sizes, powers of two */
     struct tw__cache_entry **buckets;
     tw__cache_peer **peers;
     struct tw__cache_entry *oldest, *newest;
@@ -131,25 +131,38 @@ struct dropped {
 #define DER_MAX 2048
 /* At most this share of the bound holds hot (live) sessions. */
 #define HOT_SHARE 4
-/* One bucket per 8 KiB of the bound: chains stay about one entry long. */
-#define BYTES_PER_BUCKET 8192
+/* One bucket per 512 bytes of the bound for sessions (a compact one is
+ * charged about 330), per 8 KiB for certificates (about 6 KiB each): the
+ * chains stay one or two entries long when the cache is full. */
+#define BYTES_PER_BUCKET 512
+#define BYTES_PER_PEER_BUCKET 8192
 #define BUCKETS_MIN 16
 #define BUCKETS_MAX ((size_t)1 << 20)
 
 /* What an empty cache holds: itself and its tables. */
 static size_t fixed_bytes(const tw__sesscache *sc)
 {
-    return sizeof(*sc) + sc->nbuckets * (sizeof(*sc->buckets) +
-                                         sizeof(*sc->peers));
+    return sizeof(*sc) + sc->nbuckets * sizeof(*sc->buckets) +
+           sc->npeers * sizeof(*sc->peers);
 }
 
-static size_t bucket_of(const tw__sesscache *sc, const unsigned char *id,
+static size_t bucket_of(size_t nbuckets, const unsigned char *id,
                         unsigned int id_len)
 {
     size_t h = 0;
 
     memcpy(&h, id, id_len < sizeof(h) ? id_len : sizeof(h));
-    return h & (sc->nbuckets - 1);
+    return h & (nbuckets - 1);
+}
+
+/* A table's size for a bound: a power of two, one bucket per `per` bytes. */
+static size_t table_size(size_t max_bytes, size_t per)
+{
+    size_t n = BUCKETS_MIN;
+
+    while (n < BUCKETS_MAX && n < max_bytes / per)
+        n *= 2;
+    return n;
 }
 
 tw__sesscache *tw__sesscache_new(size_t max_bytes, tw_err *err)
@@ -163,12 +176,10 @@ tw__sesscache *tw__sesscache_new(size_t max_bytes, tw_err *err)
                   (BLOCK_COST(sizeof(struct tw__cache_entry)) + LIVE_COST(0));
     if (sc->hot_max == 0)
         sc->hot_max = 1;
-    sc->nbuckets = BUCKETS_MIN;
-    while (sc->nbuckets < BUCKETS_MAX &&
-           sc->nbuckets < max_bytes / BYTES_PER_BUCKET)
-        sc->nbuckets *= 2;
+    sc->nbuckets = table_size(max_bytes, BYTES_PER_BUCKET);
+    sc->npeers = table_size(max_bytes, BYTES_PER_PEER_BUCKET);
     sc->buckets = twu_calloc(sc->nbuckets, sizeof(*sc->buckets));
-    sc->peers = twu_calloc(sc->nbuckets, sizeof(*sc->peers));
+    sc->peers = twu_calloc(sc->npeers, sizeof(*sc->peers));
     if (sc->buckets == NULL || sc->peers == NULL)
         goto nomem;
     sc->bytes = fixed_bytes(sc);
@@ -223,7 +234,7 @@ static void peer_release(tw__sesscache *sc, tw__cache_peer *p,
 
     if (p == NULL || --p->refs > 0)
         return;
-    pp = &sc->peers[bucket_of(sc, p->fp, sizeof(p->fp))];
+    pp = &sc->peers[bucket_of(sc->npeers, p->fp, sizeof(p->fp))];
     while (*pp != p)
         pp = &(*pp)->hnext;
     *pp = p->hnext;
@@ -305,7 +316,8 @@ static size_t entry_cost(const struct tw__cache_entry *e)
 static void unlink_entry(tw__sesscache *sc, struct tw__cache_entry *e,
                          struct dropped *d)
 {
-    struct tw__cache_entry **p = &sc->buckets[bucket_of(sc, e->id, e->id_len)];
+    struct tw__cache_entry **p =
+        &sc->buckets[bucket_of(sc->nbuckets, e->id, e->id_len)];
 
     while (*p != e)
         p = &(*p)->hnext;
@@ -330,7 +342,8 @@ static void unlink_entry(tw__sesscache *sc, struct tw__cache_entry *e,
 static struct tw__cache_entry *find(tw__sesscache *sc, const unsigned char *id,
                           unsigned int id_len)
 {
-    struct tw__cache_entry *e = sc->buckets[bucket_of(sc, id, id_len)];
+    struct tw__cache_entry *e =
+        sc->buckets[bucket_of(sc->nbuckets, id, id_len)];
 
     while (e != NULL && (e->id_len != id_len || memcmp(e->id, id, id_len) != 0))
         e = e->hnext;
@@ -341,7 +354,7 @@ static struct tw__cache_entry *find(tw__sesscache *sc, const unsigned char *id,
  * stands for the certificate as it does in the verified-chain cache. */
 static tw__cache_peer *find_peer(tw__sesscache *sc, const unsigned char fp[32])
 {
-    tw__cache_peer *p = sc->peers[bucket_of(sc, fp, 32)];
+    tw__cache_peer *p = sc->peers[bucket_of(sc->npeers, fp, 32)];
 
     while (p != NULL && memcmp(p->fp, fp, 32) != 0)
         p = p->hnext;
@@ -469,7 +482,7 @@ static tw__cache_peer *peer_get(tw__sesscache *sc, X509 *cert,
     p->not_after = f->not_after;
     p->refs = 1;
     p->cost = BLOCK_COST(sizeof(*p)) + PEER_COST(i2d_X509(cert, NULL));
-    b = bucket_of(sc, f->fp, sizeof(f->fp));
+    b = bucket_of(sc->npeers, f->fp, sizeof(f->fp));
     p->hnext = sc->peers[b];
     sc->peers[b] = p;
     sc->bytes += p->cost;
@@ -568,7 +581,7 @@ static int new_cb(SSL *ssl, SSL_SESSION *sess)
     memcpy(e->id, id, id_len);
     e->expires = (time_t)SSL_SESSION_get_time(sess) +
                  (time_t)SSL_SESSION_get_timeout(sess);
-    bucket = bucket_of(sc, id, id_len);
+    bucket = bucket_of(sc->nbuckets, id, id_len);
     pthread_mutex_lock(&sc->lock);
     if ((old = find(sc, id, id_len)) != NULL)
         unlink_entry(sc, old, &d); /* the same id made again: the newest */
