@@ -309,6 +309,31 @@ static inline void pair_close(struct pair *pr)
     pair_free(pr);
 }
 
+/* One connection, which must succeed and verify the client, closed with
+ * close_notify.  The client offers its newest session, or none (`fresh`),
+ * or `offer` when not NULL.  1 when the server resumed; *next (when not
+ * NULL): the client's session after it, a reference. */
+static inline int pair_connect(tw_server *srv, tw_client *cli, int fresh,
+                               SSL_SESSION *offer, SSL_SESSION **next)
+{
+    struct pair pr;
+    int resumed;
+
+    pair_open(&pr, srv, cli, "localhost");
+    if (fresh || offer != NULL)
+        assert_int_equal(SSL_set_session(pr.c->ssl, offer), 1);
+    pair_handshake(&pr);
+    assert_int_equal(pr.s_rc, 0);
+    assert_int_equal(pr.c_rc, 0);
+    pair_exchange(&pr);
+    resumed = tw_conn_resumed(pr.s);
+    assert_int_equal(tw_conn_peer_verified(pr.s, NULL), 1);
+    if (next != NULL)
+        assert_non_null(*next = SSL_get1_session(pr.c->ssl));
+    pair_close(&pr);
+    return resumed;
+}
+
 /* ---------------------------------------------------- an OpenSSL peer */
 
 /* An OpenSSL client (or server, asking for a client certificate) speaking

@@ -392,19 +392,7 @@ static void reload_and_resumption(void **state)
  * the server resumed a session. */
 static int connect_once(tw_server *srv, tw_client *cli, int fresh)
 {
-    struct pair pr;
-    int resumed;
-
-    pair_open(&pr, srv, cli, "localhost");
-    if (fresh)
-        assert_int_equal(SSL_set_session(pr.c->ssl, NULL), 1);
-    pair_handshake(&pr);
-    assert_int_equal(pr.s_rc, 0);
-    assert_int_equal(pr.c_rc, 0);
-    pair_exchange(&pr);
-    resumed = tw_conn_resumed(pr.s);
-    pair_close(&pr);
-    return resumed;
+    return pair_connect(srv, cli, fresh, NULL, NULL);
 }
 
 static void cache_setup(const struct pki *p, int max_version, size_t bytes,
