@@ -309,6 +309,7 @@ static inline void pair_close(struct pair *pr)
     pair_free(pr);
 }
 
+#ifdef TW_TLS_INTERNAL_H /* it sets the client's session on its SSL */
 /* One connection, which must succeed and verify the client, closed with
  * close_notify.  The client offers its newest session, or none (`fresh`),
  * or `offer` when not NULL.  1 when the server resumed; *next (when not
@@ -333,6 +334,7 @@ static inline int pair_connect(tw_server *srv, tw_client *cli, int fresh,
     pair_close(&pr);
     return resumed;
 }
+#endif
 
 /* ---------------------------------------------------- an OpenSSL peer */
 
