@@ -19,7 +19,8 @@
  *    sessions).  A stored session costs about 0.4 KB;
  *  - hot: a live SSL_SESSION without the certificate, so that resuming it
  *    costs a reference and no parse: the TLS 1.3 ticket a resumed
- *    connection makes (the next one that client will offer), and a TLS 1.2
+ *    connection makes (the next one that client will offer: a TLS 1.3
+ *    ticket is resumed once, then leaves the cache), and a TLS 1.2
  *    session once it has been resumed (d2i, about 24,000 instructions,
  *    then kept parsed).  At most a quarter of the bound is hot; beyond it
  *    the least recently used hot session is made compact again (cool()).
@@ -89,7 +90,8 @@ struct tw__cache_entry {
     time_t expires;
     size_t cost; /* bytes charged: the entry, its session, its DER */
     unsigned short der_len;
-    unsigned char hot; /* on the hot list */
+    unsigned char hot;  /* on the hot list */
+    unsigned char once; /* a TLS 1.3 ticket: resumed once, then gone */
     unsigned char id_len;
     unsigned char id[SSL_MAX_SSL_SESSION_ID_LENGTH];
 };
@@ -570,6 +572,7 @@ static int new_cb(SSL *ssl, SSL_SESSION *sess)
     if (cert == NULL && SSL_session_reused(ssl))
         lent = c->resumed; /* in the table while c holds it */
     e->sess = sess;
+    e->once = SSL_SESSION_get_protocol_version(sess) >= TLS1_3_VERSION;
     e->cost = entry_cost(e);
     if (cert != NULL) /* the connection's, charged as if it were e's */
         e->cost += PEER_COST(i2d_X509(cert, NULL));
@@ -741,7 +744,7 @@ static SSL_SESSION *parse(tw__sesscache *sc, const unsigned char *der,
 
 /* SSL_CTX_sess_set_get_cb: a client offers a session id (TLS 1.2) or a
  * stateful ticket (TLS 1.3).  Expired sessions are dropped first, so one
- * is never handed out. */
+ * is never handed out; a ticket leaves the cache as it is handed out. */
 static SSL_SESSION *get_cb(SSL *ssl, const unsigned char *id, int id_len,
                            int *copy)
 {
@@ -772,6 +775,10 @@ static SSL_SESSION *get_cb(SSL *ssl, const unsigned char *id, int id_len,
             was = e->der;
             lend_peer(sc, c, e->peer, &d);
         }
+        /* A TLS 1.3 ticket is used once (RFC 8446 section 8.1): the
+         * connection that resumes it gets a new one to offer next time. */
+        if (e->once && (sess != NULL || was != NULL))
+            unlink_entry(sc, e, &d);
     }
     pthread_mutex_unlock(&sc->lock);
     free_dropped(&d);
@@ -783,7 +790,7 @@ static SSL_SESSION *get_cb(SSL *ssl, const unsigned char *id, int id_len,
 }
 
 /* SSL_CTX_sess_set_remove_cb: OpenSSL gives a session up (a fatal alert on
- * its connection, a TLS 1.3 ticket used once, or it found it timed out). */
+ * its connection, or it found it timed out). */
 static void remove_cb(SSL_CTX *ctx, SSL_SESSION *sess)
 {
     tw__sesscache *sc = cache_of_ctx(ctx);
