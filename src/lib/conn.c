@@ -477,11 +477,7 @@ int tw_conn_refresh(tw_conn *c)
     }
     if (ok && g->nrevoked > 0 && tw__gen_revoked(g, peer)) {
         /* Revoked beyond the CRL: as its CRL would say it. */
-        X509_STORE_CTX_set_current_cert(ctx, peer);
-        X509_STORE_CTX_set_error_depth(ctx, 0);
-        X509_STORE_CTX_set_error(ctx, X509_V_ERR_CERT_REVOKED);
-        (void)tw__verify_cb(0, ctx);
-        ok = 0;
+        ok = tw__verify_revoked(ctx, peer);
     }
     code = X509_STORE_CTX_get_error(ctx);
     X509_STORE_CTX_free(ctx);

@@ -181,6 +181,10 @@ tw_conn *tw__conn_new(tw__gen *g, int fd, int is_server, const char *host,
 /* verify.c: the SSL verify callback (records the failure on the conn,
  * checks client expectations at depth 0). */
 int tw__verify_cb(int preverify_ok, X509_STORE_CTX *store);
+/* The leaf was revoked beyond the CRL (tw_config_add_revoked_fingerprint):
+ * record it through tw__verify_cb as a CRL entry would be, on the leaf at
+ * depth 0 (certificate_revoked).  Returns 0, the verification's outcome. */
+int tw__verify_revoked(X509_STORE_CTX *store, X509 *leaf);
 /* Fill err (may be NULL) with the refusal of the recorded verification
  * failure (c->verify_error), as a failed handshake states it; -1. */
 int tw__conn_explain_failure(const tw_conn *c, tw_err *err);

@@ -100,10 +100,7 @@ static void store(tw__vcache *vc, const tw__gen *g, const unsigned char fp[32],
  * the alert certificate_revoked. */
 static int refuse_revoked(const tw__gen *g, X509_STORE_CTX *xs, X509 *leaf)
 {
-    X509_STORE_CTX_set_current_cert(xs, leaf);
-    X509_STORE_CTX_set_error_depth(xs, 0);
-    X509_STORE_CTX_set_error(xs, X509_V_ERR_CERT_REVOKED);
-    (void)tw__verify_cb(0, xs);
+    (void)tw__verify_revoked(xs, leaf);
     if (g->client_cert_optional)
         return tw__verify_let_through(xs);
     return 0;
