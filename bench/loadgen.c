@@ -522,11 +522,15 @@ static int read_rss(const options *o, uint64_t *bytes)
     return 1;
 }
 
-/* The window's end: CPU time read again, what it took per tree and in all. */
-static int end_window(const options *o, const uint64_t *cpu0, result *res)
+/* The window's end (it began at t0, with the CPU times cpu0): measuring
+ * stops, the CPU time is read again, per tree and in all, and the seconds. */
+static int close_window(const options *o, lg_run *run, uint64_t t0,
+                        const uint64_t *cpu0, result *res)
 {
     uint64_t cpu1[LG_SERVER_PIDS_MAX] = {0};
 
+    run->measuring = 0;
+    res->seconds = (double)(lg_now_ns() - t0) / NS_PER_S;
     if ((res->have_cpu = read_cpu(o, cpu1)) < 0)
         return -1;
     res->cpu_us = 0;
@@ -540,7 +544,7 @@ static int end_window(const options *o, const uint64_t *cpu0, result *res)
 /* full, resume, keepalive: warm up, then measure for --duration. */
 static int measure_load(const options *o, lg_run *run, result *res)
 {
-    uint64_t start = lg_now_ns(), t0, t1, cpu0[LG_SERVER_PIDS_MAX] = {0};
+    uint64_t start = lg_now_ns(), t0, cpu0[LG_SERVER_PIDS_MAX] = {0};
 
     run->opening = 1;
     if (loop_until(run, start + (uint64_t)(o->warmup * NS_PER_S), NULL) < 0)
@@ -551,13 +555,8 @@ static int measure_load(const options *o, lg_run *run, result *res)
     run->measuring = 1;
     if (loop_until(run, t0 + (uint64_t)(o->duration * NS_PER_S), NULL) < 0)
         return -1;
-    run->measuring = 0;
-    t1 = lg_now_ns();
-    if (end_window(o, cpu0, res) < 0)
-        return -1;
-    res->seconds = (double)(t1 - t0) / NS_PER_S;
     run->opening = 0;
-    return 0;
+    return close_window(o, run, t0, cpu0, res);
 }
 
 static int all_held(const lg_run *run)
@@ -579,7 +578,7 @@ static int open_window(const options *o, lg_run *run,
                        int (*done)(const lg_run *), uint64_t timeout_ns,
                        uint64_t *rss0, result *res)
 {
-    uint64_t t0, t1, cpu0[LG_SERVER_PIDS_MAX] = {0};
+    uint64_t t0, cpu0[LG_SERVER_PIDS_MAX] = {0};
 
     if (read_rss(o, rss0) < 0 || read_cpu(o, cpu0) < 0)
         return -1;
@@ -591,12 +590,7 @@ static int open_window(const options *o, lg_run *run,
     run->opening = 0;
     if (loop_until(run, lg_now_ns() + timeout_ns, nothing_in_flight) < 0)
         return -1;
-    run->measuring = 0;
-    t1 = lg_now_ns();
-    if (end_window(o, cpu0, res) < 0)
-        return -1;
-    res->seconds = (double)(t1 - t0) / NS_PER_S;
-    return 0;
+    return close_window(o, run, t0, cpu0, res);
 }
 
 /* idle: warm the server up with full handshakes, then open and hold. */
